@@ -1,0 +1,51 @@
+//! What one SSE event means to a benchmark, independent of the protocol that carried it.
+//!
+//! Each backend (`openai`, `tgi`) turns an event's `data` into a [`Decoded`]; the stream
+//! accumulator (`stream.rs`) turns a sequence of them into chunk times and token counts.
+
+/// Token counts from a usage block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt: Option<u32>,
+    /// Completion (output) tokens, cumulative.
+    pub completion: Option<u32>,
+}
+
+/// The benchmark-relevant content of one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Output text carried (may be empty).
+    pub text: String,
+    /// The event carries output: non-empty text, reasoning text, a tool call, or a
+    /// non-special TGI token. Only such events can start the TTFT clock.
+    pub output: bool,
+    /// Tokens this event carries when the protocol says so exactly (TGI: one per event).
+    pub exact_tokens: Option<u32>,
+    /// Cumulative output tokens so far, from a usage block on an event that also carries
+    /// choices (vLLM `continuous_usage_stats`).
+    pub cumulative_tokens: Option<u32>,
+    /// A usage block seen on this event (the last one seen is the final usage).
+    pub usage: Option<Usage>,
+    /// The finish reason, when this event ends a choice.
+    pub finish_reason: Option<String>,
+    /// An in-band error message.
+    pub error: Option<String>,
+    /// The `[DONE]` sentinel.
+    pub done: bool,
+    /// TGI's final event (it carries `generated_text`); nothing follows it.
+    pub final_event: bool,
+}
+
+/// Pull a readable message out of an error payload of any known shape: a string (TGI
+/// native), `{"message": ...}` (vLLM nested, TGI OpenAI routes), or the whole value.
+pub fn error_message(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(map) => match map.get("message") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => value.to_string(),
+        },
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,284 @@
+//! HTTP streaming clients for the targets llmbench measures: OpenAI-compatible completions
+//! and chat (vLLM, TGI's messages API, `transformers serve`, ...) and TGI's native
+//! `/generate_stream`. One shared `reqwest` client with connection pooling serves a run.
+
+pub mod decode;
+pub mod openai;
+pub mod stream;
+pub mod tgi;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Which protocol a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/completions`.
+    Completions,
+    /// TGI's native `POST /generate_stream`.
+    Tgi,
+}
+
+impl Api {
+    /// Decode one SSE event's data with this protocol's decoder.
+    pub fn decode(self, data: &str) -> std::result::Result<decode::Decoded, String> {
+        match self {
+            Api::Chat | Api::Completions => openai::decode(data),
+            Api::Tgi => tgi::decode(data),
+        }
+    }
+}
+
+/// Timeouts applied to every request.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect_s: f64,
+    /// Longest silence between two reads of the response (a stall).
+    pub idle_s: f64,
+    /// Whole request, send to end of stream.
+    pub total_s: f64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // A long prefill behind a deep queue can be silent for minutes on vLLM, which sends
+        // no keep-alives; these defaults only catch servers that are really stuck.
+        Timeouts {
+            connect_s: 10.0,
+            idle_s: 300.0,
+            total_s: 1800.0,
+        }
+    }
+}
+
+/// Everything needed to send requests to one target. The API key lives only here and in
+/// the Authorization header; it is skipped when the spec is serialized.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetSpec {
+    /// A name for tables and plots.
+    #[serde(default)]
+    pub name: String,
+    /// Base URL, e.g. `http://localhost:8000` (a trailing `/v1` is accepted).
+    pub url: String,
+    /// Model name sent in requests (OpenAI APIs).
+    #[serde(default)]
+    pub model: String,
+    /// Protocol.
+    pub api: Api,
+    /// Bearer token. Never serialized, logged or shown.
+    #[serde(default, skip_serializing)]
+    pub api_key: Option<String>,
+    /// Extra body fields merged into every request (TGI: into `parameters`).
+    #[serde(default)]
+    pub extra_body: Map<String, Value>,
+    /// Sampling temperature; 0 means greedy.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Ask for `stream_options.include_usage`.
+    #[serde(default = "yes")]
+    pub include_usage: bool,
+    /// Ask for `stream_options.continuous_usage_stats` (exact per-chunk token counts).
+    #[serde(default = "yes")]
+    pub continuous_usage: bool,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Verify TLS certificates (on unless explicitly turned off).
+    #[serde(default = "yes")]
+    pub verify_tls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TargetSpec {
+    /// The URL requests are posted to.
+    pub fn endpoint(&self) -> String {
+        let base = self.url.trim_end_matches('/');
+        match self.api {
+            Api::Tgi => format!("{base}/generate_stream"),
+            Api::Chat | Api::Completions => {
+                let v1 = if base.ends_with("/v1") {
+                    base.to_string()
+                } else {
+                    format!("{base}/v1")
+                };
+                let path = if self.api == Api::Chat {
+                    "chat/completions"
+                } else {
+                    "completions"
+                };
+                format!("{v1}/{path}")
+            }
+        }
+    }
+
+    /// The base URL without a trailing `/v1` (for `/health`, `/info`, `/version`, `/metrics`).
+    pub fn root_url(&self) -> String {
+        let base = self.url.trim_end_matches('/');
+        base.strip_suffix("/v1").unwrap_or(base).to_string()
+    }
+
+    /// The JSON body of a streaming request for `prompt` with at most `max_tokens` output.
+    pub fn request_body(&self, prompt: &str, max_tokens: u32) -> Value {
+        let mut body = match self.api {
+            Api::Tgi => {
+                let mut params = Map::new();
+                params.insert("max_new_tokens".into(), json!(max_tokens));
+                params.insert("details".into(), json!(true));
+                if self.temperature > 0.0 {
+                    params.insert("do_sample".into(), json!(true));
+                    params.insert("temperature".into(), json!(self.temperature));
+                } else {
+                    // TGI rejects temperature 0: greedy is do_sample=false.
+                    params.insert("do_sample".into(), json!(false));
+                }
+                for (k, v) in &self.extra_body {
+                    params.insert(k.clone(), v.clone());
+                }
+                return json!({"inputs": prompt, "parameters": params, "stream": true});
+            }
+            Api::Chat => json!({
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": self.temperature,
+                "stream": true,
+            }),
+            Api::Completions => json!({
+                "model": self.model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": self.temperature,
+                "stream": true,
+            }),
+        };
+        if self.include_usage {
+            let mut opts = Map::new();
+            opts.insert("include_usage".into(), json!(true));
+            if self.continuous_usage {
+                opts.insert("continuous_usage_stats".into(), json!(true));
+            }
+            body["stream_options"] = Value::Object(opts);
+        }
+        if let Value::Object(map) = &mut body {
+            for (k, v) in &self.extra_body {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        body
+    }
+
+    /// Check the spec before a run, with messages a user can act on.
+    pub fn validate(&self) -> Result<()> {
+        let parsed = url::Url::parse(&self.url).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "target URL {:?} is not a URL ({e}); expected e.g. http://localhost:8000",
+                crate::util::redact_url(&self.url)
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::InvalidArgument(format!(
+                "target URL must be http:// or https://, got {:?}",
+                crate::util::redact_url(&self.url)
+            )));
+        }
+        if self.api != Api::Tgi && self.model.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an OpenAI-compatible target needs a model name (see GET /v1/models)".into(),
+            ));
+        }
+        let t = &self.timeouts;
+        if [t.connect_s, t.idle_s, t.total_s]
+            .iter()
+            .any(|v| !v.is_finite() || *v <= 0.0)
+        {
+            return Err(Error::InvalidArgument(
+                "timeouts must be positive numbers of seconds".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The one HTTP client of a run: pooled connections, HTTP/1.1 (what every LLM server
+/// streams over), no overall timeout (ours are per phase, in `stream.rs`).
+pub fn build_http_client(spec: &TargetSpec, pool_size: usize) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs_f64(spec.timeouts.connect_s))
+        .pool_max_idle_per_host(pool_size.max(1))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .http1_only()
+        .tls_danger_accept_invalid_certs(!spec.verify_tls)
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot build HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(api: Api, url: &str) -> TargetSpec {
+        serde_json::from_value(json!({"url": url, "model": "m", "api": api})).expect("spec")
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            spec(Api::Chat, "http://h:1").endpoint(),
+            "http://h:1/v1/chat/completions"
+        );
+        assert_eq!(
+            spec(Api::Completions, "http://h:1/v1/").endpoint(),
+            "http://h:1/v1/completions"
+        );
+        assert_eq!(
+            spec(Api::Tgi, "http://h:1").endpoint(),
+            "http://h:1/generate_stream"
+        );
+        assert_eq!(spec(Api::Chat, "http://h:1/v1").root_url(), "http://h:1");
+    }
+
+    #[test]
+    fn bodies_ask_for_usage_and_merge_extra_fields() {
+        let mut s = spec(Api::Chat, "http://h:1");
+        s.extra_body.insert("ignore_eos".into(), json!(true));
+        let b = s.request_body("hi", 7);
+        assert_eq!(b["max_tokens"], 7);
+        assert_eq!(b["stream_options"]["continuous_usage_stats"], true);
+        assert_eq!(b["ignore_eos"], true);
+        assert_eq!(b["messages"][0]["content"], "hi");
+        let t = spec(Api::Tgi, "http://h:1").request_body("hi", 5);
+        assert_eq!(t["parameters"]["details"], true);
+        assert_eq!(t["parameters"]["max_new_tokens"], 5);
+        assert_eq!(t["parameters"]["do_sample"], false);
+        assert!(t["parameters"].get("temperature").is_none());
+    }
+
+    #[test]
+    fn api_key_is_never_serialized() {
+        let mut s = spec(Api::Chat, "http://h:1");
+        s.api_key = Some("sk-secret-123".into());
+        assert!(!serde_json::to_string(&s).expect("json").contains("sk-secret"));
+    }
+
+    #[test]
+    fn validation_messages() {
+        assert!(spec(Api::Chat, "localhost:8000").validate().is_err());
+        let mut s = spec(Api::Chat, "http://h:1");
+        s.model.clear();
+        assert!(s.validate().is_err());
+        assert!(spec(Api::Tgi, "http://h:1").validate().is_ok());
+    }
+}

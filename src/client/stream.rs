@@ -1,0 +1,670 @@
+//! Sending one streaming request and turning its response into a [`RequestRecord`].
+//!
+//! [`Accumulator`] holds the per-request rules of design §3 (which events start the TTFT
+//! clock, how tokens are attributed to chunks, when a stream has properly ended) apart from
+//! the I/O in [`send`], so the rules are unit-tested on fixtures without a network.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use tokio_util::sync::CancellationToken;
+
+use super::decode::{Decoded, Usage};
+use super::{Api, TargetSpec};
+use crate::clock::now_ns;
+use crate::record::{ErrorKind, RequestRecord, TokenSource};
+use crate::sse::{SseEvent, SseParser};
+use crate::tokens::TokenCounter;
+
+/// What the caller should do after an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The stream is over (done, final event, or a failure); stop reading.
+    Stop,
+}
+
+/// Per-request stream state: chunk times, token attribution, finish and errors.
+pub struct Accumulator {
+    api: Api,
+    counter: Option<Arc<TokenCounter>>,
+    /// Arrival times of token-bearing events.
+    pub chunk_times: Vec<u64>,
+    /// Tokens per token-bearing event.
+    pub chunk_tokens: Vec<u32>,
+    /// Exact counts (continuous usage or TGI tokens) for every chunk so far.
+    exact: bool,
+    /// The source used for inexact chunks, when any was needed.
+    fallback_source: Option<TokenSource>,
+    /// Cumulative count at the last recorded chunk (continuous usage).
+    cum_at_last_chunk: u32,
+    /// Exact tokens seen before the first output event, owed to it.
+    pending_tokens: u32,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    done: bool,
+    failure: Option<(ErrorKind, String)>,
+}
+
+impl Accumulator {
+    /// A fresh accumulator for one request.
+    pub fn new(api: Api, counter: Option<Arc<TokenCounter>>) -> Self {
+        Accumulator {
+            api,
+            counter,
+            chunk_times: Vec::new(),
+            chunk_tokens: Vec::new(),
+            exact: true,
+            fallback_source: None,
+            cum_at_last_chunk: 0,
+            pending_tokens: 0,
+            usage: None,
+            finish_reason: None,
+            done: false,
+            failure: None,
+        }
+    }
+
+    /// Take one SSE event that arrived at time `t`.
+    pub fn on_event(&mut self, t: u64, event: &SseEvent) -> Flow {
+        let decoded = match self.api.decode(&event.data) {
+            Ok(d) => d,
+            Err(msg) => {
+                self.failure = Some((ErrorKind::Malformed, msg));
+                return Flow::Stop;
+            }
+        };
+        if event.event_type == "error" && decoded.error.is_none() {
+            self.failure = Some((
+                ErrorKind::InBandError,
+                format!(
+                    "error event: {}",
+                    crate::util::truncate(&event.data, 300)
+                ),
+            ));
+            return Flow::Stop;
+        }
+        self.on_decoded(t, decoded)
+    }
+
+    fn on_decoded(&mut self, t: u64, d: Decoded) -> Flow {
+        if let Some(msg) = d.error {
+            self.failure = Some((ErrorKind::InBandError, msg));
+            return Flow::Stop;
+        }
+        if d.done {
+            self.done = true;
+            return Flow::Stop;
+        }
+        self.attribute_tokens(t, &d);
+        if let Some(u) = d.usage {
+            self.usage = Some(u);
+        }
+        if d.finish_reason.is_some() {
+            self.finish_reason = d.finish_reason;
+        }
+        if d.final_event {
+            self.done = true;
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    /// Decide how many tokens this event carries and whether it is a chunk (design §3).
+    fn attribute_tokens(&mut self, t: u64, d: &Decoded) {
+        let exact_k = if !self.exact {
+            None
+        } else if let Some(c) = d.cumulative_tokens {
+            Some(c.saturating_sub(self.cum_at_last_chunk))
+        } else {
+            d.exact_tokens
+        };
+        let started = !self.chunk_times.is_empty();
+        match exact_k {
+            Some(k) => {
+                if d.output || (started && k > 0) {
+                    // Tokens that arrived before the first output (no text yet) belong to it;
+                    // token-bearing events after it (e.g. EOS with empty text) are chunks too.
+                    let k = k + std::mem::take(&mut self.pending_tokens);
+                    if k > 0 {
+                        self.push_chunk(t, k);
+                    }
+                } else if d.exact_tokens.is_some() {
+                    self.pending_tokens += k;
+                }
+                if let Some(c) = d.cumulative_tokens {
+                    if !self.chunk_times.is_empty() {
+                        self.cum_at_last_chunk = c;
+                    }
+                }
+            }
+            None if d.output => {
+                // No exact count for this event: the stream is no longer exactly counted.
+                if started || d.cumulative_tokens.is_none() {
+                    self.exact = false;
+                }
+                let (k, source) = match &self.counter {
+                    Some(c) => (c.count(&d.text).max(1), TokenSource::Tokenizer),
+                    None => (1, TokenSource::OnePerChunk),
+                };
+                self.fallback_source.get_or_insert(source);
+                let k = k + std::mem::take(&mut self.pending_tokens);
+                self.push_chunk(t, k);
+            }
+            None => {}
+        }
+    }
+
+    fn push_chunk(&mut self, t: u64, k: u32) {
+        self.chunk_times.push(t);
+        self.chunk_tokens.push(k);
+    }
+
+    /// Record a failure found outside the event stream (I/O, timeout, cancel).
+    pub fn fail(&mut self, kind: ErrorKind, msg: String) {
+        if self.failure.is_none() {
+            self.failure = Some((kind, msg));
+        }
+    }
+
+    /// The stream ended (EOF or stop). `truncated` says a partial event was discarded.
+    /// Returns the outcome fields of the record.
+    pub fn finish(self, truncated: bool) -> Outcome {
+        let chunk_source = if self.chunk_times.is_empty() {
+            TokenSource::Unknown
+        } else if self.exact {
+            match self.api {
+                Api::Tgi => TokenSource::TgiTokens,
+                _ => TokenSource::ContinuousUsage,
+            }
+        } else {
+            self.fallback_source.unwrap_or(TokenSource::OnePerChunk)
+        };
+        let streamed: u32 = self.chunk_tokens.iter().sum();
+        let (n_out, n_out_source) = match self.usage.and_then(|u| u.completion) {
+            Some(n) => (n, TokenSource::ServerUsage),
+            None => (streamed, chunk_source),
+        };
+        let ended_properly = self.done || (self.api != Api::Tgi && self.finish_reason.is_some());
+        let failure = self.failure.or_else(|| {
+            if !ended_properly {
+                let what = if truncated {
+                    "stream ended in the middle of an event"
+                } else {
+                    "stream ended without a finish reason or [DONE]"
+                };
+                Some((ErrorKind::Incomplete, what.to_string()))
+            } else if self.chunk_times.is_empty() {
+                Some((
+                    ErrorKind::EmptyOutput,
+                    "stream finished without any output token".to_string(),
+                ))
+            } else {
+                None
+            }
+        });
+        Outcome {
+            chunk_times: self.chunk_times,
+            chunk_tokens: self.chunk_tokens,
+            chunk_token_source: chunk_source,
+            n_out,
+            n_out_source,
+            n_in_server: self.usage.and_then(|u| u.prompt),
+            finish_reason: self.finish_reason,
+            failure,
+        }
+    }
+}
+
+/// What a finished stream produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Arrival times of token-bearing events.
+    pub chunk_times: Vec<u64>,
+    /// Tokens per event.
+    pub chunk_tokens: Vec<u32>,
+    /// Source of `chunk_tokens`.
+    pub chunk_token_source: TokenSource,
+    /// Output tokens.
+    pub n_out: u32,
+    /// Source of `n_out`.
+    pub n_out_source: TokenSource,
+    /// Prompt tokens according to the server.
+    pub n_in_server: Option<u32>,
+    /// Finish reason as sent.
+    pub finish_reason: Option<String>,
+    /// Failure kind and message.
+    pub failure: Option<(ErrorKind, String)>,
+}
+
+/// One request to send.
+pub struct Job<'a> {
+    /// Record id.
+    pub id: u64,
+    /// Stage index.
+    pub stage: u32,
+    /// Stage concurrency.
+    pub batch_size: u32,
+    /// Warm-up request.
+    pub warmup: bool,
+    /// Prompt index and text.
+    pub prompt_index: u32,
+    /// Prompt text.
+    pub prompt: &'a str,
+    /// Output token budget.
+    pub max_tokens: u32,
+    /// Intended send time.
+    pub t_sched: u64,
+}
+
+/// Everything a request needs that is shared by the whole run.
+pub struct Shared {
+    /// The pooled client.
+    pub http: reqwest::Client,
+    /// The target.
+    pub spec: TargetSpec,
+    /// Optional client-side tokenizer.
+    pub counter: Option<Arc<TokenCounter>>,
+    /// Cancels in-flight requests.
+    pub cancel: CancellationToken,
+}
+
+/// Send one request and measure it. Never fails: every problem becomes a failed record.
+pub async fn send(shared: &Shared, job: Job<'_>) -> RequestRecord {
+    let spec = &shared.spec;
+    let body = spec.request_body(job.prompt, job.max_tokens);
+    let mut req = shared
+        .http
+        .post(spec.endpoint())
+        .header(CONTENT_TYPE, "application/json")
+        .header("accept", "text/event-stream")
+        .body(body.to_string());
+    if let Some(key) = &spec.api_key {
+        if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {key}")) {
+            v.set_sensitive(true);
+            req = req.header(AUTHORIZATION, v);
+        }
+    }
+    let mut acc = Accumulator::new(spec.api, shared.counter.clone());
+    let total = Duration::from_secs_f64(spec.timeouts.total_s);
+    let idle = Duration::from_secs_f64(spec.timeouts.idle_s);
+    let t_sent = now_ns();
+    let deadline = tokio::time::Instant::now() + total;
+    let mut http_status = None;
+    let mut t_headers = None;
+    let mut truncated = false;
+
+    let response = tokio::select! {
+        r = tokio::time::timeout_at(deadline, req.send()) => r,
+        _ = shared.cancel.cancelled() => {
+            acc.fail(ErrorKind::Cancelled, "run cancelled".into());
+            return build_record(shared, &job, t_sent, None, None, acc.finish(false));
+        }
+    };
+    match response {
+        Err(_) => acc.fail(
+            ErrorKind::Timeout,
+            format!("no response headers within the total timeout of {total:?}"),
+        ),
+        Ok(Err(e)) => {
+            let kind = if e.is_timeout() {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Connect
+            };
+            acc.fail(kind, describe_reqwest_error(&e, spec));
+        }
+        Ok(Ok(mut resp)) => {
+            t_headers = Some(now_ns());
+            let status = resp.status();
+            http_status = Some(status.as_u16());
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if !status.is_success() {
+                let body = read_error_body(&mut resp).await;
+                acc.fail(
+                    ErrorKind::HttpStatus,
+                    format!("HTTP {}: {}", status.as_u16(), body),
+                );
+            } else if !content_type.is_empty() && !content_type.starts_with("text/event-stream") {
+                let body = read_error_body(&mut resp).await;
+                acc.fail(
+                    ErrorKind::Malformed,
+                    format!(
+                        "expected a text/event-stream response but got {content_type:?}: the \
+                         server does not stream this endpoint (body starts: {body})"
+                    ),
+                );
+            } else {
+                truncated = read_stream(shared, &mut resp, &mut acc, deadline, idle).await;
+            }
+        }
+    }
+    build_record(
+        shared,
+        &job,
+        t_sent,
+        t_headers,
+        http_status,
+        acc.finish(truncated),
+    )
+}
+
+/// Read events until the stream ends, a failure, a timeout or cancellation.
+/// Returns whether a partial event was discarded at EOF.
+async fn read_stream(
+    shared: &Shared,
+    resp: &mut reqwest::Response,
+    acc: &mut Accumulator,
+    deadline: tokio::time::Instant,
+    idle: Duration,
+) -> bool {
+    let mut parser = SseParser::new();
+    let mut events: Vec<SseEvent> = Vec::with_capacity(4);
+    loop {
+        let idle_deadline = (tokio::time::Instant::now() + idle).min(deadline);
+        let next = tokio::select! {
+            r = tokio::time::timeout_at(idle_deadline, resp.chunk()) => r,
+            _ = shared.cancel.cancelled() => {
+                acc.fail(ErrorKind::Cancelled, "run cancelled".into());
+                return false;
+            }
+        };
+        let t = now_ns();
+        match next {
+            Err(_) => {
+                let which = if idle_deadline == deadline {
+                    "total"
+                } else {
+                    "idle"
+                };
+                acc.fail(
+                    ErrorKind::Timeout,
+                    format!("{which} timeout while streaming"),
+                );
+                return false;
+            }
+            Ok(Err(e)) => {
+                acc.fail(
+                    ErrorKind::Incomplete,
+                    format!("connection broke mid-stream: {}", error_chain(&e)),
+                );
+                return false;
+            }
+            Ok(Ok(None)) => return parser.finish(),
+            Ok(Ok(Some(bytes))) => {
+                events.clear();
+                if let Err(e) = parser.feed(&bytes, &mut events) {
+                    acc.fail(ErrorKind::Malformed, e.to_string());
+                    return false;
+                }
+                for ev in &events {
+                    if acc.on_event(t, ev) == Flow::Stop {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn build_record(
+    shared: &Shared,
+    job: &Job<'_>,
+    t_sent: u64,
+    t_headers: Option<u64>,
+    http_status: Option<u16>,
+    outcome: Outcome,
+) -> RequestRecord {
+    let t_done = now_ns();
+    let (n_in, n_in_source) = match outcome.n_in_server {
+        Some(n) => (Some(n), TokenSource::ServerUsage),
+        None => match &shared.counter {
+            Some(c) => (Some(c.count(job.prompt)), TokenSource::Tokenizer),
+            None => (None, TokenSource::Unknown),
+        },
+    };
+    let (error_kind, error) = match outcome.failure {
+        Some((k, m)) => (Some(k), Some(m)),
+        None => (None, None),
+    };
+    RequestRecord {
+        id: job.id,
+        stage: job.stage,
+        batch_size: job.batch_size,
+        warmup: job.warmup,
+        prompt_index: job.prompt_index,
+        t_sched: job.t_sched,
+        t_sent,
+        t_headers,
+        t_done,
+        chunk_times: outcome.chunk_times,
+        chunk_tokens: outcome.chunk_tokens,
+        chunk_token_source: outcome.chunk_token_source,
+        n_in,
+        n_in_source,
+        n_out: outcome.n_out,
+        n_out_source: outcome.n_out_source,
+        finish_reason: outcome.finish_reason,
+        http_status,
+        error_kind,
+        error,
+    }
+}
+
+/// A short, readable text for an HTTP body (JSON error message when there is one).
+async fn read_error_body(resp: &mut reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    let read = async {
+        while let Ok(Some(b)) = resp.chunk().await {
+            buf.extend_from_slice(&b);
+            if buf.len() > 16 * 1024 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    let text = String::from_utf8_lossy(&buf);
+    let msg = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error").cloned().unwrap_or(v.clone());
+            match &e {
+                serde_json::Value::Object(m) if m.contains_key("message") => {
+                    Some(super::decode::error_message(&e))
+                }
+                serde_json::Value::String(s) => Some(s.clone()),
+                _ => v
+                    .get("message")
+                    .or(v.get("detail"))
+                    .map(super::decode::error_message),
+            }
+        })
+        .unwrap_or_else(|| text.trim().to_string());
+    crate::util::truncate(&msg, 500)
+}
+
+/// The error and its causes, one line, with the target URL redacted.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn describe_reqwest_error(e: &reqwest::Error, spec: &TargetSpec) -> String {
+    // reqwest puts the URL in its messages; never let credentials through.
+    let text = error_chain(e).replace(&spec.url, &crate::util::redact_url(&spec.url));
+    format!(
+        "POST {}: {}",
+        crate::util::redact_url(&spec.endpoint()),
+        text
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(api: Api, fixture: &str, counter: Option<Arc<TokenCounter>>) -> Outcome {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fixture);
+        let bytes = std::fs::read(path).expect("fixture");
+        let mut p = SseParser::new();
+        let mut events = Vec::new();
+        p.feed(&bytes, &mut events).expect("parse");
+        let mut acc = Accumulator::new(api, counter);
+        for (i, ev) in events.iter().enumerate() {
+            if acc.on_event(1000 * (i as u64 + 1), ev) == Flow::Stop {
+                break;
+            }
+        }
+        acc.finish(p.finish())
+    }
+
+    #[test]
+    fn vllm_continuous_usage_counts_are_exact_and_match_usage() {
+        for f in [
+            "vllm_chat_stream_continuous_usage.sse",
+            "vllm_completions_stream_continuous_usage.sse",
+        ] {
+            let api = if f.contains("chat") {
+                Api::Chat
+            } else {
+                Api::Completions
+            };
+            let o = run(api, f, None);
+            assert!(o.failure.is_none(), "{f}: {:?}", o.failure);
+            assert_eq!(o.chunk_token_source, TokenSource::ContinuousUsage, "{f}");
+            assert_eq!(o.chunk_tokens.iter().sum::<u32>(), o.n_out, "{f}");
+            assert_eq!(o.n_out_source, TokenSource::ServerUsage);
+        }
+    }
+
+    #[test]
+    fn role_chunk_does_not_start_ttft() {
+        let o = run(Api::Chat, "vllm_chat_stream.sse", None);
+        // Event 0 (t=1000) is role-only; the first chunk is event 1.
+        assert_eq!(o.chunk_times[0], 2000);
+        assert_eq!(o.chunk_token_source, TokenSource::OnePerChunk);
+        assert!(o.failure.is_none());
+    }
+
+    #[test]
+    fn tgi_native_counts_one_token_per_event() {
+        let o = run(Api::Tgi, "tgi_generate_stream.sse", None);
+        assert!(o.failure.is_none());
+        assert_eq!(o.chunk_tokens, vec![1; 10]);
+        assert_eq!(o.n_out, 10);
+        assert_eq!(o.n_in_server, Some(3));
+        assert_eq!(o.chunk_token_source, TokenSource::TgiTokens);
+        let o = run(Api::Tgi, "tgi_generate_stream_nodetails.sse", None);
+        assert_eq!((o.n_out, o.n_out_source), (10, TokenSource::TgiTokens));
+    }
+
+    #[test]
+    fn errors_and_truncation_are_classified() {
+        let o = run(Api::Chat, "vllm_chat_stream_midstream_error.sse", None);
+        assert_eq!(o.failure.as_ref().map(|f| f.0), Some(ErrorKind::InBandError));
+        assert_eq!(o.chunk_times.len(), 1, "measured chunk kept");
+        let o = run(Api::Tgi, "tgi_generate_stream_error_overloaded.sse", None);
+        assert_eq!(o.failure.map(|f| f.0), Some(ErrorKind::InBandError));
+        let mut acc = Accumulator::new(Api::Chat, None);
+        let ev = SseEvent {
+            event_type: "message".into(),
+            data: r#"{"choices":[{"delta":{"content":"a"}}]}"#.into(),
+            last_event_id: String::new(),
+        };
+        acc.on_event(1, &ev);
+        assert_eq!(
+            acc.finish(false).failure.map(|f| f.0),
+            Some(ErrorKind::Incomplete)
+        );
+        let mut acc = Accumulator::new(Api::Chat, None);
+        let done = SseEvent {
+            data: "[DONE]".into(),
+            ..ev.clone()
+        };
+        acc.on_event(1, &done);
+        assert_eq!(
+            acc.finish(false).failure.map(|f| f.0),
+            Some(ErrorKind::EmptyOutput)
+        );
+        let mut acc = Accumulator::new(Api::Chat, None);
+        let bad = SseEvent {
+            data: "{oops".into(),
+            ..ev
+        };
+        assert_eq!(acc.on_event(1, &bad), Flow::Stop);
+        assert_eq!(
+            acc.finish(false).failure.map(|f| f.0),
+            Some(ErrorKind::Malformed)
+        );
+    }
+
+    #[test]
+    fn transformers_serve_style_stream_without_done_is_ok() {
+        // Usage inside the last content chunk, finish reason set, then EOF (no [DONE]).
+        let mut acc = Accumulator::new(Api::Chat, None);
+        let mk = |data: &str| SseEvent {
+            event_type: "message".into(),
+            data: data.into(),
+            last_event_id: String::new(),
+        };
+        acc.on_event(10, &mk(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#));
+        acc.on_event(20, &mk(r#"{"choices":[{"delta":{"content":"a b"}}]}"#));
+        acc.on_event(
+            30,
+            &mk(r#"{"choices":[{"delta":{"content":" c"},"finish_reason":"length"}],"usage":{"prompt_tokens":4,"completion_tokens":3}}"#),
+        );
+        let o = acc.finish(false);
+        assert!(o.failure.is_none(), "{:?}", o.failure);
+        assert_eq!(o.chunk_times, vec![20, 30]);
+        assert_eq!((o.n_out, o.n_out_source), (3, TokenSource::ServerUsage));
+        // Usage on the last chunk only is not continuous usage: per-chunk counts fall back.
+        assert_eq!(o.chunk_token_source, TokenSource::OnePerChunk);
+        assert_eq!(o.n_in_server, Some(4));
+    }
+
+    #[test]
+    fn tgi_eos_special_token_is_a_chunk_after_output_but_not_before() {
+        let mk = |data: &str| SseEvent {
+            event_type: "message".into(),
+            data: data.into(),
+            last_event_id: String::new(),
+        };
+        let tok = |special: bool, last: bool| {
+            format!(
+                r#"{{"index":1,"token":{{"id":1,"text":"x","logprob":0,"special":{special}}},"generated_text":{},"details":{}}}"#,
+                if last { "\"xx\"" } else { "null" },
+                if last {
+                    r#"{"finish_reason":"eos_token","generated_tokens":3,"input_length":2}"#
+                } else {
+                    "null"
+                }
+            )
+        };
+        let mut acc = Accumulator::new(Api::Tgi, None);
+        acc.on_event(1, &mk(&tok(true, false)));
+        acc.on_event(2, &mk(&tok(false, false)));
+        acc.on_event(3, &mk(&tok(true, true)));
+        let o = acc.finish(false);
+        assert!(o.failure.is_none());
+        assert_eq!(o.chunk_times, vec![2, 3]);
+        assert_eq!(o.chunk_tokens, vec![2, 1]);
+        assert_eq!(o.n_out, 3);
+    }
+}

@@ -1,0 +1,55 @@
+//! The one monotonic clock every timestamp in a run is taken on.
+//!
+//! All times are integer nanoseconds since a process-wide anchor `Instant`, so request
+//! records, server-side truth and telemetry samples taken in one process line up exactly.
+//! One wall-clock anchor lets results be placed in real time afterwards.
+
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+struct Anchor {
+    instant: Instant,
+    unix_ns: u64,
+}
+
+fn anchor() -> &'static Anchor {
+    static ANCHOR: OnceLock<Anchor> = OnceLock::new();
+    ANCHOR.get_or_init(|| Anchor {
+        instant: Instant::now(),
+        unix_ns: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    })
+}
+
+/// Nanoseconds since the process anchor on the monotonic clock.
+#[inline]
+pub fn now_ns() -> u64 {
+    anchor().instant.elapsed().as_nanos() as u64
+}
+
+/// The monotonic `Instant` corresponding to a timestamp from [`now_ns`].
+pub fn instant_at(ns: u64) -> Instant {
+    anchor().instant + std::time::Duration::from_nanos(ns)
+}
+
+/// Unix time in nanoseconds of the monotonic clock's zero: `unix = UNIX_ANCHOR + t`.
+pub fn unix_anchor_ns() -> u64 {
+    anchor().unix_ns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_is_monotonic_and_maps_back_to_instants() {
+        let a = now_ns();
+        let b = now_ns();
+        assert!(b >= a);
+        let i = instant_at(b);
+        assert!(i <= Instant::now());
+        assert!(unix_anchor_ns() > 1_600_000_000_000_000_000);
+    }
+}

@@ -1,0 +1,22 @@
+//! llmbench's engine: everything whose timing matters, with no Python in it.
+//!
+//! `sse` parses event streams; `client` sends streaming requests and turns responses into
+//! [`record::RequestRecord`]s; `loadgen` drives closed-loop sweeps; `metrics` computes the
+//! summary statistics of design §4; `sim` is the scripted server used as default target and
+//! known-answer oracle. The Python bindings live only in `py` (feature `python`).
+
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod loadgen;
+pub mod metrics;
+pub mod record;
+pub mod runtime;
+pub mod sim;
+pub mod sink;
+pub mod sse;
+pub mod tokens;
+pub mod util;
+
+#[cfg(feature = "python")]
+mod py;

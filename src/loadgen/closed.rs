@@ -1,0 +1,86 @@
+//! Closed-loop load: N requests in flight (the seed workflow's "batch size"). Each of N
+//! workers sends its next request as soon as its previous one ends; `t_sched` is the moment
+//! the slot freed, so client-side delay before sending shows up as send lag.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::progress::Progress;
+use super::prompts::PromptOrder;
+use crate::client::stream::{send, Job, Shared};
+use crate::clock::now_ns;
+use crate::record::RequestRecord;
+
+/// One closed-loop stage.
+#[derive(Debug, Clone, Copy)]
+pub struct StageSpec {
+    /// Stage index in the sweep.
+    pub index: u32,
+    /// Requests in flight.
+    pub batch_size: u32,
+    /// Requests to send in the stage (stop starting new ones after this many).
+    pub requests: u64,
+    /// Stop starting new requests after this many seconds (if set).
+    pub duration_s: Option<f64>,
+    /// Output token budget per request.
+    pub max_tokens: u32,
+}
+
+/// Run one stage; every record is sent to `records` as it completes.
+pub async fn run_stage(
+    shared: Arc<Shared>,
+    prompts: Arc<Vec<String>>,
+    order: Arc<PromptOrder>,
+    ids: Arc<AtomicU64>,
+    spec: StageSpec,
+    records: mpsc::UnboundedSender<RequestRecord>,
+    progress: Arc<Progress>,
+) {
+    let started = now_ns();
+    let stop_at = spec
+        .duration_s
+        .map(|d| started + (d.max(0.0) * 1e9) as u64);
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..spec.batch_size.max(1) {
+        let shared = shared.clone();
+        let prompts = prompts.clone();
+        let order = order.clone();
+        let ids = ids.clone();
+        let issued = issued.clone();
+        let records = records.clone();
+        let progress = progress.clone();
+        workers.spawn(async move {
+            let mut t_sched = started;
+            loop {
+                if shared.cancel.is_cancelled() || stop_at.is_some_and(|s| now_ns() >= s) {
+                    break;
+                }
+                let j = issued.fetch_add(1, Ordering::Relaxed);
+                if j >= spec.requests {
+                    break;
+                }
+                let prompt_index = order.index(spec.index, j);
+                let job = Job {
+                    id: ids.fetch_add(1, Ordering::Relaxed),
+                    stage: spec.index,
+                    batch_size: spec.batch_size,
+                    warmup: false,
+                    prompt_index: prompt_index as u32,
+                    prompt: &prompts[prompt_index],
+                    max_tokens: spec.max_tokens,
+                    t_sched,
+                };
+                let record = send(&shared, job).await;
+                t_sched = now_ns();
+                progress.record(&record);
+                if records.send(record).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}

@@ -1,0 +1,349 @@
+//! Sweeps: a warm-up request, then one closed-loop stage per batch size, every record
+//! streamed to disk as it completes and summarized per stage at the end.
+
+pub mod closed;
+pub mod progress;
+pub mod prompts;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::stream::{send, Job, Shared};
+use crate::client::{build_http_client, TargetSpec};
+use crate::clock::now_ns;
+use crate::error::{Error, Result};
+use crate::metrics::{summarize_stage, Pricing, Summary};
+use crate::record::{ErrorKind, RequestRecord};
+use crate::sink::RecordSink;
+use crate::tokens::TokenCounter;
+use closed::{run_stage, StageSpec};
+use progress::Progress;
+use prompts::PromptOrder;
+
+/// Default batch sizes of a sweep (the seed workflow's).
+pub const DEFAULT_BATCH_SIZES: [u32; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// A whole sweep, as the Python side describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepConfig {
+    /// The target.
+    pub target: TargetSpec,
+    /// Concurrency points.
+    #[serde(default = "default_batch_sizes")]
+    pub batch_sizes: Vec<u32>,
+    /// Requests per stage; `None` means `max(4 × batch size, 16)`.
+    #[serde(default)]
+    pub requests_per_stage: Option<u64>,
+    /// Stop starting requests in a stage after this many seconds.
+    #[serde(default)]
+    pub stage_duration_s: Option<f64>,
+    /// Output token budget per request.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// The prompts to sample from.
+    pub prompts: Vec<String>,
+    /// Seed of the prompt order.
+    #[serde(default)]
+    pub seed: u64,
+    /// Warm-up requests before the first stage (reported apart, never in statistics).
+    #[serde(default = "default_warmup")]
+    pub warmup_requests: u32,
+    /// Optional `tokenizer.json` for counts the server does not give.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// JSONL file records are appended to as they complete.
+    #[serde(default)]
+    pub records_path: Option<PathBuf>,
+    /// Pricing for the cost columns.
+    #[serde(default)]
+    pub pricing: Pricing,
+}
+
+fn default_batch_sizes() -> Vec<u32> {
+    DEFAULT_BATCH_SIZES.to_vec()
+}
+fn default_max_tokens() -> u32 {
+    128
+}
+fn default_warmup() -> u32 {
+    1
+}
+
+impl SweepConfig {
+    /// Requests in the stage of concurrency `batch_size`.
+    pub fn requests_for(&self, batch_size: u32) -> u64 {
+        self.requests_per_stage
+            .unwrap_or_else(|| (4 * u64::from(batch_size)).max(16))
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.target.validate()?;
+        if self.batch_sizes.is_empty() || self.batch_sizes.contains(&0) {
+            return Err(Error::InvalidArgument(
+                "batch_sizes must be a non-empty list of positive integers".into(),
+            ));
+        }
+        if self.prompts.is_empty() {
+            return Err(Error::InvalidArgument("the prompt list is empty".into()));
+        }
+        if self.max_tokens == 0 {
+            return Err(Error::InvalidArgument("max_tokens must be at least 1".into()));
+        }
+        if self.requests_per_stage == Some(0) {
+            return Err(Error::InvalidArgument(
+                "requests_per_stage must be at least 1".into(),
+            ));
+        }
+        if let Some(d) = self.stage_duration_s {
+            if !d.is_finite() || d <= 0.0 {
+                return Err(Error::InvalidArgument(
+                    "stage_duration_s must be a positive number of seconds".into(),
+                ));
+            }
+        }
+        let p = &self.pricing;
+        if !p.usd_per_gpu_hour.is_finite() || p.usd_per_gpu_hour < 0.0 || p.n_gpus == 0 {
+            return Err(Error::InvalidArgument(
+                "gpu_hourly_usd must be ≥ 0 and n_gpus ≥ 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One stage's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    /// Stage index.
+    pub index: u32,
+    /// Concurrency.
+    pub batch_size: u32,
+    /// Summary columns.
+    pub summary: Summary,
+    /// The stage was cut short by cancellation.
+    pub interrupted: bool,
+}
+
+/// Everything a sweep produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepOutput {
+    /// Every record, warm-up included, in completion order.
+    pub records: Vec<RequestRecord>,
+    /// One entry per stage that started.
+    pub stages: Vec<StageResult>,
+    /// What the server says about itself (`/v1/models`, `/version`, `/info`), null where
+    /// absent.
+    pub server_info: Value,
+    /// Problems that did not stop the run (e.g. the record file could not be written).
+    pub warnings: Vec<String>,
+    /// The run was cancelled.
+    pub interrupted: bool,
+    /// Run clock at the start.
+    pub t_start_ns: u64,
+}
+
+/// Fetch what the server says about itself, for the run manifest. Never fails.
+pub async fn server_info(http: &reqwest::Client, spec: &TargetSpec) -> Value {
+    let root = spec.root_url();
+    let mut info = serde_json::Map::new();
+    for (key, path) in [
+        ("models", "/v1/models"),
+        ("version", "/version"),
+        ("info", "/info"),
+    ] {
+        let mut req = http.get(format!("{root}{path}"));
+        if let Some(k) = &spec.api_key {
+            req = req.bearer_auth(k);
+        }
+        let value = match tokio::time::timeout(Duration::from_secs(3), req.send()).await {
+            Ok(Ok(r)) if r.status().is_success() => {
+                match tokio::time::timeout(Duration::from_secs(3), r.json::<Value>()).await {
+                    Ok(Ok(v)) => v,
+                    _ => Value::Null,
+                }
+            }
+            _ => Value::Null,
+        };
+        info.insert(key.into(), value);
+    }
+    Value::Object(info)
+}
+
+fn model_ids(info: &Value) -> Vec<String> {
+    info["models"]["data"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Turn a failed warm-up into an error a user can act on, or `None` if the run can go on.
+fn warmup_error(spec: &TargetSpec, rec: &RequestRecord, info: &Value) -> Option<Error> {
+    let url = crate::util::redact_url(&spec.endpoint());
+    let msg = rec.error.clone().unwrap_or_default();
+    match rec.error_kind? {
+        ErrorKind::Connect => Some(Error::Unreachable {
+            url,
+            detail: format!(
+                "{msg}. Is the server running and listening there? (tried POST {} with a \
+                 streaming {:?} request)",
+                crate::util::redact_url(&spec.endpoint()),
+                spec.api
+            ),
+        }),
+        ErrorKind::HttpStatus => {
+            let ids = model_ids(info);
+            let hint = if rec.http_status == Some(404) && !ids.is_empty() {
+                if ids.contains(&spec.model) {
+                    format!(" (the server lists model {:?}; is the API right?)", spec.model)
+                } else {
+                    format!(
+                        " (model {:?} is not served; the server lists: {})",
+                        spec.model,
+                        ids.join(", ")
+                    )
+                }
+            } else {
+                String::new()
+            };
+            Some(Error::Target(format!(
+                "the warm-up request to {url} failed: {msg}{hint}"
+            )))
+        }
+        ErrorKind::Malformed => Some(Error::Target(format!(
+            "the warm-up request to {url} failed: {msg}"
+        ))),
+        ErrorKind::Cancelled => Some(Error::Cancelled),
+        _ => None,
+    }
+}
+
+/// Run a sweep. Records reach `config.records_path` as they complete; cancellation stops
+/// promptly and returns what was measured with `interrupted = true`.
+pub async fn run_sweep(
+    config: SweepConfig,
+    cancel: CancellationToken,
+    progress: Arc<Progress>,
+) -> Result<SweepOutput> {
+    config.validate()?;
+    let counter = match &config.tokenizer {
+        Some(p) => Some(Arc::new(TokenCounter::from_file(p)?)),
+        None => None,
+    };
+    let max_batch = config.batch_sizes.iter().copied().max().unwrap_or(1) as usize;
+    let http = build_http_client(&config.target, max_batch)?;
+    let mut sink = match &config.records_path {
+        Some(p) => Some(RecordSink::open(p)?),
+        None => None,
+    };
+    let t_start_ns = now_ns();
+    let info = server_info(&http, &config.target).await;
+    let shared = Arc::new(Shared {
+        http,
+        spec: config.target.clone(),
+        counter,
+        cancel: cancel.clone(),
+    });
+    let prompts = Arc::new(config.prompts.clone());
+    let order = Arc::new(PromptOrder::new(prompts.len(), config.seed));
+    let ids = Arc::new(AtomicU64::new(0));
+    let mut records: Vec<RequestRecord> = Vec::new();
+    let mut stages = Vec::new();
+    let mut warnings = Vec::new();
+
+    // Warm-up: connections open, server caches warm; reported apart, never in statistics.
+    for w in 0..config.warmup_requests {
+        let first_bs = config.batch_sizes[0];
+        let t = now_ns();
+        let idx = order.index(u32::MAX, u64::from(w));
+        let job = Job {
+            id: ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            stage: 0,
+            batch_size: first_bs,
+            warmup: true,
+            prompt_index: idx as u32,
+            prompt: &prompts[idx],
+            max_tokens: config.max_tokens,
+            t_sched: t,
+        };
+        let rec = send(&shared, job).await;
+        if let Some(s) = sink.as_mut() {
+            s.write(&rec);
+        }
+        let err = warmup_error(&config.target, &rec, &info);
+        records.push(rec);
+        if let Some(e) = err {
+            return Err(e);
+        }
+    }
+
+    let mut interrupted = false;
+    for (index, &batch_size) in config.batch_sizes.iter().enumerate() {
+        if cancel.is_cancelled() {
+            interrupted = true;
+            break;
+        }
+        let index = index as u32;
+        progress.start_stage(index, batch_size, now_ns());
+        let spec = StageSpec {
+            index,
+            batch_size,
+            requests: config.requests_for(batch_size),
+            duration_s: config.stage_duration_s,
+            max_tokens: config.max_tokens,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stage_task = tokio::spawn(run_stage(
+            shared.clone(),
+            prompts.clone(),
+            order.clone(),
+            ids.clone(),
+            spec,
+            tx,
+            progress.clone(),
+        ));
+        let first = records.len();
+        while let Some(rec) = rx.recv().await {
+            if let Some(s) = sink.as_mut() {
+                s.write(&rec);
+            }
+            records.push(rec);
+        }
+        if let Err(e) = stage_task.await {
+            warnings.push(format!("stage {index} task ended abnormally: {e}"));
+        }
+        let stage_interrupted = cancel.is_cancelled();
+        let stage_records: Vec<&RequestRecord> = records[first..].iter().collect();
+        stages.push(StageResult {
+            index,
+            batch_size,
+            summary: summarize_stage(&stage_records, config.pricing),
+            interrupted: stage_interrupted,
+        });
+        if stage_interrupted {
+            interrupted = true;
+            break;
+        }
+    }
+    if let Some(e) = sink.as_ref().and_then(|s| s.error()) {
+        warnings.push(e.to_string());
+    }
+    Ok(SweepOutput {
+        records,
+        stages,
+        server_info: info,
+        warnings,
+        interrupted,
+        t_start_ns,
+    })
+}

@@ -1,0 +1,154 @@
+//! The request record (design §3): one per request, with its three clocks, every output
+//! chunk's arrival time and token count, token counts with their sources, and its outcome.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request failed. A fixed taxonomy so summaries can count failures by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// TCP/TLS connection could not be made (refused, DNS, reset before a response).
+    Connect,
+    /// The server answered with a non-2xx HTTP status.
+    HttpStatus,
+    /// An error event inside a stream that started with HTTP 200.
+    InBandError,
+    /// An event that is not valid JSON of the expected shape, or a non-SSE response.
+    Malformed,
+    /// A timeout (connect, first token, idle gap, or total).
+    Timeout,
+    /// The stream ended (EOF or reset) before a finish / `[DONE]`.
+    Incomplete,
+    /// The stream finished cleanly but carried no output token.
+    EmptyOutput,
+    /// The run was cancelled while this request was in flight.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// Every kind, in a fixed order (used for summary columns).
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Connect,
+        ErrorKind::HttpStatus,
+        ErrorKind::InBandError,
+        ErrorKind::Malformed,
+        ErrorKind::Timeout,
+        ErrorKind::Incomplete,
+        ErrorKind::EmptyOutput,
+        ErrorKind::Cancelled,
+    ];
+
+    /// The snake_case name used in files and columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::InBandError => "in_band_error",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Incomplete => "incomplete",
+            ErrorKind::EmptyOutput => "empty_output",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Where a token count came from, best first (design §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// The server's final usage block (or TGI's `details`).
+    ServerUsage,
+    /// vLLM `continuous_usage_stats`: cumulative counts on every chunk.
+    ContinuousUsage,
+    /// TGI's native stream: one event per token.
+    TgiTokens,
+    /// The client-side tokenizer run over the text.
+    Tokenizer,
+    /// No count available: one token per chunk assumed (flagged, may undercount).
+    OnePerChunk,
+    /// Not known at all (no usage, no tokenizer).
+    Unknown,
+}
+
+impl TokenSource {
+    /// The snake_case name used in files and columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::ServerUsage => "server_usage",
+            TokenSource::ContinuousUsage => "continuous_usage",
+            TokenSource::TgiTokens => "tgi_tokens",
+            TokenSource::Tokenizer => "tokenizer",
+            TokenSource::OnePerChunk => "one_per_chunk",
+            TokenSource::Unknown => "unknown",
+        }
+    }
+}
+
+/// One measured request. Times are nanoseconds on [`crate::clock`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Sequence number within the run (unique, in order of scheduling).
+    pub id: u64,
+    /// Index of the stage (batch size point) in the sweep; warm-up requests carry their
+    /// stage's index too and `warmup = true`.
+    pub stage: u32,
+    /// The closed-loop concurrency of the stage.
+    pub batch_size: u32,
+    /// Warm-up requests are reported apart and never enter statistics.
+    pub warmup: bool,
+    /// Index of the prompt in the workload's prompt list.
+    pub prompt_index: u32,
+    /// When the workload intended to send it.
+    pub t_sched: u64,
+    /// When it was handed to the connection.
+    pub t_sent: u64,
+    /// When the response headers arrived.
+    pub t_headers: Option<u64>,
+    /// When the stream ended (`[DONE]`, final event, EOF or error).
+    pub t_done: u64,
+    /// Arrival time of every event that carried output tokens.
+    pub chunk_times: Vec<u64>,
+    /// Tokens carried by each of those events (same length as `chunk_times`).
+    pub chunk_tokens: Vec<u32>,
+    /// Where `chunk_tokens` came from.
+    pub chunk_token_source: TokenSource,
+    /// Prompt tokens, if known.
+    pub n_in: Option<u32>,
+    /// Where `n_in` came from.
+    pub n_in_source: TokenSource,
+    /// Output tokens: server usage when given, else the sum of `chunk_tokens`.
+    pub n_out: u32,
+    /// Where `n_out` came from.
+    pub n_out_source: TokenSource,
+    /// The server's finish reason, as sent (`stop`, `length`, `eos_token`, ...).
+    pub finish_reason: Option<String>,
+    /// HTTP status of the response, when one arrived.
+    pub http_status: Option<u16>,
+    /// `None` for a successful request.
+    pub error_kind: Option<ErrorKind>,
+    /// Human-readable error message (never containing credentials).
+    pub error: Option<String>,
+}
+
+impl RequestRecord {
+    /// Whether the request succeeded.
+    pub fn ok(&self) -> bool {
+        self.error_kind.is_none()
+    }
+
+    /// Time of the first output token, if any.
+    pub fn t_first(&self) -> Option<u64> {
+        self.chunk_times.first().copied()
+    }
+
+    /// Time of the last output token, if any.
+    pub fn t_last(&self) -> Option<u64> {
+        self.chunk_times.last().copied()
+    }
+
+    /// Sum of per-chunk token counts (what was seen streaming).
+    pub fn n_out_streamed(&self) -> u32 {
+        self.chunk_tokens.iter().sum()
+    }
+}

@@ -1,0 +1,357 @@
+//! The built-in scripted server: speaks the OpenAI (vLLM-style) and TGI streaming
+//! protocols with configured timings, so it is both the default target (no GPU, no
+//! download) and the known-answer oracle of the tests.
+//!
+//! Timing model, like a batching server: up to `max_batch` requests run at once, the rest
+//! wait in a FIFO queue. A running request's first token comes `ttft_ms +
+//! ttft_per_running_ms × (running − 1)` after admission, each further token `itl_ms +
+//! itl_per_running_ms × (running − 1)` after the previous one, `running` counted when the
+//! token is scheduled. Tokens leave in chunks of `tokens_per_chunk`: a chunk is sent when its
+//! first token is due, so chunk `j` leaves at `t_first + j × tokens_per_chunk × itl`.
+//! Deadlines are absolute (never relative sleeps), so errors do not accumulate.
+
+mod protocol;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::{Error, Result};
+use protocol::{Format, Plan};
+
+/// How the scripted server behaves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// The served model name (requests for another name get HTTP 404, as on vLLM).
+    pub model: String,
+    /// Time to first token of a request running alone, in ms.
+    pub ttft_ms: f64,
+    /// Extra TTFT per other running request, in ms.
+    pub ttft_per_running_ms: f64,
+    /// Inter-token latency of a request running alone, in ms.
+    pub itl_ms: f64,
+    /// Extra ITL per other running request, in ms.
+    pub itl_per_running_ms: f64,
+    /// Tokens per streamed event (OpenAI APIs; TGI always sends one event per token, but
+    /// writes a chunk's events together).
+    pub tokens_per_chunk: u32,
+    /// Natural output length (the request stops with EOS after this many tokens unless
+    /// `max_tokens` is smaller or the request sets `ignore_eos`); `None`: always
+    /// `max_tokens`.
+    pub output_tokens: Option<u32>,
+    /// Requests that run at once; more wait in a queue.
+    pub max_batch: u32,
+    /// `max_tokens` when a request gives none (vLLM's completions default).
+    pub default_max_tokens: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            model: "llmbench-sim".into(),
+            ttft_ms: 50.0,
+            ttft_per_running_ms: 0.0,
+            itl_ms: 10.0,
+            itl_per_running_ms: 0.0,
+            tokens_per_chunk: 1,
+            output_tokens: None,
+            max_batch: 256,
+            default_max_tokens: 16,
+        }
+    }
+}
+
+impl SimConfig {
+    fn validate(&self) -> Result<()> {
+        let times = [
+            self.ttft_ms,
+            self.ttft_per_running_ms,
+            self.itl_ms,
+            self.itl_per_running_ms,
+        ];
+        if times.iter().any(|t| !t.is_finite() || *t < 0.0) {
+            return Err(Error::InvalidArgument(
+                "sim timings must be finite and ≥ 0 ms".into(),
+            ));
+        }
+        if self.tokens_per_chunk == 0 || self.max_batch == 0 || self.default_max_tokens == 0 {
+            return Err(Error::InvalidArgument(
+                "tokens_per_chunk, max_batch and default_max_tokens must be ≥ 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Live state shared by the handlers.
+struct SimState {
+    config: SimConfig,
+    slots: Semaphore,
+    running: AtomicU32,
+    waiting: AtomicU32,
+    served: AtomicU64,
+    created: u64,
+}
+
+/// Decrements the running count when a stream ends, however it ends.
+struct RunningGuard(Arc<SimState>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running scripted server. Dropping it (or [`SimServer::shutdown`]) stops it.
+pub struct SimServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    state: Arc<SimState>,
+}
+
+impl SimServer {
+    /// Start on `host:port` (port 0 picks a free port). Must be called on a tokio runtime.
+    pub async fn start(config: SimConfig, host: &str, port: u16) -> Result<SimServer> {
+        config.validate()?;
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("cannot listen on {host}:{port}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("sim listener", e))?;
+        let state = Arc::new(SimState {
+            slots: Semaphore::new(config.max_batch as usize),
+            config,
+            running: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            served: AtomicU64::new(0),
+            created: crate::clock::unix_anchor_ns() / 1_000_000_000,
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/completions", post(completions))
+            .route("/generate_stream", post(generate_stream))
+            .route("/v1/models", get(models))
+            .route("/health", get(|| async { StatusCode::OK }))
+            .route("/version", get(|| async { Json(json!({"version": env!("CARGO_PKG_VERSION")})) }))
+            .route("/info", get(info))
+            .route("/metrics", get(metrics))
+            .with_state(state.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(SimServer {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+            state,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests served to completion or disconnect so far.
+    pub fn served(&self) -> u64 {
+        self.state.served.load(Ordering::Relaxed)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SimConfig {
+        &self.state.config
+    }
+
+    /// Stop accepting and close open streams (their generators end when they notice).
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Graceful shutdown would wait for every open stream; a benchmark's server
+            // should stop now.
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
+    // vLLM ≥ 0.10.1 shape.
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
+    (status, Json(body)).into_response()
+}
+
+async fn chat(State(st): State<Arc<SimState>>, Json(body): Json<Value>) -> Response {
+    handle(st, body, Format::Chat).await
+}
+
+async fn completions(State(st): State<Arc<SimState>>, Json(body): Json<Value>) -> Response {
+    handle(st, body, Format::Completions).await
+}
+
+async fn generate_stream(State(st): State<Arc<SimState>>, Json(body): Json<Value>) -> Response {
+    handle(st, body, Format::Tgi).await
+}
+
+async fn models(State(st): State<Arc<SimState>>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [{
+        "id": st.config.model, "object": "model", "created": st.created,
+        "owned_by": "llmbench", "root": st.config.model, "parent": null,
+        "max_model_len": 1_000_000, "permission": []
+    }]}))
+}
+
+async fn info(State(st): State<Arc<SimState>>) -> Json<Value> {
+    Json(json!({
+        "model_id": st.config.model,
+        "router": "llmbench-sim",
+        "version": env!("CARGO_PKG_VERSION"),
+        "max_concurrent_requests": st.config.max_batch,
+        "sim_config": st.config,
+    }))
+}
+
+async fn metrics(State(st): State<Arc<SimState>>) -> String {
+    format!(
+        "# HELP llmbench_sim_running Requests running.\n# TYPE llmbench_sim_running gauge\n\
+         llmbench_sim_running {}\n# HELP llmbench_sim_waiting Requests queued.\n\
+         # TYPE llmbench_sim_waiting gauge\nllmbench_sim_waiting {}\n\
+         # HELP llmbench_sim_served_total Requests served.\n# TYPE llmbench_sim_served_total counter\n\
+         llmbench_sim_served_total {}\n",
+        st.running.load(Ordering::Relaxed),
+        st.waiting.load(Ordering::Relaxed),
+        st.served.load(Ordering::Relaxed)
+    )
+}
+
+async fn handle(st: Arc<SimState>, body: Value, format: Format) -> Response {
+    let plan = match Plan::from_request(&st.config, &body, format) {
+        Ok(p) => p,
+        Err((status, kind, msg)) => return error_response(status, kind, msg),
+    };
+    if !plan.stream {
+        return non_streaming(st, plan).await;
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(produce(st, plan, tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}
+
+/// Wait for a batch slot, then return the guard and the admission time.
+async fn admit(st: &Arc<SimState>) -> Option<(tokio::sync::SemaphorePermit<'_>, RunningGuard)> {
+    st.waiting.fetch_add(1, Ordering::SeqCst);
+    let permit = st.slots.acquire().await.ok();
+    st.waiting.fetch_sub(1, Ordering::SeqCst);
+    let permit = permit?;
+    st.running.fetch_add(1, Ordering::SeqCst);
+    Some((permit, RunningGuard(st.clone())))
+}
+
+fn extra_ms(per: f64, running: u32) -> f64 {
+    per * f64::from(running.saturating_sub(1))
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_secs_f64(v / 1e3)
+}
+
+/// Generate one stream on its absolute schedule; stops when the client goes away.
+async fn produce(st: Arc<SimState>, plan: Plan, tx: mpsc::Sender<Bytes>) {
+    let Some((_permit, _guard)) = admit(&st).await else {
+        return;
+    };
+    let cfg = &st.config;
+    let admitted = tokio::time::Instant::now();
+    let running = st.running.load(Ordering::SeqCst);
+    let mut due = admitted + ms(cfg.ttft_ms + extra_ms(cfg.ttft_per_running_ms, running));
+    let mut sent = 0u32;
+    let mut chunk_index = 0u32;
+    while sent < plan.n_out {
+        tokio::time::sleep_until(due).await;
+        let k = cfg.tokens_per_chunk.min(plan.n_out - sent);
+        let bytes = plan.chunk_bytes(st.created, chunk_index, sent, k);
+        if tx.send(bytes).await.is_err() {
+            st.served.fetch_add(1, Ordering::Relaxed);
+            return; // client went away
+        }
+        sent += k;
+        chunk_index += 1;
+        let running = st.running.load(Ordering::SeqCst);
+        let itl = cfg.itl_ms + extra_ms(cfg.itl_per_running_ms, running);
+        due += ms(itl * f64::from(k));
+    }
+    let _ = tx.send(plan.trailer_bytes(st.created)).await;
+    st.served.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn non_streaming(st: Arc<SimState>, plan: Plan) -> Response {
+    let Some((_permit, _guard)) = admit(&st).await else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "shutting down".into(),
+        );
+    };
+    let cfg = &st.config;
+    let running = st.running.load(Ordering::SeqCst);
+    let total = cfg.ttft_ms
+        + extra_ms(cfg.ttft_per_running_ms, running)
+        + f64::from(plan.n_out.saturating_sub(1))
+            * (cfg.itl_ms + extra_ms(cfg.itl_per_running_ms, running));
+    tokio::time::sleep(ms(total)).await;
+    st.served.fetch_add(1, Ordering::Relaxed);
+    Json(plan.full_response(st.created)).into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! Known-answer tests: the load engine against the scripted server, all three APIs.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::client::{Api, TargetSpec};
+use crate::loadgen::progress::Progress;
+use crate::loadgen::{run_sweep, SweepConfig};
+use crate::record::TokenSource;
+
+fn sweep_config(url: &str, api: Api, batch_sizes: Vec<u32>, max_tokens: u32) -> SweepConfig {
+    let target: TargetSpec =
+        serde_json::from_value(json!({"url": url, "model": "llmbench-sim", "api": api}))
+            .expect("target");
+    SweepConfig {
+        target,
+        batch_sizes,
+        requests_per_stage: Some(8),
+        stage_duration_s: None,
+        max_tokens,
+        prompts: vec!["one two three".into(), "four five six seven".into()],
+        seed: 1,
+        warmup_requests: 1,
+        tokenizer: None,
+        records_path: None,
+        pricing: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_matches_scripted_timings_on_every_api() {
+    let cfg = SimConfig {
+        ttft_ms: 40.0,
+        itl_ms: 5.0,
+        ..SimConfig::default()
+    };
+    let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
+    for api in [Api::Chat, Api::Completions, Api::Tgi] {
+        let out = run_sweep(
+            sweep_config(&server.url(), api, vec![1, 4], 20),
+            CancellationToken::new(),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .expect("sweep");
+        assert_eq!(out.records.len(), 17, "{api:?}: 1 warm-up + 2 × 8");
+        for r in out.records.iter().filter(|r| !r.warmup) {
+            assert!(r.ok(), "{api:?}: {:?}", r.error);
+            assert_eq!(r.n_out, 20);
+            assert_eq!(r.n_out_streamed(), 20);
+            let want_in = if r.prompt_index == 0 { 3 } else { 4 };
+            assert_eq!(r.n_in, Some(want_in), "{api:?}");
+            let expected_source = if api == Api::Tgi {
+                TokenSource::TgiTokens
+            } else {
+                TokenSource::ContinuousUsage
+            };
+            assert_eq!(r.chunk_token_source, expected_source);
+        }
+        for st in &out.stages {
+            let s = &st.summary;
+            let ttft = s.f64("ttft_p50_ms");
+            let itl = s.f64("itl_mean_ms");
+            let tpot = s.f64("tpot_mean_ms");
+            // Scripted 40 ms / 5 ms. The server's tokio timer rounds sleeps up to the next
+            // ms, and on a loaded 2-core CI machine wake-ups can come a few ms late (never
+            // early). A late first chunk shortens the mean ITL that follows it, since later
+            // deadlines are absolute: hence the band on both sides of 5 ms.
+            assert!((40.0..46.0).contains(&ttft), "{api:?} ttft {ttft}");
+            assert!((4.7..5.5).contains(&itl), "{api:?} itl {itl}");
+            assert!((itl - tpot).abs() < 1e-6, "mean(itl) == mean(tpot) at one token/chunk");
+            assert_eq!(s.f64("n_failed"), 0.0);
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queueing_beyond_capacity_shows_in_ttft() {
+    let cfg = SimConfig {
+        ttft_ms: 20.0,
+        itl_ms: 2.0,
+        max_batch: 2,
+        ..SimConfig::default()
+    };
+    let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
+    let mut c = sweep_config(&server.url(), Api::Chat, vec![4], 10);
+    c.requests_per_stage = Some(4);
+    let out = run_sweep(c, CancellationToken::new(), Arc::new(Progress::default()))
+        .await
+        .expect("sweep");
+    let s = &out.stages[0].summary;
+    // Two run at once (20 + 9 × 2 = 38 ms each), two wait one full request first.
+    let ttft_max = s.f64("ttft_max_ms");
+    assert!((58.0..72.0).contains(&ttft_max), "queued TTFT {ttft_max}");
+    assert!((20.0..26.0).contains(&s.f64("ttft_min_ms")));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_model_and_unreachable_server_give_clear_errors() {
+    let server = SimServer::start(SimConfig::default(), "127.0.0.1", 0)
+        .await
+        .expect("start");
+    let mut c = sweep_config(&server.url(), Api::Chat, vec![1], 4);
+    c.target.model = "nope".into();
+    let err = run_sweep(c, CancellationToken::new(), Arc::new(Progress::default()))
+        .await
+        .expect_err("wrong model");
+    let msg = err.to_string();
+    assert!(msg.contains("404") && msg.contains("llmbench-sim"), "{msg}");
+    let port = server.addr().port();
+    server.shutdown().await;
+    let c = sweep_config(&format!("http://127.0.0.1:{port}"), Api::Chat, vec![1], 4);
+    let err = run_sweep(c, CancellationToken::new(), Arc::new(Progress::default()))
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natural_eos_and_multi_token_chunks() {
+    let cfg = SimConfig {
+        ttft_ms: 5.0,
+        itl_ms: 1.0,
+        tokens_per_chunk: 4,
+        output_tokens: Some(10),
+        ..SimConfig::default()
+    };
+    let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
+    for api in [Api::Chat, Api::Tgi] {
+        let out = run_sweep(
+            sweep_config(&server.url(), api, vec![2], 50),
+            CancellationToken::new(),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .expect("sweep");
+        for r in out.records.iter().filter(|r| !r.warmup) {
+            assert!(r.ok(), "{:?}", r.error);
+            assert_eq!(r.n_out, 10, "{api:?}");
+            assert_eq!(r.n_out_streamed(), 10, "{api:?} {:?}", r.chunk_tokens);
+            let fr = r.finish_reason.as_deref();
+            assert!(matches!(fr, Some("stop") | Some("eos_token")), "{fr:?}");
+            if api == Api::Chat {
+                assert_eq!(r.chunk_tokens, vec![4, 4, 2]);
+            }
+        }
+    }
+    server.shutdown().await;
+}
