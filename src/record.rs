@@ -67,6 +67,9 @@ pub enum TokenSource {
     Tokenizer,
     /// No count available: one token per chunk assumed (flagged, may undercount).
     OnePerChunk,
+    /// Per-chunk counts estimated (tokenizer or one per chunk), then scaled so they sum to
+    /// the server's usage total (exact when the total equals the number of chunks).
+    UsageReconciled,
     /// Not known at all (no usage, no tokenizer).
     Unknown,
 }
@@ -80,6 +83,7 @@ impl TokenSource {
             TokenSource::TgiTokens => "tgi_tokens",
             TokenSource::Tokenizer => "tokenizer",
             TokenSource::OnePerChunk => "one_per_chunk",
+            TokenSource::UsageReconciled => "usage_reconciled",
             TokenSource::Unknown => "unknown",
         }
     }

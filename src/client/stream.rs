@@ -171,9 +171,18 @@ impl Accumulator {
 
     /// The stream ended (EOF or stop). `truncated` says a partial event was discarded.
     /// Returns the outcome fields of the record.
-    pub fn finish(self, truncated: bool) -> Outcome {
+    pub fn finish(mut self, truncated: bool) -> Outcome {
+        let usage_total = self.usage.and_then(|u| u.completion);
+        let mut reconciled = false;
+        if let Some(total) = usage_total {
+            if !self.exact {
+                reconciled = reconcile(&mut self.chunk_tokens, total);
+            }
+        }
         let chunk_source = if self.chunk_times.is_empty() {
             TokenSource::Unknown
+        } else if reconciled {
+            TokenSource::UsageReconciled
         } else if self.exact {
             match self.api {
                 Api::Tgi => TokenSource::TgiTokens,
@@ -183,7 +192,7 @@ impl Accumulator {
             self.fallback_source.unwrap_or(TokenSource::OnePerChunk)
         };
         let streamed: u32 = self.chunk_tokens.iter().sum();
-        let (n_out, n_out_source) = match self.usage.and_then(|u| u.completion) {
+        let (n_out, n_out_source) = match usage_total {
             Some(n) => (n, TokenSource::ServerUsage),
             None => (streamed, chunk_source),
         };
@@ -216,6 +225,43 @@ impl Accumulator {
             failure,
         }
     }
+}
+
+/// Scale estimated per-chunk counts so they sum to the server's `total` (largest-remainder
+/// apportionment, at least one token per chunk). Returns false (counts untouched) when the
+/// total is smaller than the number of chunks, which no apportionment can honour.
+fn reconcile(chunk_tokens: &mut [u32], total: u32) -> bool {
+    let n = chunk_tokens.len() as u64;
+    let total = u64::from(total);
+    if n == 0 || total < n {
+        return false;
+    }
+    let sum: u64 = chunk_tokens.iter().map(|&k| u64::from(k)).sum();
+    if sum == total {
+        return true;
+    }
+    // Every chunk carried at least one token; share the rest by the estimates' extra part.
+    let extra = total - n;
+    let weights: Vec<u64> = chunk_tokens.iter().map(|&k| u64::from(k.max(1)) - 1).collect();
+    let wsum: u64 = weights.iter().sum();
+    let (weights, wsum) = if wsum == 0 {
+        (vec![1; chunk_tokens.len()], n)
+    } else {
+        (weights, wsum)
+    };
+    let mut given = 0u64;
+    let mut remainders: Vec<(u64, usize)> = Vec::with_capacity(chunk_tokens.len());
+    for (i, (k, w)) in chunk_tokens.iter_mut().zip(&weights).enumerate() {
+        let share = extra * w / wsum;
+        remainders.push(((extra * w) % wsum, i));
+        *k = (1 + share) as u32;
+        given += share;
+    }
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, i) in remainders.iter().take((extra - given) as usize) {
+        chunk_tokens[i] += 1;
+    }
+    true
 }
 
 /// What a finished stream produced.
@@ -634,9 +680,31 @@ mod tests {
         assert!(o.failure.is_none(), "{:?}", o.failure);
         assert_eq!(o.chunk_times, vec![20, 30]);
         assert_eq!((o.n_out, o.n_out_source), (3, TokenSource::ServerUsage));
-        // Usage on the last chunk only is not continuous usage: per-chunk counts fall back.
-        assert_eq!(o.chunk_token_source, TokenSource::OnePerChunk);
+        // Usage on the last chunk only is not continuous usage: per-chunk counts are
+        // estimated, then scaled to the server's total.
+        assert_eq!(o.chunk_token_source, TokenSource::UsageReconciled);
+        assert_eq!(o.chunk_tokens.iter().sum::<u32>(), 3);
         assert_eq!(o.n_in_server, Some(4));
+    }
+
+    #[test]
+    fn reconcile_apportions_the_usage_total() {
+        let mut k = vec![2, 2, 2];
+        assert!(reconcile(&mut k, 3));
+        assert_eq!(k, vec![1, 1, 1]);
+        let mut k = vec![1, 1, 1];
+        assert!(reconcile(&mut k, 6));
+        assert_eq!(k, vec![2, 2, 2]);
+        let mut k = vec![2, 1];
+        assert!(reconcile(&mut k, 5));
+        assert_eq!(k, vec![4, 1]);
+        let mut k = vec![1, 3, 1, 5];
+        assert!(reconcile(&mut k, 7));
+        assert_eq!(k.iter().sum::<u32>(), 7);
+        assert!(k.iter().all(|&x| x >= 1));
+        let mut k = vec![1, 1, 1];
+        assert!(!reconcile(&mut k, 2), "fewer tokens than chunks: left alone");
+        assert_eq!(k, vec![1, 1, 1]);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -151,6 +152,11 @@ impl SimServer {
             .route("/info", get(info))
             .route("/metrics", get(metrics))
             .with_state(state.clone());
+        // Without TCP_NODELAY, Nagle's algorithm holds each small chunk until the previous
+        // one is acknowledged, which delays tokens by up to the peer's delayed-ACK time.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)

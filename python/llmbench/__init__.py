@@ -1,0 +1,54 @@
+"""llmbench: a benchmark harness for LLM inference servers.
+
+Measure throughput, time to first token, inter-token latency and cost per million tokens
+of vLLM, TGI, any OpenAI-compatible server, or the built-in scripted server, from a
+notebook, a script or the `llmbench` command.
+
+Example:
+    >>> import llmbench
+    >>> target = llmbench.OpenAI("http://localhost:8000", model="meta-llama/Llama-2-7b-chat-hf")
+    >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8, 32], out_dir="results/metrics_study")
+    >>> res.summary
+"""
+
+from ._core import __version__
+from .errors import (
+    InvalidArgumentError,
+    LlmbenchError,
+    ResultsIOError,
+    SweepInterrupted,
+    TargetError,
+    TokenizerError,
+    UnreachableError,
+)
+from .pricing import GPU_PRICES_USD_PER_HOUR, gpu_price
+from .prompts import default_prompts, load_prompts
+from .results import Results
+from .sim import SimConfig, SimServer
+from .sweep import DEFAULT_BATCH_SIZES, run_sweep, run_sweep_async
+from .targets import TGI, OpenAI, Target, Timeouts
+
+__all__ = [
+    "DEFAULT_BATCH_SIZES",
+    "GPU_PRICES_USD_PER_HOUR",
+    "TGI",
+    "InvalidArgumentError",
+    "LlmbenchError",
+    "OpenAI",
+    "Results",
+    "ResultsIOError",
+    "SimConfig",
+    "SimServer",
+    "SweepInterrupted",
+    "Target",
+    "TargetError",
+    "Timeouts",
+    "TokenizerError",
+    "UnreachableError",
+    "__version__",
+    "default_prompts",
+    "gpu_price",
+    "load_prompts",
+    "run_sweep",
+    "run_sweep_async",
+]

@@ -1,0 +1,223 @@
+"""The `llmbench` command.
+
+    llmbench metrics [--url URL --model NAME --api chat|completions|tgi] [options]
+    llmbench sim [--port N] [timings]
+
+`llmbench metrics` without `--url` measures the embedded default target (the scripted
+server, started in-process), so it needs no GPU, network or download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from typing import Any
+
+from ._core import LlmbenchError
+from .errors import SweepInterrupted
+from .pricing import GPU_PRICES_USD_PER_HOUR
+from .results import KEY_COLUMNS, Results
+from .sim import DEFAULT_TARGET_CONFIG, SimConfig, SimServer
+from .sweep import DEFAULT_BATCH_SIZES, run_sweep
+from .targets import TGI, OpenAI, Target, Timeouts
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be integers >= 1")
+    return values
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"ignore_eos\": true}'")
+    return value
+
+
+def _price(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: str) -> None:
+    g = p.add_argument_group("scripted server timings (ms)")
+    for f in fields(SimConfig):
+        if f.name == "model":
+            continue
+        flag = "--" + prefix + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        kind: Any = float if f.name.endswith("_ms") else int
+        if f.name == "output_tokens":
+            kind = int
+        g.add_argument(flag, dest=f"sim_{f.name}", type=kind, default=default,
+                       help=f"(default {default})")
+
+
+def _sim_config(args: argparse.Namespace) -> SimConfig:
+    values = {f.name: getattr(args, f"sim_{f.name}") for f in fields(SimConfig) if f.name != "model"}
+    return SimConfig(model="llmbench-sim", **values)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmbench", description="Benchmark LLM inference servers."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser(
+        "metrics",
+        help="sweep batch sizes and write results/metrics_study",
+        description="Sweep batch sizes against a server (or the embedded scripted server "
+        "when no --url is given) and write metrics_data.json, metrics_summary.csv and plots.",
+    )
+    m.add_argument("--url", help="server base URL, e.g. http://localhost:8000 (default: "
+                   "the embedded scripted server)")
+    m.add_argument("--model", default="", help="model name sent in requests (OpenAI APIs)")
+    m.add_argument("--api", choices=["chat", "completions", "tgi"], default="chat")
+    m.add_argument("--name", default="", help="target name in tables and plots")
+    m.add_argument("--batch-sizes", type=_int_list,
+                   default=list(DEFAULT_BATCH_SIZES), help="comma-separated (default "
+                   + ",".join(map(str, DEFAULT_BATCH_SIZES)) + ")")
+    m.add_argument("--requests", type=int, default=None,
+                   help="requests per batch size (default max(4 x batch size, 16))")
+    m.add_argument("--duration", type=float, default=None,
+                   help="seconds per batch size (stop starting requests after this)")
+    m.add_argument("--max-tokens", type=int, default=128)
+    m.add_argument("--prompts", default=None, help="prompt file, one per line (default: "
+                   "the bundled prompts.txt)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--warmup", type=int, default=1, help="warm-up requests (default 1)")
+    m.add_argument("--tokenizer", default=None,
+                   help="tokenizer.json for token counts the server does not report")
+    m.add_argument("--extra-body", type=_json_object, default={},
+                   help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'")
+    m.add_argument("--temperature", type=float, default=0.0)
+    m.add_argument("--no-continuous-usage", action="store_true",
+                   help="do not ask for per-chunk usage (for servers that reject it)")
+    m.add_argument("--gpu-price", type=_price, default=None,
+                   help="USD per GPU-hour, or a preset: " + ", ".join(GPU_PRICES_USD_PER_HOUR)
+                   + " (default L4, 2.93)")
+    m.add_argument("--n-gpus", type=int, default=1)
+    m.add_argument("--timeout", type=float, default=Timeouts.total,
+                   help="total seconds per request")
+    m.add_argument("--out", default=os.path.join("results", "metrics_study"),
+                   help="output folder (default results/metrics_study)")
+    m.add_argument("--quiet", action="store_true", help="no live progress")
+    _add_sim_options(m, DEFAULT_TARGET_CONFIG, prefix="sim-")
+
+    s = sub.add_parser("sim", help="run the scripted server until Ctrl-C",
+                       description="Serve the scripted OpenAI/TGI-compatible server on "
+                       "127.0.0.1 (chat, completions, /generate_stream).")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--model", default="llmbench-sim")
+    s.add_argument("--for-seconds", type=float, default=None,
+                   help="stop after this many seconds (default: until Ctrl-C)")
+    _add_sim_options(s, SimConfig(), prefix="")
+    return parser
+
+
+def _print_summary(res: Results) -> None:
+    pd = __import__("pandas")
+    cols = [c for c in KEY_COLUMNS if c in res.summary.columns]
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.float_format", "{:.2f}".format):
+        print(res.summary[cols].to_string(index=False))
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    sim: SimServer | None = None
+    timeouts = Timeouts(total=args.timeout)
+    target: Target
+    if args.url is None:
+        sim = SimServer(_sim_config(args))
+        print(f"no --url given: measuring the embedded scripted server at {sim.url}",
+              file=sys.stderr)
+        target = sim.target(args.api, name=args.name or "llmbench-sim", timeouts=timeouts,
+                            extra_body=args.extra_body)
+    elif args.api == "tgi":
+        target = TGI(args.url, name=args.name, extra_body=args.extra_body,
+                     temperature=args.temperature, timeouts=timeouts)
+    else:
+        target = OpenAI(args.url, model=args.model, api=args.api, name=args.name,
+                        extra_body=args.extra_body, temperature=args.temperature,
+                        continuous_usage=not args.no_continuous_usage, timeouts=timeouts)
+    try:
+        res = run_sweep(
+            target,
+            batch_sizes=args.batch_sizes,
+            requests_per_stage=args.requests,
+            max_tokens=args.max_tokens,
+            prompts=args.prompts,
+            gpu_hourly_usd=args.gpu_price,
+            out_dir=args.out,
+            stage_duration_s=args.duration,
+            seed=args.seed,
+            warmup_requests=args.warmup,
+            tokenizer=args.tokenizer,
+            n_gpus=args.n_gpus,
+            progress=not args.quiet,
+        )
+    except SweepInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        _print_summary(stop.results)
+        return 130
+    finally:
+        if sim is not None:
+            sim.close()
+    _print_summary(res)
+    print(f"results written to {args.out}/ (metrics_data.json, metrics_summary.csv, *.png)")
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    cfg = _sim_config(args)
+    cfg.model = args.model
+    with SimServer(cfg, port=args.port) as sim:
+        print(f"llmbench scripted server on {sim.url} (model {cfg.model!r}): "
+              f"{json.dumps(asdict(cfg))}", flush=True)
+        deadline = None if args.for_seconds is None else time.monotonic() + args.for_seconds
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        print(f"served {sim.served} requests", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `llmbench` command."""
+    args = _build_parser().parse_args(argv)
+    # A closed pipe (llmbench ... | head) should end quietly.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        if args.command == "metrics":
+            return _cmd_metrics(args)
+        return _cmd_sim(args)
+    except LlmbenchError as e:
+        print(f"llmbench: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nllmbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

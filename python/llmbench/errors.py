@@ -1,0 +1,49 @@
+"""llmbench's exceptions, all rooted at `LlmbenchError`.
+
+The classes are defined in the Rust extension (so the engine raises them directly) and
+re-exported here; `SweepInterrupted` is raised by the Python side after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._core import (
+    InvalidArgumentError,
+    LlmbenchError,
+    ResultsIOError,
+    TargetError,
+    TokenizerError,
+    UnreachableError,
+)
+
+if TYPE_CHECKING:
+    from .results import Results
+
+__all__ = [
+    "InvalidArgumentError",
+    "LlmbenchError",
+    "ResultsIOError",
+    "SweepInterrupted",
+    "TargetError",
+    "TokenizerError",
+    "UnreachableError",
+]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a notebook's stop button) during a sweep.
+
+    Everything measured before it is kept: on disk (the run's `requests.jsonl` and the
+    files `save` writes) and in `.results`.
+
+    Example:
+        >>> try:
+        ...     res = llmbench.run_sweep(target)
+        ... except llmbench.SweepInterrupted as stop:
+        ...     res = stop.results   # every request completed before Ctrl-C
+    """
+
+    def __init__(self, results: Results, message: str) -> None:
+        super().__init__(message)
+        self.results = results

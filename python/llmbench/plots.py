@@ -1,0 +1,65 @@
+"""Plots of a sweep's summary against batch size (concurrency), one line per target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _deps
+
+# (figure key, title, y label, [(column, line label suffix, style)])
+_SPECS: list[tuple[str, str, str, list[tuple[str, str, str]]]] = [
+    (
+        "throughput",
+        "Output throughput vs batch size",
+        "output tokens / s",
+        [("output_tok_s", "", "-o")],
+    ),
+    (
+        "ttft",
+        "Time to first token vs batch size",
+        "TTFT (ms)",
+        [("ttft_p50_ms", " p50", "-o"), ("ttft_p99_ms", " p99", "--^")],
+    ),
+    (
+        "itl",
+        "Inter-token latency vs batch size",
+        "ms per output token",
+        [("itl_mean_ms", " ITL mean", "-o"), ("itl_p99_ms", " ITL p99", "--^")],
+    ),
+    (
+        "cost",
+        "Cost per million output tokens vs batch size",
+        "USD per 1M output tokens",
+        [("usd_per_1m_output_tokens", "", "-o")],
+    ),
+]
+
+
+def summary_figures(summary: Any) -> dict[str, Any]:
+    """One figure per metric; x is batch size on a log2 axis.
+
+    Example:
+        >>> figs = summary_figures(results.summary)
+    """
+    plt = _deps.pyplot()
+    figs = {}
+    targets = list(dict.fromkeys(summary["target"])) if len(summary) else []
+    for key, title, ylabel, series in _SPECS:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        for target in targets:
+            rows = summary[summary["target"] == target].sort_values("batch_size")
+            for col, suffix, style in series:
+                if col not in rows:
+                    continue
+                label = f"{target}{suffix}" if len(targets) > 1 or suffix else target
+                ax.plot(rows["batch_size"], rows[col], style, label=label.strip())
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size (requests in flight)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if targets:
+            ax.legend()
+        fig.tight_layout()
+        figs[key] = fig
+    return figs

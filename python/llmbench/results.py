@@ -1,0 +1,294 @@
+"""Results of a sweep: summary and per-request DataFrames, saving, loading and plotting.
+
+Files written by `Results.save(dir)` (the seed workflow's layout):
+
+- `metrics_data.json`: the run manifest, the summary rows and every request record with
+  its chunk times (non-finite numbers written as null);
+- `metrics_summary.csv`: one row per target x batch size;
+- PNG plots of throughput, TTFT, ITL and cost vs batch size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _deps
+from ._core import ResultsIOError
+
+# Summary columns shown first (the rest follow in engine order).
+KEY_COLUMNS = [
+    "target",
+    "batch_size",
+    "n_ok",
+    "n_failed",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "itl_mean_ms",
+    "tpot_mean_ms",
+    "e2e_p50_ms",
+    "output_tok_s",
+    "total_tok_s",
+    "req_s",
+    "usd_per_1m_output_tokens",
+]
+
+PLOT_FILES = {
+    "throughput": "throughput_vs_batch_size.png",
+    "ttft": "ttft_vs_batch_size.png",
+    "itl": "itl_vs_batch_size.png",
+    "cost": "cost_vs_batch_size.png",
+}
+
+_CHUNK_KEYS = ("offsets", "t_ns", "tokens")
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (np.floating,)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _concat_chunks(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    offsets = [np.zeros(1, dtype=np.uint64)]
+    times, tokens = [], []
+    base = 0
+    for p in parts:
+        offsets.append(p["offsets"][1:].astype(np.uint64) + np.uint64(base))
+        times.append(p["t_ns"].astype(np.uint64))
+        tokens.append(p["tokens"].astype(np.uint32))
+        base += len(p["t_ns"])
+    return {
+        "offsets": np.concatenate(offsets),
+        "t_ns": np.concatenate(times) if times else np.zeros(0, np.uint64),
+        "tokens": np.concatenate(tokens) if tokens else np.zeros(0, np.uint32),
+    }
+
+
+class Results:
+    """What a sweep measured.
+
+    Attributes:
+        summary: one row per target x batch size (see `KEY_COLUMNS` for the main ones).
+        requests: one row per measured request (warm-up excluded).
+        warmup: the warm-up requests, reported apart.
+        manifest: how the run was made (llmbench version, targets, server info, prompts
+            hash, seed, host, settings).
+
+    Example:
+        >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8])
+        >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms"]]
+        >>> res.save("results/metrics_study")
+    """
+
+    def __init__(
+        self,
+        summary: Any,
+        all_requests: Any,
+        chunks: dict[str, np.ndarray],
+        manifest: dict[str, Any],
+    ) -> None:
+        self.summary = summary
+        self._all = all_requests
+        self._chunks = chunks
+        self.manifest = manifest
+
+    @property
+    def requests(self) -> Any:
+        """Measured requests (warm-up excluded), one row each."""
+        return self._all[~self._all["warmup"]].reset_index(drop=True)
+
+    @property
+    def warmup(self) -> Any:
+        """Warm-up requests, reported apart and never in the statistics."""
+        return self._all[self._all["warmup"]].reset_index(drop=True)
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the run was cut short (Ctrl-C)."""
+        return bool(self.manifest.get("interrupted", False))
+
+    def chunks(self, request_id: int, target: str | None = None) -> Any:
+        """Chunk arrival times of one request: columns `t_ms` (since send) and `tokens`.
+
+        Example:
+            >>> res.chunks(res.requests.id[0])
+        """
+        pd = _deps.pandas()
+        rows = self._all.index[self._all["id"] == request_id]
+        if target is not None:
+            rows = rows[self._all.loc[rows, "target"] == target]
+        if len(rows) == 0:
+            raise KeyError(f"no request with id {request_id}")
+        i = int(rows[0])
+        a, b = int(self._chunks["offsets"][i]), int(self._chunks["offsets"][i + 1])
+        t = self._chunks["t_ns"][a:b].astype(np.int64) - int(self._all.loc[i, "t_sent_ns"])
+        return pd.DataFrame({"t_ms": t / 1e6, "tokens": self._chunks["tokens"][a:b]})
+
+    # ---- building -------------------------------------------------------------------
+
+    @classmethod
+    def from_engine(
+        cls, outputs: list[tuple[dict[str, Any], dict[str, Any]]], manifest: dict[str, Any]
+    ) -> Results:
+        """Assemble from the engine's per-target outputs: (target description, output)."""
+        pd = _deps.pandas()
+        summaries, requests, chunk_parts = [], [], []
+        for desc, out in outputs:
+            for st in out["stages"]:
+                row = {"target": desc["name"], "api": desc["api"], "model": desc["model"]}
+                row["stage"] = st["index"]
+                row["batch_size"] = st["batch_size"]
+                row["interrupted"] = st["interrupted"]
+                row.update(st["summary"])
+                summaries.append(row)
+            df = pd.DataFrame(out["records"])
+            df.insert(0, "target", desc["name"])
+            requests.append(df)
+            chunk_parts.append(out["chunks"])
+        summary = pd.DataFrame(summaries)
+        if len(summary):
+            first = [c for c in KEY_COLUMNS if c in summary.columns]
+            summary = summary[first + [c for c in summary.columns if c not in first]]
+        all_requests = (
+            pd.concat(requests, ignore_index=True) if requests else pd.DataFrame()
+        )
+        return cls(summary, _tidy_requests(all_requests), _concat_chunks(chunk_parts), manifest)
+
+    # ---- files ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON-able data (non-finite numbers as None)."""
+        records = []
+        cols = list(self._all.columns)
+        offsets, t_ns, tokens = (self._chunks[k] for k in _CHUNK_KEYS)
+        for i, values in enumerate(self._all.itertuples(index=False, name=None)):
+            rec = {c: _finite_or_none(v) for c, v in zip(cols, values, strict=True)}
+            for k in ("n_in", "http_status", "t_headers_ns", "t_first_ns", "t_last_ns"):
+                if rec.get(k) is not None and (isinstance(rec[k], float) and math.isnan(rec[k])):
+                    rec[k] = None
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            rec["chunk_times_ns"] = t_ns[a:b].tolist()
+            rec["chunk_tokens"] = tokens[a:b].tolist()
+            records.append(rec)
+        summary = [
+            {k: _finite_or_none(v) for k, v in row.items()}
+            for row in self.summary.to_dict(orient="records")
+        ]
+        return {"manifest": self.manifest, "summary": summary, "requests": records}
+
+    def save(self, out_dir: str | Path, plots: bool = True) -> list[Path]:
+        """Write `metrics_data.json`, `metrics_summary.csv` and the plots into `out_dir`.
+
+        Example:
+            >>> res.save("results/metrics_study")
+        """
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            data_path = out / "metrics_data.json"
+            tmp = data_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.to_dict(), allow_nan=False), encoding="utf-8")
+            tmp.replace(data_path)
+            csv_path = out / "metrics_summary.csv"
+            self.summary.to_csv(csv_path, index=False)
+        except OSError as e:
+            raise ResultsIOError(f"cannot write results to {out}: {e}") from e
+        written = [data_path, csv_path]
+        if plots and len(self.summary):
+            written += self.plot(out_dir=out, close=True)
+        return written
+
+    @classmethod
+    def load(cls, path: str | Path) -> Results:
+        """Read results saved by `save` (a folder or its `metrics_data.json`).
+
+        Example:
+            >>> res = llmbench.Results.load("results/metrics_study")
+        """
+        pd = _deps.pandas()
+        p = Path(path)
+        if p.is_dir():
+            p = p / "metrics_data.json"
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ResultsIOError(f"cannot read results from {p}: {e}") from e
+        records = data.get("requests", [])
+        offsets = [0]
+        t_ns: list[int] = []
+        tokens: list[int] = []
+        rows = []
+        for r in records:
+            t_ns.extend(r.pop("chunk_times_ns", []))
+            tokens.extend(r.pop("chunk_tokens", []))
+            offsets.append(len(t_ns))
+            rows.append(r)
+        chunks = {
+            "offsets": np.asarray(offsets, dtype=np.uint64),
+            "t_ns": np.asarray(t_ns, dtype=np.uint64),
+            "tokens": np.asarray(tokens, dtype=np.uint32),
+        }
+        summary = pd.DataFrame(data.get("summary", []))
+        return cls(summary, _tidy_requests(pd.DataFrame(rows)), chunks, data.get("manifest", {}))
+
+    # ---- plots ----------------------------------------------------------------------
+
+    def plot(self, out_dir: str | Path | None = None, close: bool = False) -> Any:
+        """Throughput, TTFT, ITL and cost vs batch size, one line per target.
+
+        Returns a dict of matplotlib figures, or with `out_dir` the list of PNG paths.
+
+        Example:
+            >>> figs = res.plot()
+            >>> figs["throughput"].savefig("throughput.png")
+        """
+        from .plots import summary_figures
+
+        figs = summary_figures(self.summary)
+        if out_dir is None:
+            return figs
+        plt = _deps.pyplot()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for key, fig in figs.items():
+            path = out / PLOT_FILES[key]
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+            paths.append(path)
+            if close:
+                plt.close(fig)
+        return paths
+
+    def __repr__(self) -> str:
+        targets = sorted(set(self.summary["target"])) if len(self.summary) else []
+        return (
+            f"Results(targets={targets}, stages={len(self.summary)}, "
+            f"requests={int((~self._all['warmup']).sum()) if len(self._all) else 0}"
+            f"{', interrupted' if self.interrupted else ''})"
+        )
+
+
+def _tidy_requests(df: Any) -> Any:
+    """Turn the engine's sentinels (-1 for missing integers) into proper missing values."""
+    pd = _deps.pandas()
+    if not len(df):
+        return df
+    for col in ("n_in", "http_status", "t_headers_ns", "t_first_ns", "t_last_ns"):
+        if col in df.columns:
+            s = pd.to_numeric(df[col], errors="coerce")
+            df[col] = s.where(s >= 0).astype("Int64")
+    if "warmup" in df.columns:
+        df["warmup"] = df["warmup"].astype(bool)
+    return df

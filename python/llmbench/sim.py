@@ -1,0 +1,111 @@
+"""The built-in scripted server: an OpenAI- and TGI-compatible streaming server with
+configured timings, running inside this process (no GPU, no model, no download).
+
+It is the default target of `llmbench metrics` and the known-answer oracle of the tests.
+Timing model (see `src/sim/mod.rs`): up to `max_batch` requests run at once, more wait in
+a queue; TTFT = `ttft_ms + ttft_per_running_ms x (running - 1)` after admission; each
+further token `itl_ms + itl_per_running_ms x (running - 1)`; tokens leave in chunks of
+`tokens_per_chunk`. Prompt tokens are counted as whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import _core
+from .targets import OpenAI, TGI, Target
+
+
+@dataclass
+class SimConfig:
+    """Timings and capacity of the scripted server (times in ms)."""
+
+    model: str = "llmbench-sim"
+    ttft_ms: float = 50.0
+    ttft_per_running_ms: float = 0.0
+    itl_ms: float = 10.0
+    itl_per_running_ms: float = 0.0
+    tokens_per_chunk: int = 1
+    output_tokens: int | None = None
+    max_batch: int = 256
+    default_max_tokens: int = 16
+
+
+# The embedded default target of `llmbench metrics`: a batching server whose latency grows
+# with load and which saturates at 64 requests, so a sweep shows the usual curves quickly.
+DEFAULT_TARGET_CONFIG = SimConfig(
+    ttft_ms=20.0,
+    ttft_per_running_ms=0.5,
+    itl_ms=5.0,
+    itl_per_running_ms=0.05,
+    max_batch=64,
+)
+
+
+class SimServer:
+    """Run the scripted server on 127.0.0.1 (a free port unless `port` is given).
+
+    Use it as a context manager, or call `close()`.
+
+    Example:
+        >>> with llmbench.SimServer(ttft_ms=50, itl_ms=10) as sim:
+        ...     res = llmbench.run_sweep(sim.target(), batch_sizes=[1, 4])
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **overrides: Any,
+    ) -> None:
+        cfg = asdict(config or SimConfig())
+        unknown = set(overrides) - set(cfg)
+        if unknown:
+            raise _core.InvalidArgumentError(f"unknown SimServer settings: {sorted(unknown)}")
+        cfg.update(overrides)
+        self.config = SimConfig(**cfg)
+        self._server = _core.SimServer(json.dumps(cfg), host, port)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. `http://127.0.0.1:40123`."""
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return self._server.port
+
+    @property
+    def served(self) -> int:
+        """Requests served so far."""
+        return self._server.served
+
+    def target(self, api: str = "chat", **kwargs: Any) -> Target:
+        """A target pointing at this server ("chat", "completions" or "tgi")."""
+        if api == "tgi":
+            return TGI(self.url, name=kwargs.pop("name", "sim-tgi"), **kwargs)
+        return OpenAI(
+            self.url,
+            model=self.config.model,
+            api=api,  # type: ignore[arg-type]
+            name=kwargs.pop("name", f"sim-{api}"),
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        """Stop the server (idempotent)."""
+        self._server.close()
+
+    def __enter__(self) -> SimServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SimServer(url={self.url!r}, running={self._server.running})"

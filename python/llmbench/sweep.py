@@ -1,0 +1,308 @@
+"""`run_sweep`: closed-loop batch-size sweeps against one or more targets."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _core
+from ._core import InvalidArgumentError
+from .errors import SweepInterrupted
+from .pricing import gpu_price
+from .prompts import load_prompts, prompts_hash
+from .results import Results
+from .targets import Target
+
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "target"
+
+
+class _ProgressLine:
+    """A one-line live progress report on stderr, rewritten in place."""
+
+    def __init__(self, target: str, n_stages: int, batch_sizes: Sequence[int]) -> None:
+        self.target = target
+        self.n_stages = n_stages
+        self.batch_sizes = list(batch_sizes)
+        self.last_stage = -1
+
+    def __call__(self, p: dict[str, Any]) -> None:
+        stage = int(p["stage"])
+        if stage != self.last_stage and self.last_stage >= 0:
+            sys.stderr.write("\n")
+        self.last_stage = stage
+        ttft = p["ttft_mean_ms"]
+        ttft_s = f"{ttft:7.1f} ms" if ttft == ttft else "      -"
+        sys.stderr.write(
+            f"\r[{self.target}] stage {stage + 1}/{self.n_stages} batch {p['batch_size']:>4}: "
+            f"{p['ok']:>6} ok {p['failed']:>4} failed  {p['output_tok_s']:9.1f} tok/s  "
+            f"TTFT {ttft_s}   "
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.last_stage >= 0:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _host() -> dict[str, Any]:
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _prepare(
+    targets: Target | Iterable[Target],
+    batch_sizes: Sequence[int],
+    requests_per_stage: int | None,
+    stage_duration_s: float | None,
+    max_tokens: int,
+    prompts: Any,
+    seed: int,
+    warmup_requests: int,
+    tokenizer: str | Path | None,
+    gpu_hourly_usd: str | float | None,
+    n_gpus: int,
+    out_dir: str | Path | None,
+) -> tuple[list[Target], list[dict[str, Any]], dict[str, Any]]:
+    target_list = [targets] if isinstance(targets, Target) else list(targets)
+    if not target_list:
+        raise InvalidArgumentError("no target given")
+    if not all(isinstance(t, Target) for t in target_list):
+        raise InvalidArgumentError("targets must be llmbench.OpenAI or llmbench.TGI objects")
+    names = [t.name for t in target_list]
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"target names must be unique, got {names}")
+    batch_sizes = [int(b) for b in batch_sizes]
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise InvalidArgumentError("batch_sizes must be a non-empty list of integers >= 1")
+    if max_tokens < 1:
+        raise InvalidArgumentError("max_tokens must be >= 1")
+    if requests_per_stage is not None and requests_per_stage < 1:
+        raise InvalidArgumentError("requests_per_stage must be >= 1")
+    if warmup_requests < 0:
+        raise InvalidArgumentError("warmup_requests must be >= 0")
+    if n_gpus < 1:
+        raise InvalidArgumentError("n_gpus must be >= 1")
+    prompt_list = load_prompts(prompts)
+    price = gpu_price(gpu_hourly_usd)
+    out = Path(out_dir) if out_dir is not None else None
+    configs = []
+    for t in target_list:
+        records_path = None
+        if out is not None:
+            records_path = out / f"requests_{_slug(t.name)}.jsonl"
+            # A fresh run replaces the previous run's live record file of this target.
+            if records_path.exists():
+                records_path.unlink()
+        configs.append(
+            {
+                "target": t.to_spec(),
+                "batch_sizes": batch_sizes,
+                "requests_per_stage": requests_per_stage,
+                "stage_duration_s": stage_duration_s,
+                "max_tokens": int(max_tokens),
+                "prompts": prompt_list,
+                "seed": int(seed),
+                "warmup_requests": int(warmup_requests),
+                "tokenizer": str(tokenizer) if tokenizer is not None else None,
+                "records_path": str(records_path) if records_path is not None else None,
+                "pricing": {"usd_per_gpu_hour": price, "n_gpus": int(n_gpus)},
+            }
+        )
+    manifest = {
+        "llmbench_version": _core.__version__,
+        "kind": "closed_loop_sweep",
+        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "targets": [t.describe() for t in target_list],
+        "settings": {
+            "batch_sizes": batch_sizes,
+            "requests_per_stage": requests_per_stage,
+            "stage_duration_s": stage_duration_s,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "warmup_requests": warmup_requests,
+            "tokenizer": str(tokenizer) if tokenizer is not None else None,
+            "gpu_hourly_usd": price,
+            "n_gpus": n_gpus,
+        },
+        "prompts": {"n": len(prompt_list), "sha256": prompts_hash(prompt_list)},
+        "host": _host(),
+        "gpu": None,
+    }
+    return target_list, configs, manifest
+
+
+def _finish(
+    target_list: list[Target],
+    outputs: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    out_dir: str | Path | None,
+) -> Results:
+    manifest["servers"] = {
+        t.name: json.loads(o["server_info_json"]) for t, o in zip(target_list, outputs, strict=False)
+    }
+    manifest["warnings"] = [w for o in outputs for w in o["warnings"]]
+    manifest["interrupted"] = any(o["interrupted"] for o in outputs) or len(outputs) < len(
+        target_list
+    )
+    if outputs:
+        manifest["clock"] = {
+            "unix_anchor_ns": outputs[0]["unix_anchor_ns"],
+            "note": "t_*_ns columns are ns on one monotonic clock; unix = unix_anchor_ns + t",
+        }
+    results = Results.from_engine(
+        [(t.describe(), o) for t, o in zip(target_list, outputs, strict=False)], manifest
+    )
+    if out_dir is not None:
+        results.save(out_dir)
+    return results
+
+
+def run_sweep(
+    targets: Target | Iterable[Target],
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    requests_per_stage: int | None = None,
+    max_tokens: int = 128,
+    prompts: str | Path | Iterable[str] | None = None,
+    gpu_hourly_usd: str | float | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    stage_duration_s: float | None = None,
+    seed: int = 0,
+    warmup_requests: int = 1,
+    tokenizer: str | Path | None = None,
+    n_gpus: int = 1,
+    progress: bool = True,
+) -> Results:
+    """Sweep batch sizes (requests in flight) against one or more targets.
+
+    Each stage keeps `batch_size` requests in flight until `requests_per_stage` requests
+    (default `max(4 x batch_size, 16)`) have been sent, or `stage_duration_s` has passed.
+    A warm-up request per target runs first and is reported apart. Records are written to
+    `out_dir/requests_<target>.jsonl` as they complete; at the end `metrics_data.json`,
+    `metrics_summary.csv` and the plots are written to `out_dir`.
+
+    The GIL is released for the whole run. Ctrl-C cancels in-flight requests and raises
+    `SweepInterrupted`, whose `.results` holds everything completed before it.
+
+    Args:
+        targets: an `OpenAI` or `TGI` target, or a list of them (measured in turn).
+        batch_sizes: the concurrency points.
+        requests_per_stage: requests per batch size.
+        max_tokens: output token budget per request (force the length with the server's
+            own option, e.g. `extra_body={"ignore_eos": True}` on vLLM).
+        prompts: a `prompts.txt`-style file, a list of strings, or None for the bundled set.
+        gpu_hourly_usd: USD per GPU-hour or a preset name ("L4", "A100-80GB", "H100", ...);
+            default 2.93 (L4).
+        out_dir: folder for the result files (None: keep in memory only).
+        stage_duration_s: stop starting new requests in a stage after this long.
+        seed: seed of the prompt order.
+        warmup_requests: warm-up requests per target (0 to skip).
+        tokenizer: a `tokenizer.json` to count tokens where the server reports no usage.
+        n_gpus: GPUs the server uses (for cost).
+        progress: show live progress on stderr.
+
+    Example:
+        >>> import llmbench
+        >>> target = llmbench.OpenAI("http://localhost:8000", model="meta-llama/Llama-2-7b-chat-hf")
+        >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8, 32], max_tokens=128)
+        >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
+    """
+    target_list, configs, manifest = _prepare(
+        targets,
+        batch_sizes,
+        requests_per_stage,
+        stage_duration_s,
+        max_tokens,
+        prompts,
+        seed,
+        warmup_requests,
+        tokenizer,
+        gpu_hourly_usd,
+        n_gpus,
+        out_dir,
+    )
+    outputs: list[dict[str, Any]] = []
+    try:
+        for target, config in zip(target_list, configs, strict=True):
+            printer = _ProgressLine(target.name, len(config["batch_sizes"]), config["batch_sizes"])
+            try:
+                out = _core.run_sweep(json.dumps(config), printer if progress else None)
+            finally:
+                if progress:
+                    printer.done()
+            outputs.append(out)
+            if out["interrupted"]:
+                break
+    except KeyboardInterrupt:
+        # Interrupted before the engine could return anything for this target (e.g. during
+        # its warm-up): keep the targets already measured.
+        results = _finish(target_list, outputs, manifest, out_dir)
+        raise SweepInterrupted(results, _interrupt_message(results, out_dir)) from None
+    results = _finish(target_list, outputs, manifest, out_dir)
+    if results.interrupted:
+        raise SweepInterrupted(results, _interrupt_message(results, out_dir))
+    return results
+
+
+def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
+    n = len(results.requests)
+    where = f"; saved to {out_dir}" if out_dir is not None else ""
+    return f"sweep interrupted: {n} completed requests kept in .results{where}"
+
+
+async def run_sweep_async(
+    targets: Target | Iterable[Target],
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    requests_per_stage: int | None = None,
+    max_tokens: int = 128,
+    prompts: str | Path | Iterable[str] | None = None,
+    gpu_hourly_usd: str | float | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    stage_duration_s: float | None = None,
+    seed: int = 0,
+    warmup_requests: int = 1,
+    tokenizer: str | Path | None = None,
+    n_gpus: int = 1,
+) -> Results:
+    """`run_sweep` for code with a running event loop (e.g. notebooks using asyncio).
+
+    Cancelling the awaiting task cancels the sweep; records already written stay on disk.
+
+    Example:
+        >>> res = await llmbench.run_sweep_async(target, batch_sizes=[1, 4])
+    """
+    target_list, configs, manifest = _prepare(
+        targets,
+        batch_sizes,
+        requests_per_stage,
+        stage_duration_s,
+        max_tokens,
+        prompts,
+        seed,
+        warmup_requests,
+        tokenizer,
+        gpu_hourly_usd,
+        n_gpus,
+        out_dir,
+    )
+    outputs = []
+    for config in configs:
+        outputs.append(await _core.run_sweep_async(json.dumps(config)))
+    return _finish(target_list, outputs, manifest, out_dir)

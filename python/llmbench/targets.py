@@ -1,0 +1,126 @@
+"""Targets: the servers a sweep measures.
+
+`OpenAI` covers every OpenAI-compatible streaming server (vLLM, TGI's messages API,
+`transformers serve`, llama.cpp, ...); `TGI` is TGI's native `/generate_stream`.
+API keys are kept out of `repr`, manifests, results and logs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._core import InvalidArgumentError
+
+Api = Literal["chat", "completions", "tgi"]
+
+
+@dataclass
+class Timeouts:
+    """Per-request timeouts in seconds.
+
+    connect: TCP/TLS connect. idle: longest silence between two reads of a response (a
+    stalled stream). total: the whole request. The defaults allow for long queues on a
+    loaded server (vLLM sends nothing while a request waits).
+    """
+
+    connect: float = 10.0
+    idle: float = 300.0
+    total: float = 1800.0
+
+    def to_spec(self) -> dict[str, float]:
+        return {"connect_s": self.connect, "idle_s": self.idle, "total_s": self.total}
+
+
+@dataclass
+class Target:
+    """Base class of targets; use `OpenAI` or `TGI`."""
+
+    url: str
+    model: str = ""
+    api: Api = "chat"
+    name: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 0.0
+    include_usage: bool = True
+    continuous_usage: bool = True
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        if self.api not in ("chat", "completions", "tgi"):
+            raise InvalidArgumentError(
+                f"api must be 'chat', 'completions' or 'tgi', got {self.api!r}"
+            )
+        if not self.name:
+            self.name = self.model or self.api
+        if self.api_key is None:
+            self.api_key = os.environ.get("LLMBENCH_API_KEY") or None
+
+    def to_spec(self) -> dict[str, Any]:
+        """The engine's target description (holds the API key: never log or save it)."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "model": self.model,
+            "api": self.api,
+            "api_key": self.api_key,
+            "extra_body": dict(self.extra_body),
+            "temperature": float(self.temperature),
+            "include_usage": self.include_usage,
+            "continuous_usage": self.continuous_usage,
+            "timeouts": self.timeouts.to_spec(),
+            "verify_tls": self.verify_tls,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What results and manifests record about the target: no key, no credentials."""
+        from ._redact import redact_url
+
+        return {
+            "name": self.name,
+            "url": redact_url(self.url),
+            "model": self.model,
+            "api": self.api,
+            "extra_body": dict(self.extra_body),
+            "temperature": self.temperature,
+            "api_key_set": self.api_key is not None,
+        }
+
+
+@dataclass
+class OpenAI(Target):
+    """An OpenAI-compatible streaming server.
+
+    api: "chat" (`/v1/chat/completions`) or "completions" (`/v1/completions`).
+    extra_body: fields merged into every request, e.g. vLLM's fixed-length output
+    `{"ignore_eos": True}`, or `transformers serve`'s
+    `{"generation_config": '{"min_new_tokens": 64}'}`.
+    continuous_usage: ask for vLLM's per-chunk usage (exact per-chunk token counts); turn
+    it off for servers that reject unknown `stream_options`.
+
+    Example:
+        >>> target = llmbench.OpenAI("http://localhost:8000",
+        ...                          model="meta-llama/Llama-2-7b-chat-hf",
+        ...                          extra_body={"ignore_eos": True})
+    """
+
+
+@dataclass
+class TGI(Target):
+    """Text Generation Inference's native `/generate_stream` (asks for `details: true`).
+
+    extra_body: fields merged into `parameters`.
+
+    Example:
+        >>> target = llmbench.TGI("http://localhost:8080")
+    """
+
+    api: Api = "tgi"
+
+    def __post_init__(self) -> None:
+        if self.api != "tgi":
+            raise InvalidArgumentError("TGI targets use api='tgi'; use OpenAI for the others")
+        super().__post_init__()

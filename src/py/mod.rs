@@ -1,0 +1,278 @@
+//! The `llmbench._core` extension module: the only place pyo3 is used.
+//!
+//! Long calls run on the shared tokio runtime while the calling thread waits with the GIL
+//! released, in short slices, checking for Ctrl-C between them: a KeyboardInterrupt cancels
+//! in-flight requests promptly and the partial results still come back.
+
+mod convert;
+mod errors;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::loadgen::progress::Progress;
+use crate::loadgen::{run_sweep as engine_run_sweep, SweepConfig};
+use crate::runtime::runtime;
+use crate::sim::{SimConfig, SimServer};
+use errors::to_pyerr;
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
+    serde_json::from_str(json)
+        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid {what}: {e}")))
+}
+
+/// Catch a panic inside an engine future and turn it into an error, so no panic ever
+/// crosses into Python as a traceback from Rust.
+async fn no_panic<T>(fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Target(format!("internal error in llmbench: {msg}")))
+        }
+    }
+}
+
+/// Run `fut` on the runtime and wait for it with the GIL released. Between slices: check
+/// signals (Ctrl-C cancels via `cancel`, then waits for the run to wind down and returns its
+/// result) and call `tick`.
+fn wait_detached<T: Send + 'static>(
+    py: Python<'_>,
+    fut: impl Future<Output = Result<T, Error>> + Send + 'static,
+    cancel: CancellationToken,
+    mut tick: impl FnMut(Python<'_>) -> PyResult<()>,
+) -> PyResult<T> {
+    let (tx, rx) = mpsc::channel();
+    runtime().spawn(async move {
+        let _ = tx.send(no_panic(fut).await);
+    });
+    let mut cancelled = false;
+    let mut rx = rx;
+    loop {
+        let slice = Duration::from_millis(if cancelled { 200 } else { 50 });
+        // The receiver is not Sync: move it into the detached closure and back.
+        let (got, back) = py.detach(move || (rx.recv_timeout(slice), rx));
+        rx = back;
+        match got {
+            Ok(result) => return result.map_err(to_pyerr),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(errors::LlmbenchError::new_err(
+                    "the engine task ended without a result",
+                ))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if !cancelled {
+                    if let Err(e) = py.check_signals() {
+                        // Cancel everything in flight; keep waiting so the records already
+                        // measured come back (the engine returns promptly once cancelled).
+                        cancel.cancel();
+                        cancelled = true;
+                        if !e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+                            return Err(e);
+                        }
+                        continue;
+                    }
+                    tick(py)?;
+                }
+            }
+        }
+    }
+}
+
+fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let ok = p.ok.load(Ordering::Relaxed);
+    let ttft_sum = p.ttft_sum_ns.load(Ordering::Relaxed);
+    let start = p.stage_start_ns.load(Ordering::Relaxed);
+    let elapsed_s = crate::clock::now_ns().saturating_sub(start) as f64 / 1e9;
+    let tokens = p.tokens.load(Ordering::Relaxed);
+    d.set_item("stage", p.stage.load(Ordering::Relaxed))?;
+    d.set_item("batch_size", p.batch_size.load(Ordering::Relaxed))?;
+    d.set_item("ok", ok)?;
+    d.set_item("failed", p.failed.load(Ordering::Relaxed))?;
+    d.set_item("tokens", tokens)?;
+    d.set_item("elapsed_s", elapsed_s)?;
+    d.set_item(
+        "output_tok_s",
+        if elapsed_s > 0.0 {
+            tokens as f64 / elapsed_s
+        } else {
+            0.0
+        },
+    )?;
+    d.set_item(
+        "ttft_mean_ms",
+        if ok > 0 {
+            ttft_sum as f64 / ok as f64 / 1e6
+        } else {
+            f64::NAN
+        },
+    )?;
+    Ok(d)
+}
+
+/// Run a sweep described by `config_json` (see `SweepConfig`). Blocks with the GIL
+/// released; `progress`, if given, is called about twice a second with a dict of counters.
+/// Returns a dict: `records` (columns), `chunks`, `stages`, `server_info_json`, `warnings`,
+/// `interrupted` (true after Ctrl-C, with everything measured before it).
+#[pyfunction]
+#[pyo3(signature = (config_json, progress=None))]
+fn run_sweep<'py>(
+    py: Python<'py>,
+    config_json: &str,
+    progress: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let config: SweepConfig = parse_json("sweep config", config_json)?;
+    let cancel = CancellationToken::new();
+    let counters = Arc::new(Progress::default());
+    let fut = engine_run_sweep(config, cancel.clone(), counters.clone());
+    let mut last_tick = std::time::Instant::now();
+    let out = wait_detached(py, fut, cancel, |py| {
+        if let Some(cb) = &progress {
+            if last_tick.elapsed() >= Duration::from_millis(500) {
+                last_tick = std::time::Instant::now();
+                cb.call1((progress_dict(py, &counters)?,))?;
+            }
+        }
+        Ok(())
+    })?;
+    convert::sweep_to_dict(py, &out)
+}
+
+/// The async twin of `run_sweep`, for notebooks with a running event loop. Cancelling the
+/// awaitable cancels the sweep; records already on disk stay there.
+#[pyfunction]
+fn run_sweep_async<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, PyAny>> {
+    let config: SweepConfig = parse_json("sweep config", config_json)?;
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let cancel = CancellationToken::new();
+        // Dropping this future (asyncio cancellation) drops the guard, cancelling the run.
+        let _guard = cancel.clone().drop_guard();
+        let out = no_panic(engine_run_sweep(
+            config,
+            cancel,
+            Arc::new(Progress::default()),
+        ))
+        .await
+        .map_err(to_pyerr)?;
+        Python::attach(|py| convert::sweep_to_dict(py, &out).map(|d| d.unbind()))
+    })
+}
+
+/// Read a JSONL record file (as written during a sweep) back as columns.
+#[pyfunction]
+fn read_records<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let records = crate::sink::read_records(&path).map_err(to_pyerr)?;
+    let d = PyDict::new(py);
+    d.set_item("records", convert::records_to_columns(py, &records)?)?;
+    d.set_item("chunks", convert::chunks_to_columns(py, &records)?)?;
+    Ok(d)
+}
+
+/// Nanoseconds on the run clock (the clock every record uses).
+#[pyfunction]
+fn now_ns() -> u64 {
+    crate::clock::now_ns()
+}
+
+/// The built-in scripted server, running in this process on the shared runtime.
+#[pyclass(name = "SimServer", module = "llmbench._core")]
+struct PySimServer {
+    inner: Option<SimServer>,
+    url: String,
+    port: u16,
+}
+
+#[pymethods]
+impl PySimServer {
+    #[new]
+    #[pyo3(signature = (config_json="{}", host="127.0.0.1", port=0))]
+    fn new(py: Python<'_>, config_json: &str, host: &str, port: u16) -> PyResult<Self> {
+        let config: SimConfig = parse_json("sim config", config_json)?;
+        let host = host.to_string();
+        let server = py
+            .detach(|| runtime().block_on(SimServer::start(config, &host, port)))
+            .map_err(to_pyerr)?;
+        Ok(PySimServer {
+            url: server.url(),
+            port: server.addr().port(),
+            inner: Some(server),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[getter]
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The bound port.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The served model name.
+    #[getter]
+    fn model(&self) -> String {
+        self.inner
+            .as_ref()
+            .map(|s| s.config().model.clone())
+            .unwrap_or_default()
+    }
+
+    /// Requests served so far.
+    #[getter]
+    fn served(&self) -> u64 {
+        self.inner.as_ref().map(|s| s.served()).unwrap_or(0)
+    }
+
+    /// The configuration as JSON.
+    fn config_json(&self) -> String {
+        self.inner
+            .as_ref()
+            .and_then(|s| serde_json::to_string(s.config()).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether the server is running.
+    #[getter]
+    fn running(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Stop the server (idempotent).
+    fn close(&mut self, py: Python<'_>) {
+        if let Some(server) = self.inner.take() {
+            py.detach(|| runtime().block_on(server.shutdown()));
+        }
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Share our runtime with pyo3-async-runtimes (ignore "already initialised").
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
+    errors::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(run_sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(run_sweep_async, m)?)?;
+    m.add_function(wrap_pyfunction!(read_records, m)?)?;
+    m.add_function(wrap_pyfunction!(now_ns, m)?)?;
+    m.add_class::<PySimServer>()?;
+    Ok(())
+}

