@@ -605,7 +605,12 @@ mod tests {
         let o = run(Api::Chat, "vllm_chat_stream.sse", None);
         // Event 0 (t=1000) is role-only; the first chunk is event 1.
         assert_eq!(o.chunk_times[0], 2000);
+        // No continuous usage: one per chunk, reconciled with the final usage chunk.
+        assert_eq!(o.chunk_token_source, TokenSource::UsageReconciled);
+        assert_eq!(o.chunk_tokens.iter().sum::<u32>(), o.n_out);
+        let o = run(Api::Chat, "vllm_chat_stream_no_usage.sse", None);
         assert_eq!(o.chunk_token_source, TokenSource::OnePerChunk);
+        assert_eq!(o.n_out_source, TokenSource::OnePerChunk);
         assert!(o.failure.is_none());
     }
 
