@@ -171,15 +171,11 @@ impl SseParser {
                 }
             }
             b"event" => self.event_type = String::from_utf8_lossy(value).into_owned(),
-            b"id" => {
-                if !value.contains(&0) {
-                    self.last_event_id = String::from_utf8_lossy(value).into_owned();
-                }
+            b"id" if !value.contains(&0) => {
+                self.last_event_id = String::from_utf8_lossy(value).into_owned();
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    self.retry_ms = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
-                }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                self.retry_ms = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
             }
             _ => {}
         }
@@ -272,7 +268,10 @@ mod tests {
         let mut p = SseParser::new();
         p.feed(&bytes, &mut Vec::new()).expect("feed");
         assert_eq!(p.retry_ms(), Some(1500));
-        assert!(p.finish(), "the unterminated last event is reported as discarded");
+        assert!(
+            p.finish(),
+            "the unterminated last event is reported as discarded"
+        );
     }
 
     #[test]
@@ -297,7 +296,10 @@ mod tests {
                 );
             }
         }
-        assert!(n_files >= 15, "expected the fixture set, found {n_files} files");
+        assert!(
+            n_files >= 15,
+            "expected the fixture set, found {n_files} files"
+        );
     }
 
     #[test]

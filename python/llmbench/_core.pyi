@@ -1,7 +1,22 @@
 # Hand-written stubs of the Rust extension module (checked by mypy.stubtest in `make lint`).
 from collections.abc import Callable
 from os import PathLike
-from typing import Any
+from typing import Any, final
+
+__all__ = [
+    "InvalidArgumentError",
+    "LlmbenchError",
+    "ResultsIOError",
+    "SimServer",
+    "TargetError",
+    "TokenizerError",
+    "UnreachableError",
+    "__version__",
+    "now_ns",
+    "read_records",
+    "run_sweep",
+    "run_sweep_async",
+]
 
 __version__: str
 
@@ -19,8 +34,11 @@ def run_sweep_async(config_json: str) -> Any: ...
 def read_records(path: str | PathLike[str]) -> dict[str, Any]: ...
 def now_ns() -> int: ...
 
+@final
 class SimServer:
-    def __new__(cls, config_json: str = "{}", host: str = "127.0.0.1", port: int = 0) -> SimServer: ...
+    def __new__(
+        cls, config_json: str = "{}", host: str = "127.0.0.1", port: int = 0
+    ) -> SimServer: ...
     @property
     def url(self) -> str: ...
     @property

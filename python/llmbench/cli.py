@@ -32,7 +32,9 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("batch sizes must be integers >= 1")
     return values
@@ -42,7 +44,7 @@ def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {e}")
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"ignore_eos\": true}'")
     return value
@@ -65,12 +67,15 @@ def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: st
         kind: Any = float if f.name.endswith("_ms") else int
         if f.name == "output_tokens":
             kind = int
-        g.add_argument(flag, dest=f"sim_{f.name}", type=kind, default=default,
-                       help=f"(default {default})")
+        g.add_argument(
+            flag, dest=f"sim_{f.name}", type=kind, default=default, help=f"(default {default})"
+        )
 
 
 def _sim_config(args: argparse.Namespace) -> SimConfig:
-    values = {f.name: getattr(args, f"sim_{f.name}") for f in fields(SimConfig) if f.name != "model"}
+    values = {
+        f.name: getattr(args, f"sim_{f.name}") for f in fields(SimConfig) if f.name != "model"
+    }
     return SimConfig(model="llmbench-sim", **values)
 
 
@@ -86,48 +91,90 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Sweep batch sizes against a server (or the embedded scripted server "
         "when no --url is given) and write metrics_data.json, metrics_summary.csv and plots.",
     )
-    m.add_argument("--url", help="server base URL, e.g. http://localhost:8000 (default: "
-                   "the embedded scripted server)")
+    m.add_argument(
+        "--url",
+        help="server base URL, e.g. http://localhost:8000 (default: the embedded scripted server)",
+    )
     m.add_argument("--model", default="", help="model name sent in requests (OpenAI APIs)")
     m.add_argument("--api", choices=["chat", "completions", "tgi"], default="chat")
     m.add_argument("--name", default="", help="target name in tables and plots")
-    m.add_argument("--batch-sizes", type=_int_list,
-                   default=list(DEFAULT_BATCH_SIZES), help="comma-separated (default "
-                   + ",".join(map(str, DEFAULT_BATCH_SIZES)) + ")")
-    m.add_argument("--requests", type=int, default=None,
-                   help="requests per batch size (default max(4 x batch size, 16))")
-    m.add_argument("--duration", type=float, default=None,
-                   help="seconds per batch size (stop starting requests after this)")
+    m.add_argument(
+        "--batch-sizes",
+        type=_int_list,
+        default=list(DEFAULT_BATCH_SIZES),
+        help="comma-separated (default " + ",".join(map(str, DEFAULT_BATCH_SIZES)) + ")",
+    )
+    m.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests per batch size (default max(4 x batch size, 16))",
+    )
+    m.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds per batch size (stop starting requests after this)",
+    )
     m.add_argument("--max-tokens", type=int, default=128)
-    m.add_argument("--prompts", default=None, help="prompt file, one per line (default: "
-                   "the bundled prompts.txt)")
+    m.add_argument(
+        "--prompts",
+        default=None,
+        help="prompt file, one per line (default: the bundled prompts.txt)",
+    )
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--warmup", type=int, default=1, help="warm-up requests (default 1)")
-    m.add_argument("--tokenizer", default=None,
-                   help="tokenizer.json for token counts the server does not report")
-    m.add_argument("--extra-body", type=_json_object, default={},
-                   help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'")
+    m.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer.json for token counts the server does not report",
+    )
+    m.add_argument(
+        "--extra-body",
+        type=_json_object,
+        default={},
+        help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'",
+    )
     m.add_argument("--temperature", type=float, default=0.0)
-    m.add_argument("--no-continuous-usage", action="store_true",
-                   help="do not ask for per-chunk usage (for servers that reject it)")
-    m.add_argument("--gpu-price", type=_price, default=None,
-                   help="USD per GPU-hour, or a preset: " + ", ".join(GPU_PRICES_USD_PER_HOUR)
-                   + " (default L4, 2.93)")
+    m.add_argument(
+        "--no-continuous-usage",
+        action="store_true",
+        help="do not ask for per-chunk usage (for servers that reject it)",
+    )
+    m.add_argument(
+        "--gpu-price",
+        type=_price,
+        default=None,
+        help="USD per GPU-hour, or a preset: "
+        + ", ".join(GPU_PRICES_USD_PER_HOUR)
+        + " (default L4, 2.93)",
+    )
     m.add_argument("--n-gpus", type=int, default=1)
-    m.add_argument("--timeout", type=float, default=Timeouts.total,
-                   help="total seconds per request")
-    m.add_argument("--out", default=os.path.join("results", "metrics_study"),
-                   help="output folder (default results/metrics_study)")
+    m.add_argument(
+        "--timeout", type=float, default=Timeouts.total, help="total seconds per request"
+    )
+    m.add_argument(
+        "--out",
+        default=os.path.join("results", "metrics_study"),
+        help="output folder (default results/metrics_study)",
+    )
     m.add_argument("--quiet", action="store_true", help="no live progress")
     _add_sim_options(m, DEFAULT_TARGET_CONFIG, prefix="sim-")
 
-    s = sub.add_parser("sim", help="run the scripted server until Ctrl-C",
-                       description="Serve the scripted OpenAI/TGI-compatible server on "
-                       "127.0.0.1 (chat, completions, /generate_stream).")
+    s = sub.add_parser(
+        "sim",
+        help="run the scripted server until Ctrl-C",
+        description="Serve the scripted OpenAI/TGI-compatible server on "
+        "127.0.0.1 (chat, completions, /generate_stream).",
+    )
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--model", default="llmbench-sim")
-    s.add_argument("--for-seconds", type=float, default=None,
-                   help="stop after this many seconds (default: until Ctrl-C)")
+    s.add_argument(
+        "--for-seconds",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
     _add_sim_options(s, SimConfig(), prefix="")
     return parser
 
@@ -135,8 +182,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def _print_summary(res: Results) -> None:
     pd = __import__("pandas")
     cols = [c for c in KEY_COLUMNS if c in res.summary.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
-                           "display.float_format", "{:.2f}".format):
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 20, "display.float_format", "{:.2f}".format
+    ):
         print(res.summary[cols].to_string(index=False))
 
 
@@ -146,17 +194,34 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     target: Target
     if args.url is None:
         sim = SimServer(_sim_config(args))
-        print(f"no --url given: measuring the embedded scripted server at {sim.url}",
-              file=sys.stderr)
-        target = sim.target(args.api, name=args.name or "llmbench-sim", timeouts=timeouts,
-                            extra_body=args.extra_body)
+        print(
+            f"no --url given: measuring the embedded scripted server at {sim.url}", file=sys.stderr
+        )
+        target = sim.target(
+            args.api,
+            name=args.name or "llmbench-sim",
+            timeouts=timeouts,
+            extra_body=args.extra_body,
+        )
     elif args.api == "tgi":
-        target = TGI(args.url, name=args.name, extra_body=args.extra_body,
-                     temperature=args.temperature, timeouts=timeouts)
+        target = TGI(
+            args.url,
+            name=args.name,
+            extra_body=args.extra_body,
+            temperature=args.temperature,
+            timeouts=timeouts,
+        )
     else:
-        target = OpenAI(args.url, model=args.model, api=args.api, name=args.name,
-                        extra_body=args.extra_body, temperature=args.temperature,
-                        continuous_usage=not args.no_continuous_usage, timeouts=timeouts)
+        target = OpenAI(
+            args.url,
+            model=args.model,
+            api=args.api,
+            name=args.name,
+            extra_body=args.extra_body,
+            temperature=args.temperature,
+            continuous_usage=not args.no_continuous_usage,
+            timeouts=timeouts,
+        )
     try:
         res = run_sweep(
             target,
@@ -189,8 +254,11 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     cfg = _sim_config(args)
     cfg.model = args.model
     with SimServer(cfg, port=args.port) as sim:
-        print(f"llmbench scripted server on {sim.url} (model {cfg.model!r}): "
-              f"{json.dumps(asdict(cfg))}", flush=True)
+        print(
+            f"llmbench scripted server on {sim.url} (model {cfg.model!r}): "
+            f"{json.dumps(asdict(cfg))}",
+            flush=True,
+        )
         deadline = None if args.for_seconds is None else time.monotonic() + args.for_seconds
         try:
             while deadline is None or time.monotonic() < deadline:

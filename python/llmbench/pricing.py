@@ -47,4 +47,6 @@ def gpu_price(gpu: str | float | None) -> float:
     except (ValueError, InvalidArgumentError):
         pass
     known = ", ".join(GPU_PRICES_USD_PER_HOUR)
-    raise InvalidArgumentError(f"unknown GPU preset {gpu!r}; known: {known}, or give a price in USD/h")
+    raise InvalidArgumentError(
+        f"unknown GPU preset {gpu!r}; known: {known}, or give a price in USD/h"
+    )

@@ -161,9 +161,7 @@ class Results:
         if len(summary):
             first = [c for c in KEY_COLUMNS if c in summary.columns]
             summary = summary[first + [c for c in summary.columns if c not in first]]
-        all_requests = (
-            pd.concat(requests, ignore_index=True) if requests else pd.DataFrame()
-        )
+        all_requests = pd.concat(requests, ignore_index=True) if requests else pd.DataFrame()
         return cls(summary, _tidy_requests(all_requests), _concat_chunks(chunk_parts), manifest)
 
     # ---- files ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import _core
-from .targets import OpenAI, TGI, Target
+from .targets import TGI, OpenAI, Target
 
 
 @dataclass

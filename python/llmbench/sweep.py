@@ -154,7 +154,8 @@ def _finish(
     out_dir: str | Path | None,
 ) -> Results:
     manifest["servers"] = {
-        t.name: json.loads(o["server_info_json"]) for t, o in zip(target_list, outputs, strict=False)
+        t.name: json.loads(o["server_info_json"])
+        for t, o in zip(target_list, outputs, strict=False)
     }
     manifest["warnings"] = [w for o in outputs for w in o["warnings"]]
     manifest["interrupted"] = any(o["interrupted"] for o in outputs) or len(outputs) < len(

@@ -270,7 +270,9 @@ mod tests {
     fn api_key_is_never_serialized() {
         let mut s = spec(Api::Chat, "http://h:1");
         s.api_key = Some("sk-secret-123".into());
-        assert!(!serde_json::to_string(&s).expect("json").contains("sk-secret"));
+        assert!(!serde_json::to_string(&s)
+            .expect("json")
+            .contains("sk-secret"));
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub fn decode(data: &str) -> Result<Decoded, String> {
             {
                 out.text.push_str(part);
             }
-            let has_tool_call = matches!(&delta.tool_calls, Some(serde_json::Value::Array(a)) if !a.is_empty());
+            let has_tool_call =
+                matches!(&delta.tool_calls, Some(serde_json::Value::Array(a)) if !a.is_empty());
             out.output |= has_tool_call;
         }
         if let Some(text) = &choice.text {
@@ -165,7 +166,9 @@ mod tests {
         let last = d.iter().rev().find_map(|e| e.usage).expect("usage");
         assert_eq!(last.completion, cum.last().copied());
         assert_eq!(
-            d.iter().filter_map(|e| e.finish_reason.as_deref()).last(),
+            d.iter()
+                .filter_map(|e| e.finish_reason.as_deref())
+                .next_back(),
             Some("length")
         );
     }
@@ -186,7 +189,10 @@ mod tests {
         ] {
             let d = decode_fixture(name);
             assert!(d.iter().any(|e| e.output), "{name}: no output");
-            assert!(d.iter().all(|e| e.error.is_none()), "{name}: spurious error");
+            assert!(
+                d.iter().all(|e| e.error.is_none()),
+                "{name}: spurious error"
+            );
             assert_eq!(
                 d.iter().filter(|e| e.finish_reason.is_some()).count(),
                 1,
@@ -202,15 +208,25 @@ mod tests {
         assert_eq!(d[0].text, " Paris");
         let t = decode_fixture("tgi_completions_stream.sse");
         assert!(t[0].finish_reason.is_none(), "TGI sends finish_reason \"\"");
-        let last = t.iter().rev().find(|e| e.finish_reason.is_some()).expect("fin");
-        assert!(last.usage.is_some(), "TGI completions final chunk has usage");
+        let last = t
+            .iter()
+            .rev()
+            .find(|e| e.finish_reason.is_some())
+            .expect("fin");
+        assert!(
+            last.usage.is_some(),
+            "TGI completions final chunk has usage"
+        );
     }
 
     #[test]
     fn tgi_chat_every_delta_has_role_but_content_decides_output() {
         let d = decode_fixture("tgi_chat_stream.sse");
         assert!(d[0].output, "TGI's first chunk already has text");
-        let fin = d.iter().find(|e| e.finish_reason.is_some()).expect("finish");
+        let fin = d
+            .iter()
+            .find(|e| e.finish_reason.is_some())
+            .expect("finish");
         assert_eq!(fin.finish_reason.as_deref(), Some("stop"));
         assert!(!fin.output, "EOS gives content \"\"");
         assert!(d.iter().any(|e| e.usage.is_some()));
@@ -219,7 +235,10 @@ mod tests {
     #[test]
     fn in_band_errors_of_every_shape() {
         for (name, msg) in [
-            ("vllm_chat_stream_midstream_error.sse", "Internal server error"),
+            (
+                "vllm_chat_stream_midstream_error.sse",
+                "Internal server error",
+            ),
             (
                 "vllm_stream_error_legacy_le_0_10_0.sse",
                 "Internal server error",

@@ -79,10 +79,7 @@ impl Accumulator {
         if event.event_type == "error" && decoded.error.is_none() {
             self.failure = Some((
                 ErrorKind::InBandError,
-                format!(
-                    "error event: {}",
-                    crate::util::truncate(&event.data, 300)
-                ),
+                format!("error event: {}", crate::util::truncate(&event.data, 300)),
             ));
             return Flow::Stop;
         }
@@ -242,7 +239,10 @@ fn reconcile(chunk_tokens: &mut [u32], total: u32) -> bool {
     }
     // Every chunk carried at least one token; share the rest by the estimates' extra part.
     let extra = total - n;
-    let weights: Vec<u64> = chunk_tokens.iter().map(|&k| u64::from(k.max(1)) - 1).collect();
+    let weights: Vec<u64> = chunk_tokens
+        .iter()
+        .map(|&k| u64::from(k.max(1)) - 1)
+        .collect();
     let wsum: u64 = weights.iter().sum();
     let (weights, wsum) = if wsum == 0 {
         (vec![1; chunk_tokens.len()], n)
@@ -629,7 +629,10 @@ mod tests {
     #[test]
     fn errors_and_truncation_are_classified() {
         let o = run(Api::Chat, "vllm_chat_stream_midstream_error.sse", None);
-        assert_eq!(o.failure.as_ref().map(|f| f.0), Some(ErrorKind::InBandError));
+        assert_eq!(
+            o.failure.as_ref().map(|f| f.0),
+            Some(ErrorKind::InBandError)
+        );
         assert_eq!(o.chunk_times.len(), 1, "measured chunk kept");
         let o = run(Api::Tgi, "tgi_generate_stream_error_overloaded.sse", None);
         assert_eq!(o.failure.map(|f| f.0), Some(ErrorKind::InBandError));
@@ -708,7 +711,10 @@ mod tests {
         assert_eq!(k.iter().sum::<u32>(), 7);
         assert!(k.iter().all(|&x| x >= 1));
         let mut k = vec![1, 1, 1];
-        assert!(!reconcile(&mut k, 2), "fewer tokens than chunks: left alone");
+        assert!(
+            !reconcile(&mut k, 2),
+            "fewer tokens than chunks: left alone"
+        );
         assert_eq!(k, vec![1, 1, 1]);
     }
 

@@ -149,7 +149,10 @@ mod tests {
     #[test]
     fn in_band_errors() {
         let d = decode_fixture("tgi_generate_stream_error_overloaded.sse");
-        assert_eq!(d[0].error.as_deref(), Some("overloaded: Model is overloaded"));
+        assert_eq!(
+            d[0].error.as_deref(),
+            Some("overloaded: Model is overloaded")
+        );
         let d = decode_fixture("tgi_generate_stream_error_validation.sse");
         assert!(d[0]
             .error

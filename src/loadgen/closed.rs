@@ -39,9 +39,7 @@ pub async fn run_stage(
     progress: Arc<Progress>,
 ) {
     let started = now_ns();
-    let stop_at = spec
-        .duration_s
-        .map(|d| started + (d.max(0.0) * 1e9) as u64);
+    let stop_at = spec.duration_s.map(|d| started + (d.max(0.0) * 1e9) as u64);
     let issued = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..spec.batch_size.max(1) {

@@ -94,7 +94,9 @@ impl SweepConfig {
             return Err(Error::InvalidArgument("the prompt list is empty".into()));
         }
         if self.max_tokens == 0 {
-            return Err(Error::InvalidArgument("max_tokens must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "max_tokens must be at least 1".into(),
+            ));
         }
         if self.requests_per_stage == Some(0) {
             return Err(Error::InvalidArgument(
@@ -205,7 +207,10 @@ fn warmup_error(spec: &TargetSpec, rec: &RequestRecord, info: &Value) -> Option<
             let ids = model_ids(info);
             let hint = if rec.http_status == Some(404) && !ids.is_empty() {
                 if ids.contains(&spec.model) {
-                    format!(" (the server lists model {:?}; is the API right?)", spec.model)
+                    format!(
+                        " (the server lists model {:?}; is the API right?)",
+                        spec.model
+                    )
                 } else {
                     format!(
                         " (model {:?} is not served; the server lists: {})",

@@ -49,7 +49,9 @@ mod tests {
         let mut sorted = first.clone();
         sorted.sort();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>(), "a permutation");
-        let other: Vec<usize> = (0..10).map(|j| PromptOrder::new(10, 43).index(0, j)).collect();
+        let other: Vec<usize> = (0..10)
+            .map(|j| PromptOrder::new(10, 43).index(0, j))
+            .collect();
         assert_ne!(first, other);
     }
 }

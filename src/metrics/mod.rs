@@ -210,7 +210,10 @@ pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary 
         if kind == ErrorKind::Cancelled {
             continue;
         }
-        let n = measured.iter().filter(|r| r.error_kind == Some(kind)).count();
+        let n = measured
+            .iter()
+            .filter(|r| r.error_kind == Some(kind))
+            .count();
         m.insert(format!("errors_{}", kind.as_str()), int(n));
     }
 
@@ -223,9 +226,8 @@ pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary 
     m.insert("duration_s", num(duration_s));
 
     let per: Vec<RequestMetrics> = ok.iter().map(|r| RequestMetrics::of(r)).collect();
-    let collect = |f: fn(&RequestMetrics) -> Option<f64>| -> Vec<f64> {
-        per.iter().filter_map(f).collect()
-    };
+    let collect =
+        |f: fn(&RequestMetrics) -> Option<f64>| -> Vec<f64> { per.iter().filter_map(f).collect() };
     let mut ttft = collect(|p| p.ttft_ms);
     let mut ttft_sched = collect(|p| p.ttft_sched_ms);
     let mut e2e = collect(|p| p.e2e_ms);
@@ -258,10 +260,7 @@ pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary 
     let total_tok_s = (n_out_total + n_in_total) as f64 / duration_s;
     m.insert("n_in_total", int(n_in_total));
     m.insert("n_out_total", int(n_out_total));
-    m.insert(
-        "n_in_mean",
-        num(n_in_total as f64 / ok.len().max(1) as f64),
-    );
+    m.insert("n_in_mean", num(n_in_total as f64 / ok.len().max(1) as f64));
     m.insert(
         "n_out_mean",
         num(n_out_total as f64 / ok.len().max(1) as f64),
@@ -388,7 +387,7 @@ mod tests {
         b.t_done = 1000 * MS;
         let mut c = rec(0, 0, &[], 0);
         c.error_kind = Some(ErrorKind::HttpStatus);
-        let mut w = rec(0, 0, &[(1 * MS, 1)], 1);
+        let mut w = rec(0, 0, &[(MS, 1)], 1);
         w.warmup = true;
         let pricing = Pricing {
             usd_per_gpu_hour: 3.6,

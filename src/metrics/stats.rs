@@ -5,7 +5,8 @@
 //! can be checked with `numpy.percentile`); std is the population std (numpy's `ddof=0`).
 
 /// Percentiles every distribution reports.
-pub const PERCENTILES: [(&str, f64); 4] = [("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0)];
+pub const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0)];
 
 /// Summary of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -106,7 +107,10 @@ mod tests {
         assert_eq!(censored_percentile(&ok, 1, 90.0), f64::INFINITY);
         // No failures: same as the plain percentile.
         assert_eq!(censored_percentile(&ok, 0, 50.0), 2.0);
-        assert_eq!(censored_percentile(&ok, 0, 99.0), percentile_sorted(&ok, 99.0));
+        assert_eq!(
+            censored_percentile(&ok, 0, 99.0),
+            percentile_sorted(&ok, 99.0)
+        );
         // All failed.
         assert_eq!(censored_percentile(&[], 3, 50.0), f64::INFINITY);
         // [1, 2, 3, 4, inf, inf]: p20 -> pos 1.0 -> 2.0; p50 -> pos 2.5 -> 3.5

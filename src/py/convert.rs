@@ -46,7 +46,9 @@ pub fn records_to_columns<'py>(
     col!("warmup", |r: &RequestRecord| r.warmup);
     col!("prompt_index", |r: &RequestRecord| r.prompt_index);
     col!("ok", |r: &RequestRecord| r.ok());
-    list!("error_kind", |r: &RequestRecord| r.error_kind.map(|k| k.as_str()));
+    list!("error_kind", |r: &RequestRecord| r
+        .error_kind
+        .map(|k| k.as_str()));
     list!("error", |r: &RequestRecord| r.error.clone());
     col!("http_status", |r: &RequestRecord| r
         .http_status

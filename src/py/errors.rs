@@ -61,7 +61,10 @@ pub fn to_pyerr(e: Error) -> PyErr {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("LlmbenchError", py.get_type::<LlmbenchError>())?;
-    m.add("InvalidArgumentError", py.get_type::<InvalidArgumentError>())?;
+    m.add(
+        "InvalidArgumentError",
+        py.get_type::<InvalidArgumentError>(),
+    )?;
     m.add("UnreachableError", py.get_type::<UnreachableError>())?;
     m.add("TargetError", py.get_type::<TargetError>())?;
     m.add("ResultsIOError", py.get_type::<ResultsIOError>())?;

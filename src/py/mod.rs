@@ -9,8 +9,8 @@ mod errors;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -148,7 +148,10 @@ impl SimServer {
             .route("/generate_stream", post(generate_stream))
             .route("/v1/models", get(models))
             .route("/health", get(|| async { StatusCode::OK }))
-            .route("/version", get(|| async { Json(json!({"version": env!("CARGO_PKG_VERSION")})) }))
+            .route(
+                "/version",
+                get(|| async { Json(json!({"version": env!("CARGO_PKG_VERSION")})) }),
+            )
             .route("/info", get(info))
             .route("/metrics", get(metrics))
             .with_state(state.clone());

@@ -21,8 +21,22 @@ pub enum Format {
 
 /// The words the scripted model "generates", in turn. Each is one token.
 const WORDS: [&str; 16] = [
-    " the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog", " while",
-    " latency", " and", " throughput", " are", " measured", " here",
+    " the",
+    " quick",
+    " brown",
+    " fox",
+    " jumps",
+    " over",
+    " a",
+    " lazy",
+    " dog",
+    " while",
+    " latency",
+    " and",
+    " throughput",
+    " are",
+    " measured",
+    " here",
 ];
 
 /// What one request will produce.
@@ -94,17 +108,22 @@ impl Plan {
                         .ok_or_else(|| bad("missing field `messages`"))?;
                     count_words(msgs)
                 } else {
-                    count_words(body.get("prompt").ok_or_else(|| bad("missing field `prompt`"))?)
+                    count_words(
+                        body.get("prompt")
+                            .ok_or_else(|| bad("missing field `prompt`"))?,
+                    )
                 };
                 (n_in, body.clone(), model.to_string())
             }
         };
         let max_tokens = match format {
             Format::Tgi => positive_u32(params.get("max_new_tokens"), "max_new_tokens")?,
-            _ => match positive_u32(params.get("max_completion_tokens"), "max_completion_tokens")? {
-                Some(n) => Some(n),
-                None => positive_u32(params.get("max_tokens"), "max_tokens")?,
-            },
+            _ => {
+                match positive_u32(params.get("max_completion_tokens"), "max_completion_tokens")? {
+                    Some(n) => Some(n),
+                    None => positive_u32(params.get("max_tokens"), "max_tokens")?,
+                }
+            }
         }
         .unwrap_or(cfg.default_max_tokens);
         let ignore_eos = params.get("ignore_eos").and_then(Value::as_bool) == Some(true);
@@ -123,7 +142,9 @@ impl Plan {
             _ => body.get("stream").and_then(Value::as_bool) == Some(true),
         };
         if opts.is_some_and(|o| !o.is_null()) && !stream {
-            return Err(bad("Stream options can only be defined when `stream=True`."));
+            return Err(bad(
+                "Stream options can only be defined when `stream=True`.",
+            ));
         }
         let flag = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_bool) == Some(true);
         Ok(Plan {
@@ -141,7 +162,9 @@ impl Plan {
     }
 
     fn text(first: u32, k: u32) -> String {
-        (first..first + k).map(|i| WORDS[i as usize % WORDS.len()]).collect()
+        (first..first + k)
+            .map(|i| WORDS[i as usize % WORDS.len()])
+            .collect()
     }
 
     fn usage(&self, completion: u32) -> Value {
@@ -158,7 +181,11 @@ impl Plan {
     pub fn chunk_bytes(&self, created: u64, index: u32, first: u32, k: u32) -> Bytes {
         let mut out = Vec::with_capacity(256 * k as usize);
         let last = first + k == self.n_out;
-        let finish = if last { json!(self.finish_reason) } else { Value::Null };
+        let finish = if last {
+            json!(self.finish_reason)
+        } else {
+            Value::Null
+        };
         match self.format {
             Format::Chat => {
                 if index == 0 {
@@ -238,12 +265,16 @@ impl Plan {
     pub fn full_response(&self, created: u64) -> Value {
         let text = Self::text(0, self.n_out);
         match self.format {
-            Format::Chat => json!({"id": self.id, "object": "chat.completion", "created": created, "model": self.model,
+            Format::Chat => {
+                json!({"id": self.id, "object": "chat.completion", "created": created, "model": self.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": self.finish_reason}],
-                "usage": self.usage(self.n_out)}),
-            Format::Completions => json!({"id": self.id, "object": "text_completion", "created": created, "model": self.model,
+                "usage": self.usage(self.n_out)})
+            }
+            Format::Completions => {
+                json!({"id": self.id, "object": "text_completion", "created": created, "model": self.model,
                 "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": self.finish_reason}],
-                "usage": self.usage(self.n_out)}),
+                "usage": self.usage(self.n_out)})
+            }
             Format::Tgi => json!({"generated_text": text}),
         }
     }

@@ -70,7 +70,10 @@ async fn sweep_matches_scripted_timings_on_every_api() {
             // deadlines are absolute: hence the band on both sides of 5 ms.
             assert!((40.0..46.0).contains(&ttft), "{api:?} ttft {ttft}");
             assert!((4.7..5.5).contains(&itl), "{api:?} itl {itl}");
-            assert!((itl - tpot).abs() < 1e-6, "mean(itl) == mean(tpot) at one token/chunk");
+            assert!(
+                (itl - tpot).abs() < 1e-6,
+                "mean(itl) == mean(tpot) at one token/chunk"
+            );
             assert_eq!(s.f64("n_failed"), 0.0);
         }
     }
@@ -118,7 +121,10 @@ async fn wrong_model_and_unreachable_server_give_clear_errors() {
         .await
         .expect_err("unreachable");
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

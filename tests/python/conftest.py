@@ -1,0 +1,34 @@
+"""Shared fixtures: the scripted server with known timings, and helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import llmbench
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def sim() -> Iterator[llmbench.SimServer]:
+    """Scripted server: TTFT 40 ms, 5 ms per token, one token per chunk."""
+    with llmbench.SimServer(ttft_ms=40, itl_ms=5) as server:
+        yield server
+
+
+def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run the installed `llmbench` command (through this interpreter)."""
+    env = {**os.environ, **kwargs.pop("env", {})}
+    return subprocess.run(
+        [sys.executable, "-m", "llmbench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )

@@ -1,0 +1,151 @@
+"""Against a real OpenAI-compatible server: `transformers serve` on CPU, serving a tiny
+random-init LLaMA with a real 32k tokenizer (built by `tiny_model.py`, offline).
+
+Its quirks (design §7) are exercised: no `[DONE]`, usage inside the last chunk, unknown
+fields such as `ignore_eos` rejected (422), `generation_config` forcing the length.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import llmbench
+import pytest
+
+N_OUT = 12
+
+
+def _have_transformers() -> bool:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if not _have_transformers():
+    if os.environ.get("LLMBENCH_REQUIRE_REAL_SERVER") == "1":
+        raise RuntimeError(
+            "LLMBENCH_REQUIRE_REAL_SERVER=1 but transformers/torch are not installed "
+            "(pip install '.[real-server]')"
+        )
+    pytest.skip("transformers serve not installed", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_model import build
+
+    model_dir = build(tmp_path_factory.mktemp("tiny-llama"))
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    log = open(model_dir / "serve.log", "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"transformers serve exited: {(model_dir / 'serve.log').read_text()[-2000:]}"
+                )
+            try:
+                urllib.request.urlopen(f"{url}/v1/models", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield url, model_dir
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.real_server
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_sweep_against_transformers_serve(real_server, api):
+    url, model_dir = real_server
+    target = llmbench.OpenAI(
+        url,
+        model=str(model_dir),
+        api=api,
+        # transformers serve rejects ignore_eos/min_tokens; this forces the length.
+        extra_body={"generation_config": f'{{"min_new_tokens": {N_OUT}}}'},
+    )
+    prompts = llmbench.default_prompts()[:12]
+    res = llmbench.run_sweep(
+        target,
+        batch_sizes=[1, 2],
+        requests_per_stage=4,
+        max_tokens=N_OUT,
+        prompts=prompts,
+        tokenizer=model_dir / "tokenizer.json",
+        progress=False,
+    )
+    req = res.requests
+    assert req["ok"].all(), req["error"].tolist()
+    # Token counts are the server's usage, and the streamed chunks add up to them.
+    assert set(req["n_out_source"]) == {"server_usage"}
+    assert (req["n_out"] == N_OUT).all()
+    assert (req["n_out_streamed"] == req["n_out"]).all()
+    assert set(req["n_in_source"]) == {"server_usage"}
+    assert set(req["finish_reason"]) == {"length"}
+    # The server's prompt counts follow the real tokenizer: a constant offset (BOS and the
+    # chat template) from the client-side count of each prompt.
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    offsets = {
+        int(n_in) - len(tok.encode(prompts[i], add_special_tokens=False).ids)
+        for n_in, i in zip(req["n_in"], req["prompt_index"], strict=True)
+    }
+    assert len(offsets) == 1, offsets
+    for _, row in res.summary.iterrows():
+        assert row["n_ok"] == 4 and row["n_failed"] == 0
+        assert row["ttft_p50_ms"] > 0 and row["output_tok_s"] > 0
+        assert row["itl_mean_ms"] == pytest.approx(row["tpot_mean_ms"], rel=1e-6)
+
+
+@pytest.mark.real_server
+def test_rejected_field_gives_a_clear_error(real_server):
+    url, model_dir = real_server
+    target = llmbench.OpenAI(url, model=str(model_dir), extra_body={"ignore_eos": True})
+    with pytest.raises(llmbench.TargetError, match="ignore_eos"):
+        llmbench.run_sweep(target, batch_sizes=[1], requests_per_stage=1, progress=False)
