@@ -35,8 +35,8 @@ lint: $(VPY) ## rustfmt, clippy -D warnings, ruff, and the stubs checked against
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check python tests
-	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
 	$(VPY) -m mypy.stubtest llmbench._core --allowlist .stubtest-allowlist
 
 test-python: ## Python API, CLI and real-server tests against the installed package
@@ -44,7 +44,7 @@ test-python: ## Python API, CLI and real-server tests against the installed pack
 
 fmt: ## format Rust and Python sources
 	cargo fmt
-	$(VENV)/bin/ruff format python tests
+	$(VENV)/bin/ruff format python tests benches
 
 clean: ## remove build outputs and the virtual environment
 	rm -rf target $(VENV) results

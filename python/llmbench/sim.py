@@ -31,6 +31,7 @@ class SimConfig:
     output_tokens: int | None = None
     max_batch: int = 256
     default_max_tokens: int = 16
+    record_truth: bool = False
 
 
 # The embedded default target of `llmbench metrics`: a batching server whose latency grows
@@ -95,6 +96,39 @@ class SimServer:
             api=api,  # type: ignore[arg-type]
             name=kwargs.pop("name", f"sim-{api}"),
             **kwargs,
+        )
+
+    def take_truth(self) -> Any:
+        """When the server really handed each chunk to the connection (needs
+        `record_truth=True`), on the clock of the client's records, one row per request:
+        `request_id` (the client record's `id`), `t_received_ns`, `t_first_ns`,
+        `t_last_ns`, `chunk_t_ns` and `chunk_tokens` (arrays). Taking clears the log.
+
+        Example:
+            >>> with llmbench.SimServer(record_truth=True) as sim:
+            ...     res = llmbench.run_sweep(sim.target(), batch_sizes=[4])
+            ...     truth = sim.take_truth()
+        """
+        import numpy as np
+
+        from . import _deps
+
+        raw = self._server.take_truth()
+        off = raw["chunk_offsets"]
+        t, k = raw["chunk_t_ns"], raw["chunk_tokens"]
+        chunks_t = [t[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+        chunks_k = [k[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+        first = [int(c[0]) if len(c) else -1 for c in chunks_t]
+        last = [int(c[-1]) if len(c) else -1 for c in chunks_t]
+        return _deps.pandas().DataFrame(
+            {
+                "request_id": raw["request_id"],
+                "t_received_ns": raw["t_received_ns"],
+                "t_first_ns": np.asarray(first, dtype=np.int64),
+                "t_last_ns": np.asarray(last, dtype=np.int64),
+                "chunk_t_ns": chunks_t,
+                "chunk_tokens": chunks_k,
+            }
         )
 
     def close(self) -> None:

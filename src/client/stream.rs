@@ -326,6 +326,8 @@ pub async fn send(shared: &Shared, job: Job<'_>) -> RequestRecord {
         .post(spec.endpoint())
         .header(CONTENT_TYPE, "application/json")
         .header("accept", "text/event-stream")
+        // Lets a server (the scripted one records truth by it) match its logs to our record.
+        .header(crate::sim::REQUEST_ID_HEADER, job.id.to_string())
         .body(body.to_string());
     if let Some(key) = &spec.api_key {
         if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {key}")) {

@@ -119,6 +119,33 @@ pub fn chunks_to_columns<'py>(
     Ok(d)
 }
 
+/// The scripted server's truth records as columns (chunks flattened with offsets).
+pub fn truth_to_columns<'py>(
+    py: Python<'py>,
+    truth: &[crate::sim::TruthRecord],
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let ids: Vec<i64> = truth
+        .iter()
+        .map(|t| t.request_id.map(|i| i as i64).unwrap_or(-1))
+        .collect();
+    let received: Vec<u64> = truth.iter().map(|t| t.t_received).collect();
+    let mut offsets = vec![0u64];
+    let mut times = Vec::new();
+    let mut tokens = Vec::new();
+    for t in truth {
+        times.extend_from_slice(&t.chunk_times);
+        tokens.extend_from_slice(&t.chunk_tokens);
+        offsets.push(times.len() as u64);
+    }
+    d.set_item("request_id", PyArray1::from_vec(py, ids))?;
+    d.set_item("t_received_ns", PyArray1::from_vec(py, received))?;
+    d.set_item("chunk_offsets", PyArray1::from_vec(py, offsets))?;
+    d.set_item("chunk_t_ns", PyArray1::from_vec(py, times))?;
+    d.set_item("chunk_tokens", PyArray1::from_vec(py, tokens))?;
+    Ok(d)
+}
+
 /// A summary as an ordered dict (floats keep inf and NaN).
 pub fn summary_to_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);

@@ -249,6 +249,18 @@ impl PySimServer {
             .unwrap_or_default()
     }
 
+    /// Take the server-side truth recorded so far (needs `record_truth`): a dict with
+    /// `request_id` (-1 where the client sent none), `t_received_ns`, and the chunks as
+    /// flat arrays (`chunk_offsets`, `chunk_t_ns`, `chunk_tokens`).
+    fn take_truth<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let truth = self
+            .inner
+            .as_ref()
+            .map(|s| s.take_truth())
+            .unwrap_or_default();
+        convert::truth_to_columns(py, &truth)
+    }
+
     /// Whether the server is running.
     #[getter]
     fn running(&self) -> bool {

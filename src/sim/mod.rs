@@ -11,6 +11,7 @@
 //! Deadlines are absolute (never relative sleeps), so errors do not accumulate.
 
 mod protocol;
+mod truth;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -31,6 +32,12 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{Error, Result};
 use protocol::{Format, Plan};
+pub use truth::TruthRecord;
+use truth::{TruthLog, TruthRecorder};
+
+/// The request header carrying the client's record id, so the server's truth can be
+/// matched to the client's record request by request.
+pub const REQUEST_ID_HEADER: &str = "x-llmbench-request-id";
 
 /// How the scripted server behaves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +64,9 @@ pub struct SimConfig {
     pub max_batch: u32,
     /// `max_tokens` when a request gives none (vLLM's completions default).
     pub default_max_tokens: u32,
+    /// Keep, per request, the time each chunk was handed to the connection (the truth a
+    /// client's measurements are checked against). Off by default: it costs memory.
+    pub record_truth: bool,
 }
 
 impl Default for SimConfig {
@@ -71,6 +81,7 @@ impl Default for SimConfig {
             output_tokens: None,
             max_batch: 256,
             default_max_tokens: 16,
+            record_truth: false,
         }
     }
 }
@@ -105,6 +116,7 @@ struct SimState {
     waiting: AtomicU32,
     served: AtomicU64,
     created: u64,
+    truth: TruthLog,
 }
 
 /// Decrements the running count when a stream ends, however it ends.
@@ -141,6 +153,7 @@ impl SimServer {
             waiting: AtomicU32::new(0),
             served: AtomicU64::new(0),
             created: crate::clock::unix_anchor_ns() / 1_000_000_000,
+            truth: TruthLog::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -191,6 +204,11 @@ impl SimServer {
         self.state.served.load(Ordering::Relaxed)
     }
 
+    /// Take the truth records collected so far (empty unless `record_truth` is on).
+    pub fn take_truth(&self) -> Vec<TruthRecord> {
+        self.state.truth.take()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &SimConfig {
         &self.state.config
@@ -227,16 +245,28 @@ fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn chat(State(st): State<Arc<SimState>>, Json(body): Json<Value>) -> Response {
-    handle(st, body, Format::Chat).await
+async fn chat(
+    State(st): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    handle(st, &headers, body, Format::Chat).await
 }
 
-async fn completions(State(st): State<Arc<SimState>>, Json(body): Json<Value>) -> Response {
-    handle(st, body, Format::Completions).await
+async fn completions(
+    State(st): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    handle(st, &headers, body, Format::Completions).await
 }
 
-async fn generate_stream(State(st): State<Arc<SimState>>, Json(body): Json<Value>) -> Response {
-    handle(st, body, Format::Tgi).await
+async fn generate_stream(
+    State(st): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    handle(st, &headers, body, Format::Tgi).await
 }
 
 async fn models(State(st): State<Arc<SimState>>) -> Json<Value> {
@@ -270,7 +300,8 @@ async fn metrics(State(st): State<Arc<SimState>>) -> String {
     )
 }
 
-async fn handle(st: Arc<SimState>, body: Value, format: Format) -> Response {
+async fn handle(st: Arc<SimState>, headers: &HeaderMap, body: Value, format: Format) -> Response {
+    let t_received = crate::clock::now_ns();
     let plan = match Plan::from_request(&st.config, &body, format) {
         Ok(p) => p,
         Err((status, kind, msg)) => return error_response(status, kind, msg),
@@ -278,10 +309,24 @@ async fn handle(st: Arc<SimState>, body: Value, format: Format) -> Response {
     if !plan.stream {
         return non_streaming(st, plan).await;
     }
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let recorder = st
+        .config
+        .record_truth
+        .then(|| TruthRecorder::new(st.truth.clone(), request_id, t_received));
+    let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
     tokio::spawn(produce(st, plan, tx));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    // Each chunk is stamped as it is handed to hyper, which writes it to the socket in the
+    // same poll: the truth is when it left, not when the schedule meant it to.
+    let stream = futures_util::stream::unfold((rx, recorder), |(mut rx, mut rec)| async move {
+        let (bytes, tokens) = rx.recv().await?;
+        if let Some(r) = rec.as_mut() {
+            r.chunk(crate::clock::now_ns(), tokens);
+        }
+        Some((Ok::<_, Infallible>(bytes), (rx, rec)))
     });
     let mut resp = Response::new(Body::from_stream(stream));
     let headers = resp.headers_mut();
@@ -315,7 +360,7 @@ fn ms(v: f64) -> Duration {
 }
 
 /// Generate one stream on its absolute schedule; stops when the client goes away.
-async fn produce(st: Arc<SimState>, plan: Plan, tx: mpsc::Sender<Bytes>) {
+async fn produce(st: Arc<SimState>, plan: Plan, tx: mpsc::Sender<(Bytes, u32)>) {
     let Some((_permit, _guard)) = admit(&st).await else {
         return;
     };
@@ -329,7 +374,7 @@ async fn produce(st: Arc<SimState>, plan: Plan, tx: mpsc::Sender<Bytes>) {
         tokio::time::sleep_until(due).await;
         let k = cfg.tokens_per_chunk.min(plan.n_out - sent);
         let bytes = plan.chunk_bytes(st.created, chunk_index, sent, k);
-        if tx.send(bytes).await.is_err() {
+        if tx.send((bytes, k)).await.is_err() {
             st.served.fetch_add(1, Ordering::Relaxed);
             return; // client went away
         }
@@ -339,7 +384,7 @@ async fn produce(st: Arc<SimState>, plan: Plan, tx: mpsc::Sender<Bytes>) {
         let itl = cfg.itl_ms + extra_ms(cfg.itl_per_running_ms, running);
         due += ms(itl * f64::from(k));
     }
-    let _ = tx.send(plan.trailer_bytes(st.created)).await;
+    let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
     st.served.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -158,3 +158,43 @@ async fn natural_eos_and_multi_token_chunks() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_chunk_times_match_the_servers_truth() {
+    let cfg = SimConfig {
+        ttft_ms: 20.0,
+        itl_ms: 3.0,
+        record_truth: true,
+        ..SimConfig::default()
+    };
+    let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
+    let out = run_sweep(
+        sweep_config(&server.url(), Api::Chat, vec![4], 16),
+        CancellationToken::new(),
+        Arc::new(Progress::default()),
+    )
+    .await
+    .expect("sweep");
+    let truth = server.take_truth();
+    assert_eq!(truth.len(), out.records.len());
+    let mut lags = Vec::new();
+    for r in &out.records {
+        let t = truth
+            .iter()
+            .find(|t| t.request_id == Some(r.id))
+            .expect("truth for every record");
+        assert_eq!(t.chunk_tokens, r.chunk_tokens);
+        for (client, server) in r.chunk_times.iter().zip(&t.chunk_times) {
+            assert!(
+                client >= server,
+                "the client cannot see a chunk before it is sent"
+            );
+            lags.push((client - server) as f64 / 1e6);
+        }
+    }
+    lags.sort_by(f64::total_cmp);
+    let median = lags[lags.len() / 2];
+    // Loopback in one process: the client sees each chunk well under a millisecond later.
+    assert!(median < 1.0, "median client lag {median} ms");
+    server.shutdown().await;
+}

@@ -202,3 +202,34 @@ def test_async_twin(sim):
         llmbench.run_sweep_async(sim.target(), batch_sizes=[1], requests_per_stage=2, max_tokens=4)
     )
     assert res.summary.iloc[0]["n_ok"] == 2
+
+
+@pytest.mark.parametrize("api", ["chat", "completions", "tgi"])
+def test_client_times_match_the_servers_truth(api):
+    """Each chunk's client arrival time against when the server really sent it."""
+    with llmbench.SimServer(ttft_ms=20, itl_ms=4, record_truth=True) as sim:
+        res = llmbench.run_sweep(
+            sim.target(api),
+            batch_sizes=[1, 8],
+            requests_per_stage=16,
+            max_tokens=16,
+            progress=False,
+        )
+        truth = sim.take_truth().set_index("request_id")
+    req = res._all
+    assert set(truth.index) == set(req["id"])
+    lags = []
+    ttft_err = []
+    for _, r in req.iterrows():
+        t = truth.loc[r["id"]]
+        client = res.chunks(r["id"])
+        assert list(client["tokens"]) == list(t["chunk_tokens"])
+        c_ns = client["t_ms"].to_numpy() * 1e6 + r["t_sent_ns"]
+        lag_ms = (c_ns - t["chunk_t_ns"].astype(np.float64)) / 1e6
+        assert (lag_ms > -1e-3).all(), "no chunk is seen before it was sent"
+        lags.extend(lag_ms)
+        true_ttft = (t["t_first_ns"] - r["t_sent_ns"]) / 1e6
+        ttft_err.append(r["ttft_ms"] - true_ttft)
+    # Loopback in one process: the client's error is tiny next to any server's timings.
+    assert np.median(lags) < 0.5, np.median(lags)
+    assert np.median(ttft_err) < 0.5, np.median(ttft_err)
