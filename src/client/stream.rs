@@ -36,8 +36,8 @@ pub struct Accumulator {
     pub chunk_tokens: Vec<u32>,
     /// Exact counts (continuous usage or TGI tokens) for every chunk so far.
     exact: bool,
-    /// The source used for inexact chunks, when any was needed.
-    fallback_source: Option<TokenSource>,
+    /// Output text of inexactly counted chunks (kept only with a tokenizer).
+    text: String,
     /// Cumulative count at the last recorded chunk (continuous usage).
     cum_at_last_chunk: u32,
     /// Exact tokens seen before the first output event, owed to it.
@@ -57,7 +57,7 @@ impl Accumulator {
             chunk_times: Vec::new(),
             chunk_tokens: Vec::new(),
             exact: true,
-            fallback_source: None,
+            text: String::new(),
             cum_at_last_chunk: 0,
             pending_tokens: 0,
             usage: None,
@@ -142,12 +142,13 @@ impl Accumulator {
                 if started || d.cumulative_tokens.is_none() {
                     self.exact = false;
                 }
-                let (k, source) = match &self.counter {
-                    Some(c) => (c.count(&d.text).max(1), TokenSource::Tokenizer),
-                    None => (1, TokenSource::OnePerChunk),
-                };
-                self.fallback_source.get_or_insert(source);
-                let k = k + std::mem::take(&mut self.pending_tokens);
+                // One token per chunk for now. With a tokenizer the output text is kept and
+                // counted whole at the end (tokenizing fragments alone over-counts: a piece
+                // like " the" becomes several tokens out of context), then apportioned.
+                if self.counter.is_some() {
+                    self.text.push_str(&d.text);
+                }
+                let k = 1 + std::mem::take(&mut self.pending_tokens);
                 self.push_chunk(t, k);
             }
             None => {}
@@ -170,28 +171,33 @@ impl Accumulator {
     /// Returns the outcome fields of the record.
     pub fn finish(mut self, truncated: bool) -> Outcome {
         let usage_total = self.usage.and_then(|u| u.completion);
-        let mut reconciled = false;
-        if let Some(total) = usage_total {
-            if !self.exact {
-                reconciled = reconcile(&mut self.chunk_tokens, total);
-            }
-        }
+        let inexact = !self.exact && !self.chunk_times.is_empty();
+        // Without server usage, the client tokenizer's count of the whole output is the
+        // best total there is.
+        let tokenizer_total = match (&self.counter, usage_total) {
+            (Some(c), None) if inexact => Some(c.count(&self.text)),
+            _ => None,
+        };
         let chunk_source = if self.chunk_times.is_empty() {
             TokenSource::Unknown
-        } else if reconciled {
-            TokenSource::UsageReconciled
         } else if self.exact {
             match self.api {
                 Api::Tgi => TokenSource::TgiTokens,
                 _ => TokenSource::ContinuousUsage,
             }
+        } else if usage_total.is_some_and(|n| reconcile(&mut self.chunk_tokens, n)) {
+            TokenSource::UsageReconciled
+        } else if let Some(n) = tokenizer_total {
+            reconcile(&mut self.chunk_tokens, n);
+            TokenSource::Tokenizer
         } else {
-            self.fallback_source.unwrap_or(TokenSource::OnePerChunk)
+            TokenSource::OnePerChunk
         };
         let streamed: u32 = self.chunk_tokens.iter().sum();
-        let (n_out, n_out_source) = match usage_total {
-            Some(n) => (n, TokenSource::ServerUsage),
-            None => (streamed, chunk_source),
+        let (n_out, n_out_source) = match (usage_total, tokenizer_total) {
+            (Some(n), _) => (n, TokenSource::ServerUsage),
+            (None, Some(n)) => (n, TokenSource::Tokenizer),
+            (None, None) => (streamed, chunk_source),
         };
         let ended_properly = self.done || (self.api != Api::Tgi && self.finish_reason.is_some());
         let failure = self.failure.or_else(|| {

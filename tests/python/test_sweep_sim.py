@@ -233,3 +233,49 @@ def test_client_times_match_the_servers_truth(api):
     # Loopback in one process: the client's error is tiny next to any server's timings.
     assert np.median(lags) < 0.5, np.median(lags)
     assert np.median(ttft_err) < 0.5, np.median(ttft_err)
+
+
+def test_client_tokenizer_counts_when_the_server_reports_no_usage(sim):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_model import tokenizer_json
+
+    tok_path = tokenizer_json()
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_path))
+    prompts = ["The quick brown fox jumps over the lazy dog", "Hello world"]
+    target = sim.target("completions", include_usage=False)
+    res = llmbench.run_sweep(
+        target,
+        batch_sizes=[2],
+        requests_per_stage=4,
+        max_tokens=6,
+        prompts=prompts,
+        tokenizer=tok_path,
+        progress=False,
+    )
+    req = res.requests
+    assert set(req["n_in_source"]) == {"tokenizer"}
+    assert set(req["n_out_source"]) == {"tokenizer"}
+    assert set(req["chunk_token_source"]) == {"tokenizer"}
+    want_in = [
+        len(tok.encode(prompts[i], add_special_tokens=False).ids) for i in req["prompt_index"]
+    ]
+    assert req["n_in"].tolist() == want_in
+    # The output is counted whole (the scripted server's first six words), and the chunk
+    # counts are apportioned to that total.
+    text = " the quick brown fox jumps over"
+    n_text = len(tok.encode(text, add_special_tokens=False).ids)
+    assert (req["n_out"] == n_text).all()
+    assert (req["n_out_streamed"] == n_text).all()
+    # Without usage or tokenizer: one token per chunk, flagged.
+    res = llmbench.run_sweep(
+        target, batch_sizes=[1], requests_per_stage=2, max_tokens=6, progress=False
+    )
+    assert set(res.requests["n_out_source"]) == {"one_per_chunk"}
+    assert set(res.requests["n_in_source"]) == {"unknown"}
+    assert res.requests["n_in"].isna().all()
+    assert np.isnan(res.summary.iloc[0]["total_tok_s"])
