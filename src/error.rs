@@ -37,6 +37,9 @@ pub enum Error {
         /// What the tokenizers crate said.
         detail: String,
     },
+    /// NVML (the NVIDIA driver's management library) is missing or sees no GPU.
+    #[error("{0}")]
+    NvmlUnavailable(String),
     /// The run was cancelled (Ctrl-C); what was measured is kept.
     #[error("cancelled")]
     Cancelled,

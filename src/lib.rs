@@ -3,7 +3,8 @@
 //! `sse` parses event streams; `client` sends streaming requests and turns responses into
 //! [`record::RequestRecord`]s; `loadgen` drives closed-loop sweeps; `metrics` computes the
 //! summary statistics of design §4; `sim` is the scripted server used as default target and
-//! known-answer oracle. The Python bindings live only in `py` (feature `python`).
+//! known-answer oracle; `telemetry` samples GPUs (NVML) and servers' `/metrics` on the same
+//! clock. The Python bindings live only in `py` (feature `python`).
 
 pub mod client;
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod runtime;
 pub mod sim;
 pub mod sink;
 pub mod sse;
+pub mod telemetry;
 pub mod tokens;
 pub mod util;
 

@@ -15,25 +15,31 @@ from ._core import __version__
 from .errors import (
     InvalidArgumentError,
     LlmbenchError,
+    NvmlUnavailableError,
     ResultsIOError,
     SweepInterrupted,
     TargetError,
     TokenizerError,
     UnreachableError,
 )
+from .kv import model_arch
 from .pricing import GPU_PRICES_USD_PER_HOUR, gpu_price
 from .prompts import default_prompts, load_prompts
 from .results import Results
 from .sim import SimConfig, SimServer
 from .sweep import DEFAULT_BATCH_SIZES, run_sweep, run_sweep_async
 from .targets import TGI, OpenAI, Target, Timeouts
+from .telemetry import GpuSampler, MetricsScraper, list_gpus
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
     "GPU_PRICES_USD_PER_HOUR",
     "TGI",
+    "GpuSampler",
     "InvalidArgumentError",
     "LlmbenchError",
+    "MetricsScraper",
+    "NvmlUnavailableError",
     "OpenAI",
     "Results",
     "ResultsIOError",
@@ -48,7 +54,9 @@ __all__ = [
     "__version__",
     "default_prompts",
     "gpu_price",
+    "list_gpus",
     "load_prompts",
+    "model_arch",
     "run_sweep",
     "run_sweep_async",
 ]

@@ -4,15 +4,21 @@ from os import PathLike
 from typing import Any, final
 
 __all__ = [
+    "GpuSampler",
     "InvalidArgumentError",
     "LlmbenchError",
+    "MetricsScraper",
+    "NvmlUnavailableError",
     "ResultsIOError",
     "SimServer",
     "TargetError",
     "TokenizerError",
     "UnreachableError",
     "__version__",
+    "list_gpus",
+    "model_arch",
     "now_ns",
+    "parse_metrics",
     "read_records",
     "run_sweep",
     "run_sweep_async",
@@ -26,6 +32,7 @@ class UnreachableError(LlmbenchError): ...
 class TargetError(LlmbenchError): ...
 class ResultsIOError(LlmbenchError): ...
 class TokenizerError(LlmbenchError): ...
+class NvmlUnavailableError(LlmbenchError): ...
 
 def run_sweep(
     config_json: str, progress: Callable[[dict[str, Any]], object] | None = None
@@ -52,3 +59,21 @@ class SimServer:
     def config_json(self) -> str: ...
     def take_truth(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
+
+def list_gpus() -> list[dict[str, Any]]: ...
+def parse_metrics(text: str) -> str: ...
+def model_arch(
+    preset: str | None = None,
+    config_path: str | PathLike[str] | None = None,
+    dtype_bytes: int | None = None,
+) -> dict[str, Any]: ...
+
+@final
+class GpuSampler:
+    def __new__(cls, config_json: str = "{}") -> GpuSampler: ...
+    def stop(self) -> dict[str, Any]: ...
+
+@final
+class MetricsScraper:
+    def __new__(cls, url: str, period_ms: float) -> MetricsScraper: ...
+    def stop(self) -> str: ...

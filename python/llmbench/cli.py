@@ -1,9 +1,11 @@
 """The `llmbench` command.
 
     llmbench metrics [--url URL --model NAME --api chat|completions|tgi] [options]
+    llmbench kv-cache [same options]
     llmbench sim [--port N] [timings]
 
-`llmbench metrics` without `--url` measures the embedded default target (the scripted
+`llmbench metrics` and `llmbench kv-cache` without `--url` measure the embedded default
+target (the scripted
 server, started in-process), so it needs no GPU, network or download.
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 
 from ._core import LlmbenchError
 from .errors import SweepInterrupted
+from .kvstudy import DEFAULT_KV_BATCH_SIZES, kv_cache_study, write_study
 from .pricing import GPU_PRICES_USD_PER_HOUR
 from .results import KEY_COLUMNS, Results
 from .sim import DEFAULT_TARGET_CONFIG, SimConfig, SimServer
@@ -79,18 +82,8 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
     return SimConfig(model="llmbench-sim", **values)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="llmbench", description="Benchmark LLM inference servers."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    m = sub.add_parser(
-        "metrics",
-        help="sweep batch sizes and write results/metrics_study",
-        description="Sweep batch sizes against a server (or the embedded scripted server "
-        "when no --url is given) and write metrics_data.json, metrics_summary.csv and plots.",
-    )
+def _add_run_options(m: argparse.ArgumentParser, out: str, batch_sizes: Sequence[int]) -> None:
+    """Target and sweep options shared by `metrics` and `kv-cache`."""
     m.add_argument(
         "--url",
         help="server base URL, e.g. http://localhost:8000 (default: the embedded scripted server)",
@@ -101,8 +94,8 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--batch-sizes",
         type=_int_list,
-        default=list(DEFAULT_BATCH_SIZES),
-        help="comma-separated (default " + ",".join(map(str, DEFAULT_BATCH_SIZES)) + ")",
+        default=list(batch_sizes),
+        help="comma-separated (default " + ",".join(map(str, batch_sizes)) + ")",
     )
     m.add_argument(
         "--requests",
@@ -153,13 +146,54 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--timeout", type=float, default=Timeouts.total, help="total seconds per request"
     )
-    m.add_argument(
-        "--out",
-        default=os.path.join("results", "metrics_study"),
-        help="output folder (default results/metrics_study)",
-    )
+    m.add_argument("--out", default=out, help=f"output folder (default {out})")
     m.add_argument("--quiet", action="store_true", help="no live progress")
+    m.add_argument(
+        "--gpu",
+        type=float,
+        nargs="?",
+        const=10.0,
+        default=None,
+        metavar="PERIOD_MS",
+        help="sample GPUs through NVML (default period 10 ms)",
+    )
+    m.add_argument(
+        "--metrics-period",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="poll the server's /metrics this often (0: off; default 1000)",
+    )
+    m.add_argument(
+        "--model-arch",
+        default=None,
+        help="KV-cache architecture: a preset (llama-2-7b, llama-2-13b, llama-3-8b, "
+        "mistral-7b, ...), a config.json or a model folder",
+    )
     _add_sim_options(m, DEFAULT_TARGET_CONFIG, prefix="sim-")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmbench", description="Benchmark LLM inference servers."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser(
+        "metrics",
+        help="sweep batch sizes and write results/metrics_study",
+        description="Sweep batch sizes against a server (or the embedded scripted server "
+        "when no --url is given) and write metrics_data.json, metrics_summary.csv and plots.",
+    )
+    _add_run_options(m, os.path.join("results", "metrics_study"), DEFAULT_BATCH_SIZES)
+
+    k = sub.add_parser(
+        "kv-cache",
+        help="GPU memory and KV-cache study, written to results/kv_cache_study",
+        description="Run concurrent load while sampling GPU memory (NVML) and the server's "
+        "/metrics, and write gpu_memory_data.json and gpu_memory_timeline.png.",
+    )
+    _add_run_options(k, os.path.join("results", "kv_cache_study"), DEFAULT_KV_BATCH_SIZES)
 
     s = sub.add_parser(
         "sim",
@@ -188,7 +222,7 @@ def _print_summary(res: Results) -> None:
         print(res.summary[cols].to_string(index=False))
 
 
-def _cmd_metrics(args: argparse.Namespace) -> int:
+def _make_target(args: argparse.Namespace) -> tuple[Target, SimServer | None]:
     sim: SimServer | None = None
     timeouts = Timeouts(total=args.timeout)
     target: Target
@@ -222,31 +256,66 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
             continuous_usage=not args.no_continuous_usage,
             timeouts=timeouts,
         )
+    return target, sim
+
+
+def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "batch_sizes": args.batch_sizes,
+        "requests_per_stage": args.requests,
+        "max_tokens": args.max_tokens,
+        "prompts": args.prompts,
+        "gpu_hourly_usd": args.gpu_price,
+        "stage_duration_s": args.duration,
+        "seed": args.seed,
+        "warmup_requests": args.warmup,
+        "tokenizer": args.tokenizer,
+        "n_gpus": args.n_gpus,
+        "progress": not args.quiet,
+        "model_arch": args.model_arch,
+    }
+
+
+def _run(args: argparse.Namespace, study: bool) -> int:
+    target, sim = _make_target(args)
+    kwargs = _sweep_kwargs(args)
+    if study and args.model_arch is None and sim is not None:
+        # The scripted server stands in for a LLaMA-2-7B server: size its KV estimate so.
+        kwargs["model_arch"] = "llama-2-7b"
+    metrics_period = args.metrics_period or False
     try:
-        res = run_sweep(
-            target,
-            batch_sizes=args.batch_sizes,
-            requests_per_stage=args.requests,
-            max_tokens=args.max_tokens,
-            prompts=args.prompts,
-            gpu_hourly_usd=args.gpu_price,
-            out_dir=args.out,
-            stage_duration_s=args.duration,
-            seed=args.seed,
-            warmup_requests=args.warmup,
-            tokenizer=args.tokenizer,
-            n_gpus=args.n_gpus,
-            progress=not args.quiet,
-        )
+        if study:
+            res = kv_cache_study(
+                target,
+                out_dir=args.out,
+                gpu_period_ms=args.gpu or 10.0,
+                metrics_period_ms=args.metrics_period or 250.0,
+                **kwargs,
+            )
+        else:
+            res = run_sweep(
+                target,
+                out_dir=args.out,
+                gpu=args.gpu or False,
+                server_metrics=metrics_period,
+                **kwargs,
+            )
     except SweepInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
+        if study:
+            write_study(stop.results, args.out)
         _print_summary(stop.results)
         return 130
     finally:
         if sim is not None:
             sim.close()
     _print_summary(res)
-    print(f"results written to {args.out}/ (metrics_data.json, metrics_summary.csv, *.png)")
+    files = (
+        "gpu_memory_data.json, gpu_memory_timeline.png"
+        if study
+        else ("metrics_data.json, metrics_summary.csv, *.png")
+    )
+    print(f"results written to {args.out}/ ({files})")
     return 0
 
 
@@ -276,9 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
-        if args.command == "metrics":
-            return _cmd_metrics(args)
-        return _cmd_sim(args)
+        if args.command == "sim":
+            return _cmd_sim(args)
+        return _run(args, study=args.command == "kv-cache")
     except LlmbenchError as e:
         print(f"llmbench: error: {e}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ._core import (
     InvalidArgumentError,
     LlmbenchError,
+    NvmlUnavailableError,
     ResultsIOError,
     TargetError,
     TokenizerError,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "InvalidArgumentError",
     "LlmbenchError",
+    "NvmlUnavailableError",
     "ResultsIOError",
     "SweepInterrupted",
     "TargetError",

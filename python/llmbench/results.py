@@ -103,6 +103,39 @@ class Results:
         self._all = all_requests
         self._chunks = chunks
         self.manifest = manifest
+        #: NVML samples (one row per GPU per sample) when the run sampled GPUs, else None.
+        self.gpu: Any = None
+        #: Per-process GPU memory samples, else None.
+        self.gpu_processes: Any = None
+        #: The servers' scraped `/metrics` (one row per scrape, `target` column), else None.
+        self.server_metrics: Any = None
+
+    def attach_telemetry(self, frames: dict[str, Any]) -> None:
+        """Attach GPU samples and server metrics collected during the run."""
+        self.gpu = frames.get("gpu")
+        self.gpu_processes = frames.get("gpu_processes")
+        self.server_metrics = frames.get("server_metrics")
+
+    def kv_timeline(self, target: str | None = None) -> Any:
+        """Requests in flight and the KV tokens they hold over time (client-side
+        estimate), as a step function: `t_ns`, `t_s`, `in_flight`, `tokens`, and `kv_gib`
+        when the model architecture is known.
+
+        Example:
+            >>> res.kv_timeline().plot(x="t_s", y="tokens")
+        """
+        from .kv import GIB, inflight_timeline
+
+        rows = None
+        if target is not None:
+            rows = (self._all["target"] == target).to_numpy().nonzero()[0]
+        tl = inflight_timeline(self._all, self._chunks, rows)
+        t0 = int(self._all["t_sched_ns"].min()) if len(self._all) else 0
+        tl.insert(1, "t_s", (tl["t_ns"] - t0) / 1e9)
+        arch = self.manifest.get("model_arch")
+        if arch:
+            tl["kv_gib"] = tl["tokens"] * arch["bytes_per_token"] / GIB
+        return tl
 
     @property
     def requests(self) -> Any:
@@ -184,7 +217,19 @@ class Results:
             {k: _finite_or_none(v) for k, v in row.items()}
             for row in self.summary.to_dict(orient="records")
         ]
-        return {"manifest": self.manifest, "summary": summary, "requests": records}
+        out: dict[str, Any] = {"manifest": self.manifest, "summary": summary, "requests": records}
+        telemetry = {
+            key: _frame_to_columns(frame)
+            for key, frame in (
+                ("gpu", self.gpu),
+                ("gpu_processes", self.gpu_processes),
+                ("server_metrics", self.server_metrics),
+            )
+            if frame is not None
+        }
+        if telemetry:
+            out["telemetry"] = telemetry
+        return out
 
     def save(self, out_dir: str | Path, plots: bool = True) -> list[Path]:
         """Write `metrics_data.json`, `metrics_summary.csv` and the plots into `out_dir`.
@@ -239,7 +284,9 @@ class Results:
             "tokens": np.asarray(tokens, dtype=np.uint32),
         }
         summary = pd.DataFrame(data.get("summary", []))
-        return cls(summary, _tidy_requests(pd.DataFrame(rows)), chunks, data.get("manifest", {}))
+        res = cls(summary, _tidy_requests(pd.DataFrame(rows)), chunks, data.get("manifest", {}))
+        res.attach_telemetry({k: pd.DataFrame(v) for k, v in (data.get("telemetry") or {}).items()})
+        return res
 
     # ---- plots ----------------------------------------------------------------------
 
@@ -276,6 +323,11 @@ class Results:
             f"requests={int((~self._all['warmup']).sum()) if len(self._all) else 0}"
             f"{', interrupted' if self.interrupted else ''})"
         )
+
+
+def _frame_to_columns(frame: Any) -> dict[str, list[Any]]:
+    """A DataFrame as JSON-able columns (non-finite numbers as None)."""
+    return {str(c): [_finite_or_none(v) for v in frame[c].tolist()] for c in frame.columns}
 
 
 def _tidy_requests(df: Any) -> Any:

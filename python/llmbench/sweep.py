@@ -14,7 +14,9 @@ from typing import Any
 
 from . import _core
 from ._core import InvalidArgumentError
+from ._run_telemetry import RunTelemetry, add_stage_columns
 from .errors import SweepInterrupted
+from .kv import model_arch as _model_arch
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .results import Results
@@ -152,6 +154,8 @@ def _finish(
     outputs: list[dict[str, Any]],
     manifest: dict[str, Any],
     out_dir: str | Path | None,
+    telemetry: RunTelemetry | None = None,
+    arch: dict[str, Any] | None = None,
 ) -> Results:
     manifest["servers"] = {
         t.name: json.loads(o["server_info_json"])
@@ -169,6 +173,22 @@ def _finish(
     results = Results.from_engine(
         [(t.describe(), o) for t, o in zip(target_list, outputs, strict=False)], manifest
     )
+    manifest["model_arch"] = arch
+    if telemetry is not None:
+        telemetry.stop()
+        manifest["telemetry"] = telemetry.describe()
+        manifest["warnings"] += telemetry.warnings
+        frames = telemetry.to_frames()
+        results.attach_telemetry(frames)
+        results.summary = add_stage_columns(
+            results.summary,
+            results._all,
+            results._chunks,
+            frames,
+            manifest["telemetry"]["scrape"],
+            manifest["servers"],
+            arch["bytes_per_token"] if arch else None,
+        )
     if out_dir is not None:
         results.save(out_dir)
     return results
@@ -189,6 +209,9 @@ def run_sweep(
     tokenizer: str | Path | None = None,
     n_gpus: int = 1,
     progress: bool = True,
+    gpu: bool | float = False,
+    server_metrics: bool | float = True,
+    model_arch: str | Path | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight) against one or more targets.
 
@@ -217,6 +240,16 @@ def run_sweep(
         tokenizer: a `tokenizer.json` to count tokens where the server reports no usage.
         n_gpus: GPUs the server uses (for cost).
         progress: show live progress on stderr.
+        gpu: sample the GPUs through NVML during the run (True: every 10 ms; a number:
+            that period in ms). Without a driver the sweep runs on without GPU columns
+            (a warning says so). Adds memory, utilisation, power and energy columns
+            (`gpu_mem_used_max_gib`, `gpu_power_mean_w`, `j_per_output_token`, ...).
+        server_metrics: poll the target's Prometheus `/metrics` (True: every second; a
+            number: that period in ms; False: off). Adds the server's KV-cache columns
+            (`kv_server_usage_max_pct`, `kv_server_tokens_max`).
+        model_arch: a preset ("llama-2-7b", ...), `config.json` or model folder: KV-cache
+            bytes per token, for the KV columns in GiB and the client-side estimate
+            (`kv_client_est_gib_max`).
 
     Example:
         >>> import llmbench
@@ -238,12 +271,16 @@ def run_sweep(
         n_gpus,
         out_dir,
     )
+    arch = _model_arch(model_arch)
+    telemetry = RunTelemetry(gpu, server_metrics)
+    telemetry.start()
     outputs: list[dict[str, Any]] = []
     try:
         for target, config in zip(target_list, configs, strict=True):
             printer = _ProgressLine(target.name, len(config["batch_sizes"]), config["batch_sizes"])
             try:
-                out = _core.run_sweep(json.dumps(config), printer if progress else None)
+                with telemetry.scraping(target):
+                    out = _core.run_sweep(json.dumps(config), printer if progress else None)
             finally:
                 if progress:
                     printer.done()
@@ -253,9 +290,12 @@ def run_sweep(
     except KeyboardInterrupt:
         # Interrupted before the engine could return anything for this target (e.g. during
         # its warm-up): keep the targets already measured.
-        results = _finish(target_list, outputs, manifest, out_dir)
+        results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch)
         raise SweepInterrupted(results, _interrupt_message(results, out_dir)) from None
-    results = _finish(target_list, outputs, manifest, out_dir)
+    except BaseException:
+        telemetry.stop()
+        raise
+    results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch)
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
     return results

@@ -39,6 +39,12 @@ create_exception!(
 );
 create_exception!(
     llmbench._core,
+    NvmlUnavailableError,
+    LlmbenchError,
+    "NVML (the NVIDIA driver's library) is missing or sees no GPU."
+);
+create_exception!(
+    llmbench._core,
     TokenizerError,
     LlmbenchError,
     "The tokenizer file could not be loaded."
@@ -53,6 +59,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
         Error::Target(_) => TargetError::new_err(msg),
         Error::Io { .. } => ResultsIOError::new_err(msg),
         Error::Tokenizer { .. } => TokenizerError::new_err(msg),
+        Error::NvmlUnavailable(_) => NvmlUnavailableError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err("llmbench run cancelled"),
     }
 }
@@ -69,5 +76,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TargetError", py.get_type::<TargetError>())?;
     m.add("ResultsIOError", py.get_type::<ResultsIOError>())?;
     m.add("TokenizerError", py.get_type::<TokenizerError>())?;
+    m.add(
+        "NvmlUnavailableError",
+        py.get_type::<NvmlUnavailableError>(),
+    )?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod convert;
 mod errors;
+mod telemetry;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -286,5 +287,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_records, m)?)?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
     m.add_class::<PySimServer>()?;
+    m.add_class::<telemetry::PyGpuSampler>()?;
+    m.add_class::<telemetry::PyMetricsScraper>()?;
+    m.add_function(wrap_pyfunction!(telemetry::list_gpus, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::parse_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::model_arch, m)?)?;
     Ok(())
 }

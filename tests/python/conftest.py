@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,3 +33,15 @@ def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedP
         env=env,
         **kwargs,
     )
+
+
+def _default_sigint() -> None:
+    # A shell that starts a job in the background without job control makes it ignore
+    # SIGINT, and Python keeps an ignored SIGINT ignored: restore the default so the
+    # child turns Ctrl-C into KeyboardInterrupt as it would in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def popen(args: list[str], **kwargs) -> subprocess.Popen:
+    """Start a child that receives SIGINT as a terminal user's Ctrl-C."""
+    return subprocess.Popen(args, preexec_fn=_default_sigint, **kwargs)

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pandas as pd
-from conftest import REPO, run_cli
+from conftest import REPO, popen, run_cli
 
 SUMMARY_COLUMNS = {
     "batch_size",
@@ -67,7 +67,7 @@ def test_metrics_on_the_embedded_default_target(tmp_path):
 
 def test_metrics_against_a_separately_started_server(tmp_path):
     port = 18765
-    sim = subprocess.Popen(
+    sim = popen(
         [
             sys.executable,
             "-m",
@@ -142,7 +142,7 @@ INTERRUPTED_SWEEP = textwrap.dedent(
 
 
 def test_ctrl_c_cancels_promptly_and_keeps_every_completed_request(tmp_path):
-    proc = subprocess.Popen(
+    proc = popen(
         [sys.executable, "-c", INTERRUPTED_SWEEP, str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -168,7 +168,7 @@ def test_ctrl_c_cancels_promptly_and_keeps_every_completed_request(tmp_path):
 
 
 def test_cli_ctrl_c_exits_130_with_results(tmp_path):
-    proc = subprocess.Popen(
+    proc = popen(
         [
             sys.executable,
             "-m",

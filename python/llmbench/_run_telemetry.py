@@ -1,0 +1,136 @@
+"""Telemetry around a sweep: the GPU sampler for the whole run, a `/metrics` scraper per
+target, and the columns they add to each stage of the summary."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import _deps
+from ._core import NvmlUnavailableError
+from .kv import inflight_timeline, server_kv, stage_telemetry
+from .targets import Target
+from .telemetry import GpuSampler, MetricsScraper
+
+DEFAULT_GPU_PERIOD_MS = 10.0
+DEFAULT_METRICS_PERIOD_MS = 1000.0
+
+
+def _period(value: bool | float | None, default: float) -> float | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return default
+    return float(value)
+
+
+class RunTelemetry:
+    """Starts and stops the samplers of one run and keeps what they collected."""
+
+    def __init__(self, gpu: bool | float | None, server_metrics: bool | float | None) -> None:
+        self.gpu_period = _period(gpu, DEFAULT_GPU_PERIOD_MS)
+        self.metrics_period = _period(server_metrics, DEFAULT_METRICS_PERIOD_MS)
+        self.warnings: list[str] = []
+        self.sampler: GpuSampler | None = None
+        self.scrapes: dict[str, dict[str, Any]] = {}
+
+    def start(self) -> None:
+        if self.gpu_period is None:
+            return
+        try:
+            self.sampler = GpuSampler(period_ms=self.gpu_period)
+        except NvmlUnavailableError as e:
+            # The sweep is still worth running: it just has no GPU columns.
+            msg = f"GPU telemetry off: {e}"
+            self.warnings.append(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    @contextmanager
+    def scraping(self, target: Target) -> Iterator[None]:
+        if self.metrics_period is None:
+            yield
+            return
+        root = target.url.rstrip("/")
+        root = root[: -len("/v1")] if root.endswith("/v1") else root
+        scraper = MetricsScraper(f"{root}/metrics", self.metrics_period)
+        try:
+            yield
+        finally:
+            self.scrapes[target.name] = scraper.stop().output
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def to_frames(self) -> dict[str, Any]:
+        """GPU samples, per-process memory and server metrics as DataFrames (or None)."""
+        pd = _deps.pandas()
+        out: dict[str, Any] = {"gpu": None, "gpu_processes": None, "server_metrics": None}
+        if self.sampler is not None:
+            out["gpu"] = self.sampler.samples
+            out["gpu_processes"] = self.sampler.processes
+        frames = []
+        for name, scrape in self.scrapes.items():
+            rows = [{"t_ns": p["t_ns"], **p["values"]} for p in scrape["points"]]
+            if rows:
+                df = pd.DataFrame(rows)
+                df.insert(0, "target", name)
+                frames.append(df)
+        if frames:
+            out["server_metrics"] = pd.concat(frames, ignore_index=True)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about telemetry."""
+        info: dict[str, Any] = {
+            "gpu_period_ms": self.gpu_period,
+            "metrics_period_ms": self.metrics_period,
+            "warnings": self.warnings,
+        }
+        if self.sampler is not None:
+            info["gpus"] = self.sampler.gpus
+            info["sampler"] = self.sampler.stats()
+        info["scrape"] = {
+            name: {
+                "url": s["url"],
+                "attempts": s["attempts"],
+                "ok": len(s["points"]),
+                "errors": s["errors"][:10],
+                "info": s["info"],
+            }
+            for name, s in self.scrapes.items()
+        }
+        return info
+
+
+def add_stage_columns(
+    summary: Any,
+    requests: Any,
+    chunks: dict[str, Any],
+    frames: dict[str, Any],
+    scrape_info: dict[str, Any],
+    server_infos: dict[str, Any],
+    bytes_per_token: int | None,
+) -> Any:
+    """The summary with memory, power, energy and KV columns joined per stage."""
+    pd = _deps.pandas()
+    if not len(summary):
+        return summary
+    extra = []
+    for _, row in summary.iterrows():
+        target = row["target"]
+        rows = (requests["target"] == target).to_numpy().nonzero()[0]
+        timeline = inflight_timeline(requests, chunks, rows)
+        kv_server = None
+        sm = frames.get("server_metrics")
+        if sm is not None and len(sm):
+            points = sm[sm["target"] == target].drop(columns=["target"]).dropna(axis=1, how="all")
+            info = (scrape_info.get(target) or {}).get("info") or {}
+            kv_server = server_kv(points, info, server_infos.get(target))
+        extra.append(
+            stage_telemetry(row.to_dict(), frames.get("gpu"), kv_server, timeline, bytes_per_token)
+        )
+    cols = pd.DataFrame(extra, index=summary.index)
+    return pd.concat([summary, cols], axis=1)

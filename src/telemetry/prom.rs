@@ -1,0 +1,357 @@
+//! Prometheus `/metrics` scraping: a parser for the text exposition format and a poller
+//! that keeps, on the run's clock, the series a benchmark needs from vLLM (V1 and V0
+//! names), TGI and the scripted server.
+//!
+//! Hand-written on purpose: the common crate (`prometheus-parse`) matches metric names with
+//! `\w+`, so it silently drops every `vllm:`-prefixed series, and it splits label sets at
+//! commas even inside quoted values. The format's sample line is small enough to parse
+//! exactly here (names with colons, escaped label values, `NaN`/`+Inf`, timestamps).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ns;
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    /// Metric name as exposed (e.g. `vllm:num_requests_running`, `tgi_queue_size`).
+    pub name: String,
+    /// Label pairs in the order given.
+    pub labels: Vec<(String, String)>,
+    /// The value (`NaN`, `+Inf`, `-Inf` allowed).
+    pub value: f64,
+}
+
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// Parse `{a="x",b="y\"z"}` starting after the `{`; returns the labels and the rest.
+fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix('}') {
+            return Some((labels, rest));
+        }
+        let eq = s.find('=')?;
+        let name = s[..eq].trim().to_string();
+        s = s[eq + 1..].trim_start().strip_prefix('"')?;
+        let mut value = String::new();
+        let mut chars = s.char_indices();
+        let end = loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '\\' => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                '"' => break i,
+                c => value.push(c),
+            }
+        };
+        labels.push((name, value));
+        s = s[end + 1..].trim_start();
+        s = s.strip_prefix(',').unwrap_or(s);
+    }
+}
+
+/// Parse one line; `None` for comments, blank lines and lines that are not samples.
+pub fn parse_line(line: &str) -> Option<PromSample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(line.len());
+    if name_end == 0 {
+        return None;
+    }
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        let (l, r) = parse_labels(after)?;
+        labels = l;
+        rest = r;
+    }
+    let value = parse_value(rest.split_whitespace().next()?)?;
+    Some(PromSample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// Parse a whole exposition; malformed lines are skipped (a scrape is best effort).
+pub fn parse(text: &str) -> Vec<PromSample> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+/// The series kept from each scrape. Gauges of a fraction are averaged over label sets
+/// (one per engine under data parallelism); everything else is summed.
+pub const KEPT_SERIES: &[&str] = &[
+    // vLLM V1 (and names shared with V0)
+    "vllm:kv_cache_usage_perc",
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:num_preemptions_total",
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+    "vllm:request_success_total",
+    // vLLM V0 only
+    "vllm:gpu_cache_usage_perc",
+    "vllm:cpu_cache_usage_perc",
+    "vllm:num_requests_swapped",
+    "vllm:gpu_prefix_cache_hit_rate",
+    // TGI
+    "tgi_batch_current_size",
+    "tgi_batch_current_max_tokens",
+    "tgi_batch_max_total_tokens",
+    "tgi_queue_size",
+    "tgi_request_success",
+    "tgi_request_failure",
+    "tgi_request_generated_tokens_sum",
+    "tgi_request_input_length_sum",
+    // llmbench's scripted server
+    "llmbench_sim_running",
+    "llmbench_sim_waiting",
+    "llmbench_sim_served_total",
+];
+
+/// Info-style series whose labels are configuration (kept once, as label maps).
+pub const INFO_SERIES: &[&str] = &["vllm:cache_config_info"];
+
+fn averaged(name: &str) -> bool {
+    name.ends_with("_perc") || name.ends_with("_hit_rate")
+}
+
+/// Reduce a scrape to the kept series (name → value) and the info labels.
+pub fn reduce(
+    samples: &[PromSample],
+) -> (
+    BTreeMap<String, f64>,
+    BTreeMap<String, BTreeMap<String, String>>,
+) {
+    let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    let mut info = BTreeMap::new();
+    for s in samples {
+        if s.name.ends_with("_created") {
+            continue;
+        }
+        if INFO_SERIES.contains(&s.name.as_str()) {
+            info.entry(s.name.clone())
+                .or_insert_with(|| s.labels.iter().cloned().collect());
+            continue;
+        }
+        if KEPT_SERIES.contains(&s.name.as_str()) {
+            let e = sums.entry(s.name.clone()).or_insert((0.0, 0));
+            e.0 += s.value;
+            e.1 += 1;
+        }
+    }
+    let values = sums
+        .into_iter()
+        .map(|(k, (sum, n))| {
+            let v = if averaged(&k) {
+                sum / f64::from(n)
+            } else {
+                sum
+            };
+            (k, v)
+        })
+        .collect();
+    (values, info)
+}
+
+/// One scrape's kept values.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScrapePoint {
+    /// Run-clock time the response arrived.
+    pub t_ns: u64,
+    /// Kept series.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// What a scraper collected.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScrapeOutput {
+    /// The scraped URL.
+    pub url: String,
+    /// Successful scrapes, in order.
+    pub points: Vec<ScrapePoint>,
+    /// Info series labels (e.g. `vllm:cache_config_info`), from the first scrape with them.
+    pub info: BTreeMap<String, BTreeMap<String, String>>,
+    /// Failed scrapes (a missing or broken endpoint is recorded, never fatal).
+    pub errors: Vec<(u64, String)>,
+    /// Scrapes attempted.
+    pub attempts: u64,
+}
+
+/// Polls a `/metrics` URL every `period` on the shared runtime until cancelled.
+pub struct Scraper {
+    cancel: CancellationToken,
+    out: Arc<Mutex<ScrapeOutput>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scraper {
+    /// Start polling (must be called on a tokio runtime).
+    pub fn start(http: reqwest::Client, url: String, period: Duration) -> Scraper {
+        let cancel = CancellationToken::new();
+        let out = Arc::new(Mutex::new(ScrapeOutput {
+            url: url.clone(),
+            ..ScrapeOutput::default()
+        }));
+        let (c, o) = (cancel.clone(), out.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let result = scrape_once(&http, &url, period.max(Duration::from_secs(2))).await;
+                let t = now_ns();
+                let Ok(mut o) = o.lock() else { break };
+                o.attempts += 1;
+                match result {
+                    Ok(text) => {
+                        let (values, info) = reduce(&parse(&text));
+                        for (k, v) in info {
+                            o.info.entry(k).or_insert(v);
+                        }
+                        o.points.push(ScrapePoint { t_ns: t, values });
+                    }
+                    // Keep the first few messages and count the rest; a dead endpoint
+                    // polled for an hour must not grow memory.
+                    Err(e) if o.errors.len() < 100 => o.errors.push((t, e)),
+                    Err(_) => {}
+                }
+            }
+        });
+        Scraper { cancel, out, task }
+    }
+
+    /// Stop and return what was collected.
+    pub async fn stop(self) -> ScrapeOutput {
+        self.cancel.cancel();
+        let _ = self.task.await;
+        self.out.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+}
+
+async fn scrape_once(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let resp = tokio::time::timeout(timeout, http.get(url).send())
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| format!("request failed: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status().as_u16()));
+    }
+    tokio::time::timeout(timeout, resp.text())
+        .await
+        .map_err(|_| "timeout reading body".to_string())?
+        .map_err(|e| format!("reading body failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .expect("fixture")
+    }
+
+    #[test]
+    fn sample_lines() {
+        let s = parse_line(r#"vllm:num_requests_running{engine="0",model_name="m"} 3.0"#)
+            .expect("sample");
+        assert_eq!(s.name, "vllm:num_requests_running");
+        assert_eq!(s.labels[0], ("engine".into(), "0".into()));
+        assert_eq!(s.value, 3.0);
+        let s = parse_line(r#"x{a="q\"u,o}te",b="line\nbreak"} +Inf 1700000000000"#).expect("s");
+        assert_eq!(s.labels[0].1, "q\"u,o}te");
+        assert_eq!(s.labels[1].1, "line\nbreak");
+        assert_eq!(s.value, f64::INFINITY);
+        assert!(parse_line("tgi_queue_size 0").is_some());
+        assert!(parse_line("x NaN").expect("nan").value.is_nan());
+        assert!(parse_line("# HELP x y").is_none());
+        assert!(parse_line("x{unterminated=\"1} 2").is_none());
+        assert!(parse_line("x notanumber").is_none());
+    }
+
+    #[test]
+    fn vllm_v1_fixture() {
+        let samples = parse(&fixture("vllm_metrics.txt"));
+        let lines = fixture("vllm_metrics.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .count();
+        assert_eq!(samples.len(), lines, "every sample line parses");
+        let (values, info) = reduce(&samples);
+        for k in [
+            "vllm:kv_cache_usage_perc",
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:num_preemptions_total",
+            "vllm:prefix_cache_queries_total",
+            "vllm:prefix_cache_hits_total",
+        ] {
+            assert!(values.contains_key(k), "{k}");
+        }
+        assert!(!values.keys().any(|k| k.ends_with("_created")));
+        let cc = &info["vllm:cache_config_info"];
+        assert_eq!(cc["block_size"], "16");
+        assert_eq!(cc["num_gpu_blocks"], "27153");
+    }
+
+    #[test]
+    fn vllm_v0_and_tgi_fixtures() {
+        let v0 = parse(&fixture("vllm_metrics_v0.txt"));
+        let (values, info) = reduce(&v0);
+        assert!(values.contains_key("vllm:gpu_cache_usage_perc"));
+        assert!(values.contains_key("vllm:num_requests_swapped"));
+        assert!(info.contains_key("vllm:cache_config_info"));
+        let tgi_text = fixture("tgi_metrics.txt");
+        let tgi = parse(&tgi_text);
+        let lines = tgi_text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .count();
+        assert_eq!(tgi.len(), lines);
+        let (values, _) = reduce(&tgi);
+        for k in [
+            "tgi_batch_current_size",
+            "tgi_batch_current_max_tokens",
+            "tgi_batch_max_total_tokens",
+            "tgi_queue_size",
+            "tgi_request_success",
+        ] {
+            assert!(values.contains_key(k), "{k}");
+        }
+    }
+}
