@@ -23,6 +23,7 @@ from .errors import (
     UnreachableError,
 )
 from .kv import model_arch
+from .kvstudy import kv_cache_study
 from .pricing import GPU_PRICES_USD_PER_HOUR, gpu_price
 from .prompts import default_prompts, load_prompts
 from .results import Results
@@ -54,6 +55,7 @@ __all__ = [
     "__version__",
     "default_prompts",
     "gpu_price",
+    "kv_cache_study",
     "list_gpus",
     "load_prompts",
     "model_arch",

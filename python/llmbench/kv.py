@@ -121,16 +121,31 @@ def _window(df: Any, t0: int, t1: int) -> Any:
 
 
 def _energy_j(gpu: Any, t0: int, t1: int) -> float:
-    """Energy over [t0, t1] from each GPU's cumulative counter (interpolated at the edges)."""
-    total = 0.0
-    found = False
+    """Energy over [t0, t1], summed over GPUs: from each GPU's cumulative counter,
+    interpolated inside the window; where the counter's readings (taken about once a
+    second, the query being slow) cover less than 90% of the window, from the power
+    readings integrated over time instead; NaN where neither covers it."""
+    total, found = 0.0, False
     for _, g in gpu.groupby("gpu"):
-        g = g.dropna(subset=["energy_j"]).sort_values("t_ns")
-        if len(g) < 2 or t0 < g["t_ns"].iloc[0] or t1 > g["t_ns"].iloc[-1]:
-            continue
-        e = np.interp([t0, t1], g["t_ns"].to_numpy(float), g["energy_j"].to_numpy(float))
-        total += e[1] - e[0]
-        found = True
+        e = g.dropna(subset=["energy_j"]).sort_values("t_ns")
+        t = e["t_ns"].to_numpy(np.float64)
+        if len(e) >= 2:
+            a, b = max(t0, t[0]), min(t1, t[-1])
+            if b > a and (b - a) >= 0.9 * (t1 - t0):
+                ea, eb = np.interp([a, b], t, e["energy_j"].to_numpy(np.float64))
+                total += (eb - ea) * (t1 - t0) / (b - a)  # scale up the few missing ms
+                found = True
+                continue
+        p = g.dropna(subset=["power_w"]).sort_values("t_ns")
+        p = p[(p["t_ns"] >= t0) & (p["t_ns"] <= t1)]
+        if len(p) >= 2:
+            tp = p["t_ns"].to_numpy(np.float64)
+            span = tp[-1] - tp[0]
+            if span >= 0.5 * (t1 - t0):
+                w = p["power_w"].to_numpy(np.float64)
+                joules = float(np.sum((w[1:] + w[:-1]) / 2 * np.diff(tp)) / 1e9)
+                total += joules * (t1 - t0) / span
+                found = True
     return total if found else float("nan")
 
 
@@ -151,7 +166,9 @@ def stage_telemetry(
         out["gpu_mem_used_max_gib"] = float(mem.max()) / GIB if len(mem) else float("nan")
         out["gpu_mem_used_mean_gib"] = float(mem.mean()) / GIB if len(mem) else float("nan")
         out["gpu_util_mean_pct"] = float(w["util_gpu_pct"].mean())
-        out["gpu_power_mean_w"] = float(per_t["power_w"].sum().mean()) if len(w) else float("nan")
+        # Power is read on its own cadence: sum over GPUs only at times that have it.
+        power = w.dropna(subset=["power_w"]).groupby("t_ns")["power_w"].sum()
+        out["gpu_power_mean_w"] = float(power.mean()) if len(power) else float("nan")
         energy = _energy_j(gpu, t0, t1)
         out["gpu_energy_j"] = energy
         n_out = float(summary_row.get("n_out_total") or 0)

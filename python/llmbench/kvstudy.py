@@ -136,7 +136,9 @@ def timeline_figure(res: Results) -> Any:
     t0 = int(res._all["t_sched_ns"].min()) if len(res._all) else 0
 
     def secs(t: Any) -> Any:
-        return (t - t0) / 1e9
+        # Samples taken before the first request are earlier than t0: unsigned
+        # nanoseconds would wrap, so subtract in signed integers.
+        return (t.astype("int64") - t0) / 1e9 if hasattr(t, "astype") else (int(t) - t0) / 1e9
 
     if res.gpu is not None and len(res.gpu):
         for gpu, g in res.gpu.groupby("gpu"):
@@ -181,6 +183,21 @@ def timeline_figure(res: Results) -> Any:
     ax_kv.legend(loc="upper left", fontsize=8)
     ax_req.set_ylabel("requests in flight")
     ax_req.set_xlabel("time since start (s)")
+    warm = res.warmup
+    if len(warm) and len(res.summary):
+        a = secs(int(warm["t_sched_ns"].min()))
+        b = secs(int(warm["t_done_ns"].max()))
+        for ax in (ax_mem, ax_kv, ax_req):
+            ax.axvspan(a, b, color="grey", alpha=0.08)
+        ax_req.text(
+            (a + b) / 2,
+            1.0,
+            "warm-up",
+            transform=ax_req.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     for i, row in enumerate(res.summary.itertuples()) if len(res.summary) else []:
         a, b = secs(row.t_start_ns), secs(row.t_end_ns)
         for ax in (ax_mem, ax_kv, ax_req):

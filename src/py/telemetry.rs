@@ -118,6 +118,14 @@ fn sampler_output_to_dict<'py>(py: Python<'py>, o: &SamplerOutput) -> PyResult<B
     d.set_item("t_start_ns", o.t_start_ns)?;
     d.set_item("t_stop_ns", o.t_stop_ns)?;
     d.set_item("busy_ns", o.busy_ns)?;
+    d.set_item("cpu_ns", o.cpu_ns)?;
+    let queries = PyDict::new(py);
+    for (i, name) in crate::telemetry::nvml::QUERIES.iter().enumerate() {
+        if o.query_count[i] > 0 {
+            queries.set_item(*name, o.query_ns[i] as f64 / o.query_count[i] as f64 / 1e3)?;
+        }
+    }
+    d.set_item("query_us", queries)?;
     Ok(d)
 }
 

@@ -202,6 +202,18 @@ def test_stage_energy_and_memory_columns_by_hand():
     assert out["gpu_mem_used_max_gib"] == pytest.approx(20.0)
     assert out["gpu_power_mean_w"] == pytest.approx(100.0)
     assert out["kv_bytes_per_token"] == 524288
+    # Without energy-counter readings in the window, power integrated over time: 100 W
+    # for 1 s; NaN power rows (read on another cadence) are skipped, not taken as 0 W.
+    gpu2 = gpu.assign(energy_j=np.nan)
+    gpu2.loc[gpu2.index % 5 != 0, "power_w"] = np.nan
+    out = stage_telemetry(row, gpu2, None, None, None)
+    assert out["gpu_energy_j"] == pytest.approx(100.0, rel=1e-6)
+    assert out["gpu_power_mean_w"] == pytest.approx(100.0)
+    # A counter read once a second still gives the window's energy (interpolated).
+    gpu3 = gpu.copy()
+    gpu3.loc[gpu3["t_ns"] % (1000 * ms) != 0, "energy_j"] = np.nan
+    out = stage_telemetry(row, gpu3, None, None, None)
+    assert out["gpu_energy_j"] == pytest.approx(100.0)
 
 
 def test_without_nvml_the_sampler_says_so_and_sweeps_run_on(sim):
