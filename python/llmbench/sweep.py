@@ -321,10 +321,14 @@ async def run_sweep_async(
     warmup_requests: int = 1,
     tokenizer: str | Path | None = None,
     n_gpus: int = 1,
+    gpu: bool | float = False,
+    server_metrics: bool | float = True,
+    model_arch: str | Path | None = None,
 ) -> Results:
     """`run_sweep` for code with a running event loop (e.g. notebooks using asyncio).
 
-    Cancelling the awaiting task cancels the sweep; records already written stay on disk.
+    Same arguments as `run_sweep` (no live progress line). Cancelling the awaiting task
+    cancels the sweep; records already written stay on disk.
 
     Example:
         >>> res = await llmbench.run_sweep_async(target, batch_sizes=[1, 4])
@@ -343,7 +347,15 @@ async def run_sweep_async(
         n_gpus,
         out_dir,
     )
+    arch = _model_arch(model_arch)
+    telemetry = RunTelemetry(gpu, server_metrics)
+    telemetry.start()
     outputs = []
-    for config in configs:
-        outputs.append(await _core.run_sweep_async(json.dumps(config)))
-    return _finish(target_list, outputs, manifest, out_dir)
+    try:
+        for target, config in zip(target_list, configs, strict=True):
+            with telemetry.scraping(target):
+                outputs.append(await _core.run_sweep_async(json.dumps(config)))
+    except BaseException:
+        telemetry.stop()
+        raise
+    return _finish(target_list, outputs, manifest, out_dir, telemetry, arch)

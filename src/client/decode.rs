@@ -49,3 +49,27 @@ pub fn error_message(value: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// The first step of every decoder: `[DONE]` (`Ok(None)`; on TGI's native route only a
+/// proxy or a compatible server would send it), or the event's JSON parsed as `T`, with a
+/// malformed-event message that shows the start of the data.
+pub fn parse_event<'a, T: serde::Deserialize<'a>>(data: &'a str) -> Result<Option<T>, String> {
+    let trimmed = data.trim();
+    if trimmed == "[DONE]" {
+        return Ok(None);
+    }
+    serde_json::from_str(trimmed).map(Some).map_err(|e| {
+        format!(
+            "malformed event ({e}): {}",
+            crate::util::truncate(trimmed, 200)
+        )
+    })
+}
+
+/// The decoded form of `[DONE]`.
+pub fn done() -> Decoded {
+    Decoded {
+        done: true,
+        ..Decoded::default()
+    }
+}

@@ -198,6 +198,17 @@ impl TargetSpec {
                 "an OpenAI-compatible target needs a model name (see GET /v1/models)".into(),
             ));
         }
+        if let Some(key) = &self.api_key {
+            // Checked here so a bad key is one clear error, not a run of 401s. The key
+            // itself is never put in the message.
+            if key.is_empty()
+                || reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err()
+            {
+                return Err(Error::InvalidArgument(
+                    "the API key is empty or has characters an HTTP header cannot carry".into(),
+                ));
+            }
+        }
         let t = &self.timeouts;
         if [t.connect_s, t.idle_s, t.total_s]
             .iter()
@@ -282,5 +293,9 @@ mod tests {
         s.model.clear();
         assert!(s.validate().is_err());
         assert!(spec(Api::Tgi, "http://h:1").validate().is_ok());
+        let mut s = spec(Api::Chat, "http://h:1");
+        s.api_key = Some("sk-bad\nkey".into());
+        let msg = s.validate().expect_err("bad key").to_string();
+        assert!(msg.contains("API key") && !msg.contains("sk-bad"), "{msg}");
     }
 }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::decode::{error_message, Decoded, Usage};
+use super::decode::{done, error_message, parse_event, Decoded, Usage};
 
 #[derive(Deserialize)]
 struct Chunk<'a> {
@@ -57,19 +57,9 @@ struct UsageJson {
 /// Decode one event's `data`. `Err` means the event is malformed (not JSON, or not an
 /// object of the expected shape).
 pub fn decode(data: &str) -> Result<Decoded, String> {
-    let trimmed = data.trim();
-    if trimmed == "[DONE]" {
-        return Ok(Decoded {
-            done: true,
-            ..Decoded::default()
-        });
-    }
-    let chunk: Chunk = serde_json::from_str(trimmed).map_err(|e| {
-        format!(
-            "malformed event ({e}): {}",
-            crate::util::truncate(trimmed, 200)
-        )
-    })?;
+    let Some(chunk) = parse_event::<Chunk>(data)? else {
+        return Ok(done());
+    };
     let mut out = Decoded::default();
     if let Some(err) = chunk.error.as_ref().filter(|v| !v.is_null()) {
         out.error = Some(error_message(err));
@@ -81,7 +71,7 @@ pub fn decode(data: &str) -> Result<Decoded, String> {
                 .message
                 .as_ref()
                 .map(error_message)
-                .unwrap_or_else(|| trimmed.to_string()),
+                .unwrap_or_else(|| data.trim().to_string()),
         );
         return Ok(out);
     }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::decode::{error_message, Decoded, Usage};
+use super::decode::{done, error_message, parse_event, Decoded, Usage};
 
 #[derive(Deserialize)]
 struct Event<'a> {
@@ -42,20 +42,9 @@ struct Details {
 
 /// Decode one `/generate_stream` event's `data`.
 pub fn decode(data: &str) -> Result<Decoded, String> {
-    let trimmed = data.trim();
-    if trimmed == "[DONE]" {
-        // TGI never sends it here, but a proxy or a compatible server might.
-        return Ok(Decoded {
-            done: true,
-            ..Decoded::default()
-        });
-    }
-    let ev: Event = serde_json::from_str(trimmed).map_err(|e| {
-        format!(
-            "malformed event ({e}): {}",
-            crate::util::truncate(trimmed, 200)
-        )
-    })?;
+    let Some(ev) = parse_event::<Event>(data)? else {
+        return Ok(done());
+    };
     let mut out = Decoded::default();
     if let Some(err) = ev.error.as_ref().filter(|v| !v.is_null()) {
         let msg = error_message(err);
@@ -68,7 +57,7 @@ pub fn decode(data: &str) -> Result<Decoded, String> {
     let Some(token) = ev.token else {
         return Err(format!(
             "TGI event without a token: {}",
-            crate::util::truncate(trimmed, 200)
+            crate::util::truncate(data.trim(), 200)
         ));
     };
     out.exact_tokens = Some(1);
