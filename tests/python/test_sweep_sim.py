@@ -2,8 +2,10 @@
 
 Tolerances: the scripted server's deadlines are absolute, but its tokio timer rounds each
 sleep up to the next millisecond and a loaded 2-core CI machine can wake it late; it is
-never early. So TTFT is checked in [scripted, scripted + 6 ms], mean ITL within 0.5 ms,
-token counts and the arithmetic between columns exactly.
+never early. So TTFT is checked in [scripted, scripted + 10 ms], mean ITL within 0.5 ms,
+token counts and the arithmetic between columns exactly. How closely the client's times
+follow what the server really sent is checked against the server's own record of it
+(`record_truth`), which does not depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 TTFT_MS, ITL_MS, N_OUT = 40.0, 5.0, 20
-TTFT_SLACK_MS = 6.0
+TTFT_SLACK_MS = 10.0
 ITL_TOL_MS = 0.5
 
 
@@ -78,9 +80,11 @@ def test_multi_token_chunks_give_zero_itl_samples_and_exact_tpot():
     for rid, t_sent in zip(req["id"], req["t_sent_ns"], strict=True):
         ch = res.chunks(rid)
         assert list(ch["tokens"]) == [4, 4, 4, 4]
-        # Chunks leave every 4 tokens x 2 ms (the server's timer may wake a little late).
+        # Chunks leave every 4 tokens x 2 ms, give or take the server's timer waking late
+        # on a loaded machine (the next gap is then shorter: deadlines are absolute).
         gaps = np.diff(ch["t_ms"].to_numpy())
-        assert np.all(np.abs(gaps - 8.0) < 3.0), gaps
+        assert np.all(np.abs(gaps - 8.0) < 6.0), gaps
+        assert abs(gaps.sum() - 24.0) < 6.0
         # ...and the client sees the gaps the server really made.
         sent_ms = (truth.loc[rid, "chunk_t_ns"].astype(np.int64) - t_sent) / 1e6
         assert np.abs(gaps - np.diff(sent_ms)).max() < 1.0
@@ -122,7 +126,7 @@ def test_queueing_beyond_capacity_raises_ttft():
         )
     s = res.summary.set_index("batch_size")
     # At 4 in flight with room for 2, half the requests wait a whole request (38 ms).
-    assert s.loc[2, "ttft_p99_ms"] < 30
+    assert s.loc[2, "ttft_p99_ms"] < 36  # no queue at 2 in flight: 20 ms, plus any late wake-up
     assert s.loc[4, "ttft_max_ms"] > 55
     assert s.loc[4, "output_tok_s"] == pytest.approx(s.loc[2, "output_tok_s"], rel=0.25)
 
