@@ -28,7 +28,7 @@ from .pricing import GPU_PRICES_USD_PER_HOUR, gpu_price
 from .prompts import default_prompts, load_prompts
 from .results import Results
 from .sim import SimConfig, SimServer
-from .sweep import DEFAULT_BATCH_SIZES, run_sweep, run_sweep_async
+from .sweep import DEFAULT_BATCH_SIZES, arrival_schedule, run_sweep, run_sweep_async
 from .targets import TGI, OpenAI, Target, Timeouts
 from .telemetry import GpuSampler, MetricsScraper, list_gpus
 
@@ -53,6 +53,7 @@ __all__ = [
     "TokenizerError",
     "UnreachableError",
     "__version__",
+    "arrival_schedule",
     "default_prompts",
     "gpu_price",
     "kv_cache_study",

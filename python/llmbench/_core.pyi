@@ -15,6 +15,7 @@ __all__ = [
     "TokenizerError",
     "UnreachableError",
     "__version__",
+    "arrival_schedule",
     "list_gpus",
     "model_arch",
     "now_ns",
@@ -77,3 +78,10 @@ class GpuSampler:
 class MetricsScraper:
     def __new__(cls, url: str, period_ms: float) -> MetricsScraper: ...
     def stop(self) -> str: ...
+
+def arrival_schedule(
+    arrival_json: str,
+    max_requests: int | None = None,
+    duration_s: float | None = None,
+    seed: int = 0,
+) -> Any: ...

@@ -35,8 +35,14 @@ _SPECS: list[tuple[str, str, str, list[tuple[str, str, str]]]] = [
 ]
 
 
+def is_open_loop(summary: Any) -> bool:
+    """Whether the stages are open-loop (request rates) rather than batch sizes."""
+    return bool(len(summary) and "target_rate" in summary and summary["target_rate"].notna().all())
+
+
 def summary_figures(summary: Any) -> dict[str, Any]:
-    """One figure per metric; x is batch size on a log2 axis.
+    """One figure per metric; x is batch size on a log2 axis, or for open-loop stages the
+    achieved request rate.
 
     Example:
         >>> figs = summary_figures(results.summary)
@@ -44,17 +50,23 @@ def summary_figures(summary: Any) -> dict[str, Any]:
     plt = _deps.pyplot()
     figs = {}
     targets = list(dict.fromkeys(summary["target"])) if len(summary) else []
+    open_loop = is_open_loop(summary)
+    x = "sent_rate_req_s" if open_loop else "batch_size"
     for key, title, ylabel, series in _SPECS:
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         for target in targets:
-            rows = summary[summary["target"] == target].sort_values("batch_size")
+            rows = summary[summary["target"] == target].sort_values(x)
             for col, suffix, style in series:
                 if col not in rows:
                     continue
                 label = f"{target}{suffix}" if len(targets) > 1 or suffix else target
-                ax.plot(rows["batch_size"], rows[col], style, label=label.strip())
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size (requests in flight)")
+                ax.plot(rows[x], rows[col], style, label=label.strip())
+        if open_loop:
+            ax.set_xlabel("achieved request rate (req/s)")
+            title = title.replace("batch size", "request rate")
+        else:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("batch size (requests in flight)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)

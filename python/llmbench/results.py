@@ -24,6 +24,8 @@ from ._core import ResultsIOError
 KEY_COLUMNS = [
     "target",
     "batch_size",
+    "target_rate",
+    "sent_rate_req_s",
     "n_ok",
     "n_failed",
     "ttft_p50_ms",
@@ -182,7 +184,9 @@ class Results:
             for st in out["stages"]:
                 row = {"target": desc["name"], "api": desc["api"], "model": desc["model"]}
                 row["stage"] = st["index"]
-                row["batch_size"] = st["batch_size"]
+                # An open-loop stage has a target rate instead of a batch size.
+                row["batch_size"] = st["batch_size"] if st["target_rate"] is None else None
+                row["target_rate"] = st["target_rate"]
                 row["interrupted"] = st["interrupted"]
                 row.update(st["summary"])
                 summaries.append(row)
@@ -299,9 +303,10 @@ class Results:
             >>> figs = res.plot()
             >>> figs["throughput"].savefig("throughput.png")
         """
-        from .plots import summary_figures
+        from .plots import is_open_loop, summary_figures
 
         figs = summary_figures(self.summary)
+        suffix = "_vs_rate.png" if is_open_loop(self.summary) else None
         if out_dir is None:
             return figs
         plt = _deps.pyplot()
@@ -309,7 +314,8 @@ class Results:
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         for key, fig in figs.items():
-            path = out / PLOT_FILES[key]
+            name = PLOT_FILES[key]
+            path = out / (name.replace("_vs_batch_size.png", suffix) if suffix else name)
             fig.savefig(path, dpi=120, bbox_inches="tight")
             paths.append(path)
             if close:

@@ -80,6 +80,7 @@ def _prepare(
     gpu_hourly_usd: str | float | None,
     n_gpus: int,
     out_dir: str | Path | None,
+    open_loop: dict[str, Any] | None = None,
 ) -> tuple[list[Target], list[dict[str, Any]], dict[str, Any]]:
     target_list = [targets] if isinstance(targets, Target) else list(targets)
     if not target_list:
@@ -124,11 +125,12 @@ def _prepare(
                 "tokenizer": str(tokenizer) if tokenizer is not None else None,
                 "records_path": str(records_path) if records_path is not None else None,
                 "pricing": {"usd_per_gpu_hour": price, "n_gpus": int(n_gpus)},
+                "open_loop": open_loop,
             }
         )
     manifest = {
         "llmbench_version": _core.__version__,
-        "kind": "closed_loop_sweep",
+        "kind": "open_loop_sweep" if open_loop else "closed_loop_sweep",
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "targets": [t.describe() for t in target_list],
         "settings": {
@@ -141,12 +143,60 @@ def _prepare(
             "tokenizer": str(tokenizer) if tokenizer is not None else None,
             "gpu_hourly_usd": price,
             "n_gpus": n_gpus,
+            "open_loop": open_loop,
         },
         "prompts": {"n": len(prompt_list), "sha256": prompts_hash(prompt_list)},
         "host": _host(),
         "gpu": None,
     }
     return target_list, configs, manifest
+
+
+def _open_loop(
+    rates: Sequence[float] | None, arrival: str, burstiness: float, max_in_flight: int | None
+) -> dict[str, Any] | None:
+    """The engine's open-loop settings, or None for closed-loop batch-size stages."""
+    if rates is None:
+        return None
+    rate_list = [float(r) for r in rates]
+    if not rate_list or min(rate_list) <= 0:
+        raise InvalidArgumentError("rates must be a non-empty list of positive requests/s")
+    if arrival not in ("poisson", "constant", "gamma"):
+        raise InvalidArgumentError(
+            f"arrival must be 'poisson', 'constant' or 'gamma', got {arrival!r}"
+        )
+    if max_in_flight is not None and max_in_flight < 1:
+        raise InvalidArgumentError("max_in_flight must be >= 1")
+    return {
+        "rates": rate_list,
+        "process": arrival,
+        "burstiness": float(burstiness),
+        "max_in_flight": max_in_flight,
+    }
+
+
+def arrival_schedule(
+    rate: float,
+    arrival: str = "poisson",
+    *,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    seed: int = 0,
+    burstiness: float = 1.0,
+) -> Any:
+    """The arrival offsets (seconds from the stage start) an open-loop stage uses: the
+    same numbers as the engine's, from the same seed. A sweep's stage `i` uses seed
+    `seed + i`.
+
+    Example:
+        >>> llmbench.arrival_schedule(100, "poisson", requests=5, seed=1)
+        array([0.   , 0.00...
+    """
+    spec: dict[str, Any] = {"kind": arrival, "rate": float(rate)}
+    if arrival == "gamma":
+        spec["burstiness"] = float(burstiness)
+    ns = _core.arrival_schedule(json.dumps(spec), requests, duration_s, int(seed))
+    return ns / 1e9
 
 
 def _finish(
@@ -212,8 +262,12 @@ def run_sweep(
     gpu: bool | float = False,
     server_metrics: bool | float = True,
     model_arch: str | Path | None = None,
+    rates: Sequence[float] | None = None,
+    arrival: str = "poisson",
+    burstiness: float = 1.0,
+    max_in_flight: int | None = None,
 ) -> Results:
-    """Sweep batch sizes (requests in flight) against one or more targets.
+    """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
 
     Each stage keeps `batch_size` requests in flight until `requests_per_stage` requests
     (default `max(4 x batch_size, 16)`) have been sent, or `stage_duration_s` has passed.
@@ -250,6 +304,15 @@ def run_sweep(
         model_arch: a preset ("llama-2-7b", ...), `config.json` or model folder: KV-cache
             bytes per token, for the KV columns in GiB and the client-side estimate
             (`kv_client_est_gib_max`).
+        rates: open-loop stages at these request rates (per second) instead of the batch
+            sizes: requests are sent on a seeded arrival schedule whatever the server's
+            state, each keeping its scheduled time, so client-side delay shows as
+            `send_lag` and latencies from schedule (`ttft_sched`, `e2e_sched`) sit beside
+            those from send. Default length: ten seconds' worth of requests (at least 16).
+        arrival: the arrival process of open-loop stages: "poisson", "constant" or "gamma".
+        burstiness: the gamma process's shape (1 is Poisson; smaller is burstier).
+        max_in_flight: cap on open-loop requests in flight; waiting for a slot is measured
+            as send lag, never hidden.
 
     Example:
         >>> import llmbench
@@ -257,6 +320,7 @@ def run_sweep(
         >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8, 32], max_tokens=128)
         >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
     """
+    open_loop = _open_loop(rates, arrival, burstiness, max_in_flight)
     target_list, configs, manifest = _prepare(
         targets,
         batch_sizes,
@@ -270,6 +334,7 @@ def run_sweep(
         gpu_hourly_usd,
         n_gpus,
         out_dir,
+        open_loop,
     )
     arch = _model_arch(model_arch)
     telemetry = RunTelemetry(gpu, server_metrics)

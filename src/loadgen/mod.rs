@@ -1,7 +1,9 @@
 //! Sweeps: a warm-up request, then one closed-loop stage per batch size, every record
 //! streamed to disk as it completes and summarized per stage at the end.
 
+pub mod arrival;
 pub mod closed;
+pub mod open;
 pub mod progress;
 pub mod prompts;
 
@@ -23,7 +25,9 @@ use crate::metrics::{summarize_stage, Pricing, Summary};
 use crate::record::{ErrorKind, RequestRecord};
 use crate::sink::RecordSink;
 use crate::tokens::TokenCounter;
+use arrival::{schedule, Arrival};
 use closed::{run_stage, StageSpec};
+use open::{run_open_stage, OpenStageSpec};
 use progress::Progress;
 use prompts::PromptOrder;
 
@@ -64,6 +68,50 @@ pub struct SweepConfig {
     /// Pricing for the cost columns.
     #[serde(default)]
     pub pricing: Pricing,
+    /// Open-loop stages at these request rates instead of the batch sizes.
+    #[serde(default)]
+    pub open_loop: Option<OpenLoop>,
+}
+
+/// Open-loop stages: one per rate, arrivals from the chosen process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLoop {
+    /// Target request rates, per second.
+    pub rates: Vec<f64>,
+    /// "poisson", "constant" or "gamma".
+    #[serde(default = "default_process")]
+    pub process: String,
+    /// Shape of the gamma process (1 = Poisson).
+    #[serde(default = "one")]
+    pub burstiness: f64,
+    /// Optional cap on requests in flight.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+}
+
+fn default_process() -> String {
+    "poisson".into()
+}
+fn one() -> f64 {
+    1.0
+}
+
+impl OpenLoop {
+    /// The arrival process at `rate`.
+    pub fn arrival(&self, rate: f64) -> Result<Arrival> {
+        match self.process.as_str() {
+            "poisson" => Ok(Arrival::Poisson { rate }),
+            "constant" => Ok(Arrival::Constant { rate }),
+            "gamma" => Ok(Arrival::Gamma {
+                rate,
+                burstiness: self.burstiness,
+            }),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown arrival process {other:?}: use poisson, constant or gamma"
+            ))),
+        }
+    }
 }
 
 fn default_batch_sizes() -> Vec<u32> {
@@ -85,7 +133,14 @@ impl SweepConfig {
 
     fn validate(&self) -> Result<()> {
         self.target.validate()?;
-        if self.batch_sizes.is_empty() || self.batch_sizes.contains(&0) {
+        if let Some(o) = &self.open_loop {
+            if o.rates.is_empty() || o.rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
+                return Err(Error::InvalidArgument(
+                    "rates must be a non-empty list of positive requests per second".into(),
+                ));
+            }
+            o.arrival(1.0)?;
+        } else if self.batch_sizes.is_empty() || self.batch_sizes.contains(&0) {
             return Err(Error::InvalidArgument(
                 "batch_sizes must be a non-empty list of positive integers".into(),
             ));
@@ -125,8 +180,10 @@ impl SweepConfig {
 pub struct StageResult {
     /// Stage index.
     pub index: u32,
-    /// Concurrency.
+    /// Concurrency (0 for an open-loop stage).
     pub batch_size: u32,
+    /// Target request rate of an open-loop stage.
+    pub target_rate: Option<f64>,
     /// Summary columns.
     pub summary: Summary,
     /// The stage was cut short by cancellation.
@@ -293,30 +350,66 @@ pub async fn run_sweep(
     }
 
     let mut interrupted = false;
-    for (index, &batch_size) in config.batch_sizes.iter().enumerate() {
+    // One entry per stage: (batch size, target rate).
+    let stages_plan: Vec<(u32, Option<f64>)> = match &config.open_loop {
+        Some(o) => o.rates.iter().map(|r| (0, Some(*r))).collect(),
+        None => config.batch_sizes.iter().map(|b| (*b, None)).collect(),
+    };
+    for (index, &(batch_size, rate)) in stages_plan.iter().enumerate() {
         if cancel.is_cancelled() {
             interrupted = true;
             break;
         }
         let index = index as u32;
         progress.start_stage(index, batch_size, now_ns());
-        let spec = StageSpec {
-            index,
-            batch_size,
-            requests: config.requests_for(batch_size),
-            duration_s: config.stage_duration_s,
-            max_tokens: config.max_tokens,
-        };
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let stage_task = tokio::spawn(run_stage(
-            shared.clone(),
-            prompts.clone(),
-            order.clone(),
-            ids.clone(),
-            spec,
-            tx,
-            progress.clone(),
-        ));
+        let stage_task = match (&config.open_loop, rate) {
+            (Some(open), Some(rate)) => {
+                let requests = config
+                    .requests_per_stage
+                    .or(if config.stage_duration_s.is_some() {
+                        None
+                    } else {
+                        // Default: ten seconds' worth, at least 16.
+                        Some(((rate * 10.0).ceil() as u64).max(16))
+                    });
+                let offsets = schedule(
+                    &open.arrival(rate)?,
+                    requests,
+                    config.stage_duration_s,
+                    config.seed.wrapping_add(u64::from(index)),
+                )?;
+                tokio::spawn(run_open_stage(
+                    shared.clone(),
+                    prompts.clone(),
+                    order.clone(),
+                    ids.clone(),
+                    OpenStageSpec {
+                        index,
+                        offsets,
+                        max_tokens: config.max_tokens,
+                        max_in_flight: open.max_in_flight,
+                    },
+                    tx,
+                    progress.clone(),
+                ))
+            }
+            _ => tokio::spawn(run_stage(
+                shared.clone(),
+                prompts.clone(),
+                order.clone(),
+                ids.clone(),
+                StageSpec {
+                    index,
+                    batch_size,
+                    requests: config.requests_for(batch_size),
+                    duration_s: config.stage_duration_s,
+                    max_tokens: config.max_tokens,
+                },
+                tx,
+                progress.clone(),
+            )),
+        };
         let first = records.len();
         while let Some(rec) = rx.recv().await {
             if let Some(s) = sink.as_mut() {
@@ -332,6 +425,7 @@ pub async fn run_sweep(
         stages.push(StageResult {
             index,
             batch_size,
+            target_rate: rate,
             summary: summarize_stage(&stage_records, config.pricing),
             interrupted: stage_interrupted,
         });

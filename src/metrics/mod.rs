@@ -252,6 +252,34 @@ pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary 
     put_censored(&mut m, "e2e", &e2e, n_failed);
     put_dist(&mut m, "chunk_gap", describe(&mut gaps));
     put_dist(&mut m, "send_lag", describe(&mut send_lag));
+    let mut e2e_sched = collect(|p| p.e2e_sched_ms);
+    put_dist(&mut m, "e2e_sched", describe(&mut e2e_sched));
+    // What the client delivered: the rate requests were scheduled at and really sent at,
+    // and how many left more than 1 ms after their scheduled time.
+    let rate = |times: Vec<u64>| -> f64 {
+        let (lo, hi) = (times.iter().min(), times.iter().max());
+        match (lo, hi) {
+            (Some(a), Some(b)) if b > a && times.len() > 1 => {
+                (times.len() - 1) as f64 / ((b - a) as f64 / NS_PER_S)
+            }
+            _ => f64::NAN,
+        }
+    };
+    m.insert(
+        "sched_rate_req_s",
+        num(rate(measured.iter().map(|r| r.t_sched).collect())),
+    );
+    m.insert(
+        "sent_rate_req_s",
+        num(rate(measured.iter().map(|r| r.t_sent).collect())),
+    );
+    m.insert(
+        "late_sends_1ms",
+        int(measured
+            .iter()
+            .filter(|r| r.t_sent.saturating_sub(r.t_sched) > 1_000_000)
+            .count()),
+    );
 
     let n_out_total: u64 = ok.iter().map(|r| u64::from(r.n_out)).sum();
     let n_in_total: u64 = ok.iter().filter_map(|r| r.n_in).map(u64::from).sum();

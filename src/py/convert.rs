@@ -169,6 +169,7 @@ pub fn sweep_to_dict<'py>(py: Python<'py>, out: &SweepOutput) -> PyResult<Bound<
         let s = PyDict::new(py);
         s.set_item("index", st.index)?;
         s.set_item("batch_size", st.batch_size)?;
+        s.set_item("target_rate", st.target_rate)?;
         s.set_item("interrupted", st.interrupted)?;
         s.set_item("summary", summary_to_dict(py, &st.summary)?)?;
         stages.append(s)?;

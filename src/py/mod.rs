@@ -184,6 +184,23 @@ fn read_records<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Boun
     Ok(d)
 }
 
+/// An open-loop arrival schedule (offsets in ns from the stage start), exactly as a sweep
+/// with the same process, bounds and seed uses it.
+#[pyfunction]
+#[pyo3(signature = (arrival_json, max_requests=None, duration_s=None, seed=0))]
+fn arrival_schedule<'py>(
+    py: Python<'py>,
+    arrival_json: &str,
+    max_requests: Option<u64>,
+    duration_s: Option<f64>,
+    seed: u64,
+) -> PyResult<Bound<'py, numpy::PyArray1<u64>>> {
+    let arrival: crate::loadgen::arrival::Arrival = parse_json("arrival process", arrival_json)?;
+    let offsets = crate::loadgen::arrival::schedule(&arrival, max_requests, duration_s, seed)
+        .map_err(to_pyerr)?;
+    Ok(numpy::PyArray1::from_vec(py, offsets))
+}
+
 /// Nanoseconds on the run clock (the clock every record uses).
 #[pyfunction]
 fn now_ns() -> u64 {
@@ -286,6 +303,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_sweep_async, m)?)?;
     m.add_function(wrap_pyfunction!(read_records, m)?)?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;
     m.add_class::<PySimServer>()?;
     m.add_class::<telemetry::PyGpuSampler>()?;
     m.add_class::<telemetry::PyMetricsScraper>()?;

@@ -26,6 +26,7 @@ fn sweep_config(url: &str, api: Api, batch_sizes: Vec<u32>, max_tokens: u32) -> 
         tokenizer: None,
         records_path: None,
         pricing: Default::default(),
+        open_loop: None,
     }
 }
 
