@@ -12,6 +12,7 @@ Example:
 """
 
 from ._core import __version__
+from .capacity import CapacityResult, find_capacity
 from .errors import (
     InvalidArgumentError,
     LlmbenchError,
@@ -28,6 +29,7 @@ from .pricing import GPU_PRICES_USD_PER_HOUR, gpu_price
 from .prompts import default_prompts, load_prompts
 from .results import Results
 from .sim import SimConfig, SimServer
+from .slo import SLO
 from .sweep import DEFAULT_BATCH_SIZES, arrival_schedule, run_sweep, run_sweep_async
 from .targets import TGI, OpenAI, Target, Timeouts
 from .telemetry import GpuSampler, MetricsScraper, list_gpus
@@ -35,7 +37,9 @@ from .telemetry import GpuSampler, MetricsScraper, list_gpus
 __all__ = [
     "DEFAULT_BATCH_SIZES",
     "GPU_PRICES_USD_PER_HOUR",
+    "SLO",
     "TGI",
+    "CapacityResult",
     "GpuSampler",
     "InvalidArgumentError",
     "LlmbenchError",
@@ -55,6 +59,7 @@ __all__ = [
     "__version__",
     "arrival_schedule",
     "default_prompts",
+    "find_capacity",
     "gpu_price",
     "kv_cache_study",
     "list_gpus",

@@ -2,6 +2,7 @@
 
     llmbench metrics [--url URL --model NAME --api chat|completions|tgi] [options]
     llmbench kv-cache [same options]
+    llmbench capacity [same options] --slo-ttft-ms MS [--mode rate|batch_size]
     llmbench sim [--port N] [timings]
 
 `llmbench metrics` and `llmbench kv-cache` without `--url` measure the embedded default
@@ -19,9 +20,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from ._core import LlmbenchError
+from .capacity import find_capacity
 from .errors import SweepInterrupted
 from .kvstudy import DEFAULT_KV_BATCH_SIZES, kv_cache_study, write_study
 from .pricing import GPU_PRICES_USD_PER_HOUR
@@ -40,6 +43,18 @@ def _int_list(text: str) -> list[int]:
         ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("batch sizes must be integers >= 1")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError("rates must be positive numbers")
     return values
 
 
@@ -170,7 +185,35 @@ def _add_run_options(m: argparse.ArgumentParser, out: str, batch_sizes: Sequence
         help="KV-cache architecture: a preset (llama-2-7b, llama-2-13b, llama-3-8b, "
         "mistral-7b, ...), a config.json or a model folder",
     )
+    m.add_argument(
+        "--rates",
+        type=_float_list,
+        default=None,
+        help="open-loop stages at these request rates (req/s) instead of batch sizes",
+    )
+    m.add_argument("--arrival", choices=["poisson", "constant", "gamma"], default="poisson")
+    m.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (1 = Poisson)")
+    m.add_argument(
+        "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
+    )
+    _add_slo_options(m)
     _add_sim_options(m, DEFAULT_TARGET_CONFIG, prefix="sim-")
+
+
+def _add_slo_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("service-level objective (ms; goodput columns when given)")
+    for metric in ("ttft", "tpot", "itl", "e2e"):
+        g.add_argument(f"--slo-{metric}-ms", type=float, default=None)
+    g.add_argument("--slo-percentile", type=float, default=99.0)
+
+
+def _slo(args: argparse.Namespace) -> dict[str, float] | None:
+    limits = {
+        f"{m}_ms": v
+        for m in ("ttft", "tpot", "itl", "e2e")
+        if (v := getattr(args, f"slo_{m}_ms")) is not None
+    }
+    return {**limits, "percentile": args.slo_percentile} if limits else None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -194,6 +237,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "/metrics, and write gpu_memory_data.json and gpu_memory_timeline.png.",
     )
     _add_run_options(k, os.path.join("results", "kv_cache_study"), DEFAULT_KV_BATCH_SIZES)
+
+    c = sub.add_parser(
+        "capacity",
+        help="find the highest rate or batch size meeting an SLO",
+        description="Bracket then bisect the request rate (or batch size) at which the "
+        "target meets the SLO, with repeated trials at each point; writes every trial.",
+    )
+    _add_run_options(c, os.path.join("results", "capacity"), DEFAULT_BATCH_SIZES)
+    c.add_argument("--mode", choices=["rate", "batch_size"], default="rate")
+    c.add_argument("--start", type=float, default=1.0)
+    c.add_argument("--limit", type=float, default=None)
+    c.add_argument("--trials", type=int, default=3)
+    c.add_argument("--tolerance", type=float, default=0.05, help="rates: relative step")
 
     s = sub.add_parser(
         "sim",
@@ -273,6 +329,11 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "n_gpus": args.n_gpus,
         "progress": not args.quiet,
         "model_arch": args.model_arch,
+        "rates": args.rates,
+        "arrival": args.arrival,
+        "burstiness": args.burstiness,
+        "max_in_flight": args.max_in_flight,
+        "slo": _slo(args),
     }
 
 
@@ -319,6 +380,66 @@ def _run(args: argparse.Namespace, study: bool) -> int:
     return 0
 
 
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    slo = _slo(args)
+    if slo is None:
+        print("llmbench: error: give at least one --slo-*-ms limit", file=sys.stderr)
+        return 2
+    target, sim = _make_target(args)
+    kwargs = _sweep_kwargs(args)
+    for key in (
+        "batch_sizes",
+        "requests_per_stage",
+        "stage_duration_s",
+        "rates",
+        "slo",
+        "max_tokens",
+        "max_in_flight",
+    ):
+        kwargs.pop(key)
+    try:
+        res = find_capacity(
+            target,
+            slo,
+            mode=args.mode,
+            start=args.start,
+            limit=args.limit,
+            trials=args.trials,
+            tolerance=args.tolerance,
+            requests_per_trial=args.requests,
+            trial_duration_s=args.duration,
+            max_tokens=args.max_tokens,
+            **kwargs,
+        )
+    finally:
+        if sim is not None:
+            sim.close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "capacity.json").write_text(
+        json.dumps(
+            {
+                "capacity": res.capacity,
+                "first_failing": res.first_failing,
+                "mode": res.mode,
+                "slo": res.slo,
+                "steps": res.steps,
+                "statement": res.statement,
+            },
+            indent=1,
+        )
+    )
+    res.trials.to_csv(out / "capacity_trials.csv", index=False)
+    for step in res.steps:
+        print(
+            f"{step['value']:>10g}: {step['trials_passed']}/{step['trials']} trials met the "
+            f"SLO -> {'pass' if step['passed'] else 'fail'}"
+        )
+    print(res.statement)
+    print(f"results written to {out}/ (capacity.json, capacity_trials.csv)")
+    return 0
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     cfg = _sim_config(args)
     cfg.model = args.model
@@ -347,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sim":
             return _cmd_sim(args)
+        if args.command == "capacity":
+            return _cmd_capacity(args)
         return _run(args, study=args.command == "kv-cache")
     except LlmbenchError as e:
         print(f"llmbench: error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ from .kv import model_arch as _model_arch
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .results import Results
+from .slo import SLO, add_slo_columns
 from .targets import Target
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -206,6 +207,7 @@ def _finish(
     out_dir: str | Path | None,
     telemetry: RunTelemetry | None = None,
     arch: dict[str, Any] | None = None,
+    slo: SLO | None = None,
 ) -> Results:
     manifest["servers"] = {
         t.name: json.loads(o["server_info_json"])
@@ -239,6 +241,8 @@ def _finish(
             manifest["servers"],
             arch["bytes_per_token"] if arch else None,
         )
+    if slo is not None and len(results.summary):
+        add_slo_columns(results, slo)
     if out_dir is not None:
         results.save(out_dir)
     return results
@@ -266,6 +270,7 @@ def run_sweep(
     arrival: str = "poisson",
     burstiness: float = 1.0,
     max_in_flight: int | None = None,
+    slo: SLO | dict[str, float] | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
 
@@ -313,6 +318,9 @@ def run_sweep(
         burstiness: the gamma process's shape (1 is Poisson; smaller is burstier).
         max_in_flight: cap on open-loop requests in flight; waiting for a slot is measured
             as send lag, never hidden.
+        slo: latency limits (`llmbench.SLO` or a dict like `{"ttft_ms": 500, "tpot_ms":
+            50, "percentile": 99}`): adds `slo_met`, `goodput_req_s`, `good_fraction` and
+            the percentile of each limited metric per stage.
 
     Example:
         >>> import llmbench
@@ -321,6 +329,7 @@ def run_sweep(
         >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
     """
     open_loop = _open_loop(rates, arrival, burstiness, max_in_flight)
+    slo_spec = SLO.of(slo) if slo is not None else None
     target_list, configs, manifest = _prepare(
         targets,
         batch_sizes,
@@ -355,12 +364,12 @@ def run_sweep(
     except KeyboardInterrupt:
         # Interrupted before the engine could return anything for this target (e.g. during
         # its warm-up): keep the targets already measured.
-        results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch)
+        results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch, slo_spec)
         raise SweepInterrupted(results, _interrupt_message(results, out_dir)) from None
     except BaseException:
         telemetry.stop()
         raise
-    results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch)
+    results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch, slo_spec)
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
     return results

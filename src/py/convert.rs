@@ -78,6 +78,10 @@ pub fn records_to_columns<'py>(
         PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.e2e_ms)).collect()),
     )?;
     d.set_item(
+        "e2e_sched_ms",
+        PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.e2e_sched_ms)).collect()),
+    )?;
+    d.set_item(
         "tpot_ms",
         PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.tpot_ms)).collect()),
     )?;

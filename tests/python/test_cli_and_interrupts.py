@@ -215,3 +215,51 @@ def test_interpreter_exits_cleanly_right_after_an_async_call():
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == "2"
+
+
+def test_rate_sweep_and_capacity_commands(tmp_path):
+    r = run_cli(
+        "metrics",
+        "--rates",
+        "20,60",
+        "--arrival",
+        "constant",
+        "--requests",
+        "20",
+        "--max-tokens",
+        "4",
+        "--out",
+        str(tmp_path / "m"),
+        "--quiet",
+        "--slo-ttft-ms",
+        "500",
+    )
+    assert r.returncode == 0, r.stderr
+    summary = pd.read_csv(tmp_path / "m" / "metrics_summary.csv")
+    assert summary["target_rate"].tolist() == [20.0, 60.0]
+    assert summary["slo_met"].all() and (summary["good_fraction"] == 1.0).all()
+    assert (tmp_path / "m" / "throughput_vs_rate.png").is_file()
+    r = run_cli(
+        "capacity",
+        "--mode",
+        "batch_size",
+        "--slo-ttft-ms",
+        "40",
+        "--sim-max-batch",
+        "4",
+        "--max-tokens",
+        "8",
+        "--trials",
+        "1",
+        "--out",
+        str(tmp_path / "c"),
+        "--quiet",
+        "--metrics-period",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "c" / "capacity.json").read_text())
+    assert data["capacity"] == 4 and data["first_failing"] == 5
+    assert "capacity 4 requests in flight" in r.stdout
+    r = run_cli("capacity", "--quiet")
+    assert r.returncode == 2 and "--slo" in r.stderr

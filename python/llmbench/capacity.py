@@ -1,0 +1,177 @@
+"""Capacity search: the highest batch size, or request rate, at which a target meets an SLO.
+
+Bracketing then bisection. Every probed point runs `trials` repeated stages; a point
+passes when at least `pass_fraction` of its trials meet the SLO (`slo_met`, see
+`llmbench.slo`). The search doubles from `start` until a point fails (or `limit`), then
+bisects between the highest passing and the lowest failing point until they are adjacent
+(batch sizes) or within `tolerance` of each other (rates). The report keeps every trial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import _deps
+from ._core import InvalidArgumentError
+from .slo import SLO
+from .sweep import run_sweep
+from .targets import Target
+
+
+@dataclass
+class CapacityResult:
+    """What a capacity search found.
+
+    Attributes:
+        capacity: the highest passing batch size or rate (None if even `start` failed).
+        first_failing: the lowest failing point above it (None if `limit` passed).
+        mode: "batch_size" or "rate".
+        steps: one dict per probed point, in order: value, trials passed, passed.
+        trials: every trial's summary row (with the SLO columns), as a DataFrame.
+        statement: the result in words, with the evidence.
+    """
+
+    capacity: float | None
+    first_failing: float | None
+    mode: str
+    slo: dict[str, Any]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    trials: Any = None
+    statement: str = ""
+
+
+def find_capacity(
+    target: Target,
+    slo: SLO | dict[str, float],
+    *,
+    mode: Literal["batch_size", "rate"] = "rate",
+    start: float = 1,
+    limit: float | None = None,
+    trials: int = 3,
+    pass_fraction: float = 2 / 3,
+    tolerance: float = 0.05,
+    requests_per_trial: int | None = None,
+    trial_duration_s: float | None = None,
+    max_tokens: int = 128,
+    **sweep_kwargs: Any,
+) -> CapacityResult:
+    """Search the highest batch size (`mode="batch_size"`) or request rate (`"rate"`,
+    Poisson arrivals unless `arrival=` says otherwise) meeting `slo`.
+
+    Example:
+        >>> res = llmbench.find_capacity(target, {"ttft_ms": 500, "percentile": 90},
+        ...                              mode="rate", start=1, limit=64)
+        >>> res.capacity, res.statement
+    """
+    spec = SLO.of(slo)
+    if mode not in ("batch_size", "rate"):
+        raise InvalidArgumentError("mode must be 'batch_size' or 'rate'")
+    if trials < 1 or not 0 < pass_fraction <= 1 or start <= 0:
+        raise InvalidArgumentError("trials >= 1, 0 < pass_fraction <= 1 and start > 0")
+    if mode == "batch_size":
+        start = int(start)
+        if start < 1:
+            raise InvalidArgumentError("batch sizes start at 1")
+    needed = math.ceil(trials * pass_fraction)
+    rows: list[Any] = []
+    steps: list[dict[str, Any]] = []
+    passes: dict[float, bool] = {}
+    warm = [True]
+
+    def probe(x: float) -> bool:
+        if x in passes:
+            return passes[x]
+        kwargs = dict(sweep_kwargs)
+        kwargs.setdefault("progress", False)
+        kwargs["warmup_requests"] = kwargs.get("warmup_requests", 1) if warm[0] else 0
+        warm[0] = False
+        if mode == "batch_size":
+            n = requests_per_trial or max(4 * int(x), 16)
+            res = run_sweep(
+                target,
+                batch_sizes=[int(x)] * trials,
+                requests_per_stage=n,
+                stage_duration_s=trial_duration_s,
+                max_tokens=max_tokens,
+                slo=spec,
+                **kwargs,
+            )
+        else:
+            n = requests_per_trial or max(int(x * 5), 16)
+            res = run_sweep(
+                target,
+                rates=[float(x)] * trials,
+                requests_per_stage=n,
+                stage_duration_s=trial_duration_s,
+                max_tokens=max_tokens,
+                slo=spec,
+                **kwargs,
+            )
+        summary = res.summary.assign(probe=x, trial=range(len(res.summary)))
+        rows.append(summary)
+        n_pass = int(summary["slo_met"].sum())
+        ok = n_pass >= needed
+        steps.append({"value": x, "trials_passed": n_pass, "trials": trials, "passed": ok})
+        passes[x] = ok
+        return ok
+
+    good: float | None = None
+    bad: float | None = None
+    x: float = start
+    # Bracket: double until a point fails or the limit passes.
+    while True:
+        if limit is not None and x > limit:
+            x = limit
+        if probe(x):
+            good = x
+            if limit is not None and x >= limit:
+                break
+            x = x * 2
+        else:
+            bad = x
+            break
+    # Bisect between the highest pass and the lowest fail.
+    if good is not None and bad is not None:
+        while True:
+            if mode == "batch_size":
+                if bad - good <= 1:
+                    break
+                mid: float = (int(good) + int(bad)) // 2
+            else:
+                if (bad - good) <= tolerance * good:
+                    break
+                mid = (good + bad) / 2
+            if probe(mid):
+                good = mid
+            else:
+                bad = mid
+    pd = _deps.pandas()
+    trials_df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    unit = "requests in flight" if mode == "batch_size" else "req/s"
+    if good is None:
+        statement = (
+            f"no capacity found: {start:g} {unit} already failed the SLO "
+            f"({steps[0]['trials_passed']}/{trials} trials passed)"
+        )
+    else:
+        g = next(s for s in steps if s["value"] == good)
+        statement = f"capacity {good:g} {unit}: it passed {g['trials_passed']}/{trials} trials"
+        if bad is not None:
+            b = next(s for s in steps if s["value"] == bad)
+            statement += (
+                f"; {bad:g} {unit} passed only {b['trials_passed']}/{trials} "
+                f"(a point passes with at least {needed}/{trials})"
+            )
+        else:
+            statement += f"; the limit {limit:g} {unit} was reached"
+    return CapacityResult(
+        capacity=good,
+        first_failing=bad,
+        mode=mode,
+        slo=spec.describe(),
+        steps=steps,
+        trials=trials_df,
+        statement=statement,
+    )
