@@ -30,7 +30,13 @@ from .prompts import default_prompts, load_prompts
 from .results import Results
 from .sim import SimConfig, SimServer
 from .slo import SLO
-from .sweep import DEFAULT_BATCH_SIZES, arrival_schedule, run_sweep, run_sweep_async
+from .sweep import (
+    DEFAULT_BATCH_SIZES,
+    arrival_schedule,
+    prompt_order,
+    run_sweep,
+    run_sweep_async,
+)
 from .targets import TGI, OpenAI, Target, Timeouts
 from .telemetry import GpuSampler, MetricsScraper, list_gpus
 
@@ -65,6 +71,7 @@ __all__ = [
     "list_gpus",
     "load_prompts",
     "model_arch",
+    "prompt_order",
     "run_sweep",
     "run_sweep_async",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "model_arch",
     "now_ns",
     "parse_metrics",
+    "prompt_order",
     "read_records",
     "run_sweep",
     "run_sweep_async",
@@ -85,3 +86,4 @@ def arrival_schedule(
     duration_s: float | None = None,
     seed: int = 0,
 ) -> Any: ...
+def prompt_order(n_prompts: int, stage: int, requests: int, seed: int) -> list[int]: ...

@@ -200,6 +200,18 @@ def arrival_schedule(
     return ns / 1e9
 
 
+def prompt_order(n_prompts: int, stage: int, requests: int, seed: int = 0) -> list[int]:
+    """The prompt indices a sweep's stage `stage` uses for its first `requests` requests
+    (in schedule order), for `n_prompts` prompts and the sweep's `seed`: the engine's own
+    order, every prompt used once before any repeats.
+
+    Example:
+        >>> llmbench.prompt_order(5, stage=0, requests=5, seed=1)
+        [3, 2, 1, 4, 0]
+    """
+    return list(_core.prompt_order(int(n_prompts), int(stage), int(requests), int(seed)))
+
+
 def _finish(
     target_list: list[Target],
     outputs: list[dict[str, Any]],

@@ -201,6 +201,14 @@ fn arrival_schedule<'py>(
     Ok(numpy::PyArray1::from_vec(py, offsets))
 }
 
+/// The prompt indices the `requests` first requests of stage `stage` use, for a prompt
+/// list of `n_prompts` and a sweep `seed` (the engine's own order).
+#[pyfunction]
+fn prompt_order(n_prompts: usize, stage: u32, requests: u64, seed: u64) -> Vec<usize> {
+    let order = crate::loadgen::prompts::PromptOrder::new(n_prompts, seed);
+    (0..requests).map(|j| order.index(stage, j)).collect()
+}
+
 /// Nanoseconds on the run clock (the clock every record uses).
 #[pyfunction]
 fn now_ns() -> u64 {
@@ -304,6 +312,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_records, m)?)?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;
+    m.add_function(wrap_pyfunction!(prompt_order, m)?)?;
     m.add_class::<PySimServer>()?;
     m.add_class::<telemetry::PyGpuSampler>()?;
     m.add_class::<telemetry::PyMetricsScraper>()?;

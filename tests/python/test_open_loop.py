@@ -77,7 +77,11 @@ def test_python_gives_the_engines_schedule():
         # Stage i uses seed + i.
         want = llmbench.arrival_schedule(rate, "poisson", requests=40, seed=11 + stage)
         assert offsets == pytest.approx(want, abs=1e-9)
-        assert len(set(res.requests[res.requests["stage"] == stage]["prompt_index"])) > 1
+        # ...and the same prompt order.
+        rows = res.requests[res.requests["stage"] == stage].sort_values("t_sched_ns")
+        n_prompts = len(llmbench.default_prompts())
+        want_prompts = llmbench.prompt_order(n_prompts, stage, 40, seed=11)
+        assert rows["prompt_index"].tolist() == want_prompts
 
 
 def test_queueing_under_a_cap_is_measured_not_hidden():
