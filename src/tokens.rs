@@ -26,6 +26,50 @@ impl TokenCounter {
         Ok(TokenCounter { tokenizer })
     }
 
+    /// A prompt of exactly `n_tokens` tokens (without special tokens) made of words drawn
+    /// from `words` with a seeded generator: words are added while they fit, then single
+    /// short filler words top it up. `None` if no exact fit was found.
+    pub fn synthetic_prompt(&self, n_tokens: u32, words: &[&str], seed: u64) -> Option<String> {
+        use rand::{Rng, SeedableRng};
+        if words.is_empty() {
+            return None;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut text = String::new();
+        let mut count = 0;
+        // Grow word by word; a candidate that overshoots is skipped (a few tries).
+        let mut misses = 0;
+        while count < n_tokens && misses < 50 {
+            let w = words[rng.random_range(0..words.len())];
+            let candidate = if text.is_empty() {
+                w.to_string()
+            } else {
+                format!("{text} {w}")
+            };
+            let c = self.count(&candidate);
+            if c <= n_tokens {
+                text = candidate;
+                count = c;
+                misses = 0;
+            } else {
+                misses += 1;
+            }
+        }
+        for filler in [" a", " I", " 1", ".", ","] {
+            while count < n_tokens {
+                let candidate = format!("{text}{filler}");
+                let c = self.count(&candidate);
+                if c == count + 1 {
+                    text = candidate;
+                    count = c;
+                } else {
+                    break;
+                }
+            }
+        }
+        (count == n_tokens).then_some(text)
+    }
+
     /// Number of tokens in `text`, without special tokens (BOS/EOS).
     pub fn count(&self, text: &str) -> u32 {
         self.tokenizer

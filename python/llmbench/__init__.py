@@ -11,6 +11,7 @@ Example:
     >>> res.summary
 """
 
+from . import datasets
 from ._core import __version__
 from .capacity import CapacityResult, find_capacity
 from .errors import (
@@ -64,6 +65,7 @@ __all__ = [
     "UnreachableError",
     "__version__",
     "arrival_schedule",
+    "datasets",
     "default_prompts",
     "find_capacity",
     "gpu_price",

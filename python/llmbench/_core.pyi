@@ -16,6 +16,7 @@ __all__ = [
     "UnreachableError",
     "__version__",
     "arrival_schedule",
+    "count_tokens",
     "list_gpus",
     "model_arch",
     "now_ns",
@@ -24,6 +25,7 @@ __all__ = [
     "read_records",
     "run_sweep",
     "run_sweep_async",
+    "synthetic_prompts",
 ]
 
 __version__: str
@@ -87,3 +89,7 @@ def arrival_schedule(
     seed: int = 0,
 ) -> Any: ...
 def prompt_order(n_prompts: int, stage: int, requests: int, seed: int) -> list[int]: ...
+def synthetic_prompts(
+    tokenizer: str | PathLike[str], n_tokens: list[int], words: list[str], seed: int
+) -> list[str]: ...
+def count_tokens(tokenizer: str | PathLike[str], texts: list[str]) -> list[int]: ...

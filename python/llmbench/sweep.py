@@ -15,6 +15,7 @@ from typing import Any
 from . import _core
 from ._core import InvalidArgumentError
 from ._run_telemetry import RunTelemetry, add_stage_columns
+from .datasets import Dataset
 from .errors import SweepInterrupted
 from .kv import model_arch as _model_arch
 from .pricing import gpu_price
@@ -102,7 +103,8 @@ def _prepare(
         raise InvalidArgumentError("warmup_requests must be >= 0")
     if n_gpus < 1:
         raise InvalidArgumentError("n_gpus must be >= 1")
-    prompt_list = load_prompts(prompts)
+    dataset = prompts if isinstance(prompts, Dataset) else None
+    prompt_list = dataset.prompts if dataset is not None else load_prompts(prompts)
     price = gpu_price(gpu_hourly_usd)
     out = Path(out_dir) if out_dir is not None else None
     configs = []
@@ -121,6 +123,7 @@ def _prepare(
                 "stage_duration_s": stage_duration_s,
                 "max_tokens": int(max_tokens),
                 "prompts": prompt_list,
+                "max_tokens_per_prompt": dataset.max_tokens if dataset is not None else None,
                 "seed": int(seed),
                 "warmup_requests": int(warmup_requests),
                 "tokenizer": str(tokenizer) if tokenizer is not None else None,
@@ -146,7 +149,9 @@ def _prepare(
             "n_gpus": n_gpus,
             "open_loop": open_loop,
         },
-        "prompts": {"n": len(prompt_list), "sha256": prompts_hash(prompt_list)},
+        "prompts": dataset.describe()
+        if dataset is not None
+        else {"n": len(prompt_list), "sha256": prompts_hash(prompt_list)},
         "host": _host(),
         "gpu": None,
     }
@@ -265,7 +270,7 @@ def run_sweep(
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     requests_per_stage: int | None = None,
     max_tokens: int = 128,
-    prompts: str | Path | Iterable[str] | None = None,
+    prompts: str | Path | Iterable[str] | Dataset | None = None,
     gpu_hourly_usd: str | float | None = None,
     out_dir: str | Path | None = None,
     *,
@@ -301,7 +306,8 @@ def run_sweep(
         requests_per_stage: requests per batch size.
         max_tokens: output token budget per request (force the length with the server's
             own option, e.g. `extra_body={"ignore_eos": True}` on vLLM).
-        prompts: a `prompts.txt`-style file, a list of strings, or None for the bundled set.
+        prompts: a `prompts.txt`-style file, a list of strings, a `llmbench.datasets`
+            Dataset (prompts with their own output budgets), or None for the bundled set.
         gpu_hourly_usd: USD per GPU-hour or a preset name ("L4", "A100-80GB", "H100", ...);
             default 2.93 (L4).
         out_dir: folder for the result files (None: keep in memory only).
@@ -398,7 +404,7 @@ async def run_sweep_async(
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     requests_per_stage: int | None = None,
     max_tokens: int = 128,
-    prompts: str | Path | Iterable[str] | None = None,
+    prompts: str | Path | Iterable[str] | Dataset | None = None,
     gpu_hourly_usd: str | float | None = None,
     out_dir: str | Path | None = None,
     *,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
-use super::prompts::PromptOrder;
+use super::prompts::{PromptOrder, Workload};
 use crate::client::stream::{send, Job, Shared};
 use crate::clock::now_ns;
 use crate::record::RequestRecord;
@@ -24,14 +24,12 @@ pub struct StageSpec {
     pub requests: u64,
     /// Stop starting new requests after this many seconds (if set).
     pub duration_s: Option<f64>,
-    /// Output token budget per request.
-    pub max_tokens: u32,
 }
 
 /// Run one stage; every record is sent to `records` as it completes.
 pub async fn run_stage(
     shared: Arc<Shared>,
-    prompts: Arc<Vec<String>>,
+    workload: Arc<Workload>,
     order: Arc<PromptOrder>,
     ids: Arc<AtomicU64>,
     spec: StageSpec,
@@ -44,7 +42,7 @@ pub async fn run_stage(
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..spec.batch_size.max(1) {
         let shared = shared.clone();
-        let prompts = prompts.clone();
+        let workload = workload.clone();
         let order = order.clone();
         let ids = ids.clone();
         let issued = issued.clone();
@@ -67,8 +65,8 @@ pub async fn run_stage(
                     batch_size: spec.batch_size,
                     warmup: false,
                     prompt_index: prompt_index as u32,
-                    prompt: &prompts[prompt_index],
-                    max_tokens: spec.max_tokens,
+                    prompt: &workload.prompts[prompt_index],
+                    max_tokens: workload.max_tokens[prompt_index],
                     t_sched,
                 };
                 let record = send(&shared, job).await;

@@ -53,6 +53,10 @@ pub struct SweepConfig {
     pub max_tokens: u32,
     /// The prompts to sample from.
     pub prompts: Vec<String>,
+    /// Output token budget per prompt (same length as `prompts`); `max_tokens` for all
+    /// when absent.
+    #[serde(default)]
+    pub max_tokens_per_prompt: Option<Vec<u32>>,
     /// Seed of the prompt order.
     #[serde(default)]
     pub seed: u64,
@@ -147,6 +151,13 @@ impl SweepConfig {
         }
         if self.prompts.is_empty() {
             return Err(Error::InvalidArgument("the prompt list is empty".into()));
+        }
+        if let Some(per) = &self.max_tokens_per_prompt {
+            if per.len() != self.prompts.len() || per.contains(&0) {
+                return Err(Error::InvalidArgument(
+                    "max_tokens_per_prompt needs one positive budget per prompt".into(),
+                ));
+            }
         }
         if self.max_tokens == 0 {
             return Err(Error::InvalidArgument(
@@ -316,8 +327,14 @@ pub async fn run_sweep(
         counter,
         cancel: cancel.clone(),
     });
-    let prompts = Arc::new(config.prompts.clone());
-    let order = Arc::new(PromptOrder::new(prompts.len(), config.seed));
+    let workload = Arc::new(prompts::Workload {
+        prompts: config.prompts.clone(),
+        max_tokens: config
+            .max_tokens_per_prompt
+            .clone()
+            .unwrap_or_else(|| vec![config.max_tokens; config.prompts.len()]),
+    });
+    let order = Arc::new(PromptOrder::new(workload.prompts.len(), config.seed));
     let ids = Arc::new(AtomicU64::new(0));
     let mut records: Vec<RequestRecord> = Vec::new();
     let mut stages = Vec::new();
@@ -334,8 +351,8 @@ pub async fn run_sweep(
             batch_size: first_bs,
             warmup: true,
             prompt_index: idx as u32,
-            prompt: &prompts[idx],
-            max_tokens: config.max_tokens,
+            prompt: &workload.prompts[idx],
+            max_tokens: workload.max_tokens[idx],
             t_sched: t,
         };
         let rec = send(&shared, job).await;
@@ -381,13 +398,12 @@ pub async fn run_sweep(
                 )?;
                 tokio::spawn(run_open_stage(
                     shared.clone(),
-                    prompts.clone(),
+                    workload.clone(),
                     order.clone(),
                     ids.clone(),
                     OpenStageSpec {
                         index,
                         offsets,
-                        max_tokens: config.max_tokens,
                         max_in_flight: open.max_in_flight,
                     },
                     tx,
@@ -396,7 +412,7 @@ pub async fn run_sweep(
             }
             _ => tokio::spawn(run_stage(
                 shared.clone(),
-                prompts.clone(),
+                workload.clone(),
                 order.clone(),
                 ids.clone(),
                 StageSpec {
@@ -404,7 +420,6 @@ pub async fn run_sweep(
                     batch_size,
                     requests: config.requests_for(batch_size),
                     duration_s: config.stage_duration_s,
-                    max_tokens: config.max_tokens,
                 },
                 tx,
                 progress.clone(),

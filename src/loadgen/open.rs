@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::progress::Progress;
-use super::prompts::PromptOrder;
+use super::prompts::{PromptOrder, Workload};
 use crate::client::stream::{send, Job, Shared};
 use crate::clock::now_ns;
 use crate::record::RequestRecord;
@@ -28,8 +28,6 @@ pub struct OpenStageSpec {
     pub index: u32,
     /// Arrival offsets (ns from the stage start), ascending.
     pub offsets: Vec<u64>,
-    /// Output token budget per request.
-    pub max_tokens: u32,
     /// Optional cap on requests in flight (the wait for a slot is measured as send lag).
     pub max_in_flight: Option<u32>,
 }
@@ -53,7 +51,7 @@ fn wait_until(deadline: u64, stop: &AtomicBool) {
 /// Run one open-loop stage; every record goes to `records` as it completes.
 pub async fn run_open_stage(
     shared: Arc<Shared>,
-    prompts: Arc<Vec<String>>,
+    workload: Arc<Workload>,
     order: Arc<PromptOrder>,
     ids: Arc<AtomicU64>,
     spec: OpenStageSpec,
@@ -93,7 +91,7 @@ pub async fn run_open_stage(
         };
         let Some(j) = next else { break };
         let shared = shared.clone();
-        let prompts = prompts.clone();
+        let workload = workload.clone();
         let order = order.clone();
         let records = records.clone();
         let progress = progress.clone();
@@ -112,8 +110,8 @@ pub async fn run_open_stage(
                 batch_size: 0,
                 warmup: false,
                 prompt_index: prompt_index as u32,
-                prompt: &prompts[prompt_index],
-                max_tokens: spec.max_tokens,
+                prompt: &workload.prompts[prompt_index],
+                max_tokens: workload.max_tokens[prompt_index],
                 t_sched,
             };
             let record = send(&shared, job).await;

@@ -6,6 +6,15 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// The requests a sweep can send: prompts, each with its own output token budget.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Prompt texts.
+    pub prompts: Vec<String>,
+    /// Output token budget of each prompt (same length as `prompts`).
+    pub max_tokens: Vec<u32>,
+}
+
 /// A seeded prompt order per stage.
 #[derive(Debug, Clone)]
 pub struct PromptOrder {

@@ -209,6 +209,46 @@ fn prompt_order(n_prompts: usize, stage: u32, requests: u64, seed: u64) -> Vec<u
     (0..requests).map(|j| order.index(stage, j)).collect()
 }
 
+/// Prompts of exactly `n_tokens` tokens each under the given `tokenizer.json`, made of
+/// words from `words`, seeded (prompt `i` uses `seed + i`).
+#[pyfunction]
+fn synthetic_prompts(
+    py: Python<'_>,
+    tokenizer: std::path::PathBuf,
+    n_tokens: Vec<u32>,
+    words: Vec<String>,
+    seed: u64,
+) -> PyResult<Vec<String>> {
+    let counter = crate::tokens::TokenCounter::from_file(&tokenizer).map_err(to_pyerr)?;
+    py.detach(|| {
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        n_tokens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                counter
+                    .synthetic_prompt(n, &refs, seed.wrapping_add(i as u64))
+                    .ok_or_else(|| {
+                        errors::InvalidArgumentError::new_err(format!(
+                            "could not build a prompt of exactly {n} tokens with this tokenizer"
+                        ))
+                    })
+            })
+            .collect()
+    })
+}
+
+/// Token counts of `texts` under a `tokenizer.json` (without special tokens).
+#[pyfunction]
+fn count_tokens(
+    py: Python<'_>,
+    tokenizer: std::path::PathBuf,
+    texts: Vec<String>,
+) -> PyResult<Vec<u32>> {
+    let counter = crate::tokens::TokenCounter::from_file(&tokenizer).map_err(to_pyerr)?;
+    Ok(py.detach(|| texts.iter().map(|t| counter.count(t)).collect()))
+}
+
 /// Nanoseconds on the run clock (the clock every record uses).
 #[pyfunction]
 fn now_ns() -> u64 {
@@ -313,6 +353,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(prompt_order, m)?)?;
+    m.add_function(wrap_pyfunction!(synthetic_prompts, m)?)?;
+    m.add_function(wrap_pyfunction!(count_tokens, m)?)?;
     m.add_class::<PySimServer>()?;
     m.add_class::<telemetry::PyGpuSampler>()?;
     m.add_class::<telemetry::PyMetricsScraper>()?;

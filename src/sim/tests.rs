@@ -21,6 +21,7 @@ fn sweep_config(url: &str, api: Api, batch_sizes: Vec<u32>, max_tokens: u32) -> 
         stage_duration_s: None,
         max_tokens,
         prompts: vec!["one two three".into(), "four five six seven".into()],
+        max_tokens_per_prompt: None,
         seed: 1,
         warmup_requests: 1,
         tokenizer: None,

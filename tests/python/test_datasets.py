@@ -1,0 +1,93 @@
+"""Workloads: exact input lengths with a real tokenizer, ShareGPT files, per-request
+output budgets (checked on the scripted server, which honours max_tokens exactly)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import llmbench
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_model import tokenizer_json
+
+
+@pytest.fixture(scope="module")
+def tok() -> Path:
+    return tokenizer_json()
+
+
+def test_synthetic_prompts_have_exact_input_lengths(tok, sim):
+    from tokenizers import Tokenizer
+
+    ds = llmbench.datasets.synthetic(12, (20, 200), tok, output_tokens=(3, 9), seed=5)
+    t = Tokenizer.from_file(str(tok))
+    counts = [len(t.encode(p, add_special_tokens=False).ids) for p in ds.prompts]
+    want = ds.info["input_tokens"]
+    assert all(20 <= c <= 200 for c in counts) and want == (20, 200)
+    again = llmbench.datasets.synthetic(12, (20, 200), tok, output_tokens=(3, 9), seed=5)
+    assert again.prompts == ds.prompts and again.sha256() == ds.sha256()
+    exact = llmbench.datasets.synthetic(4, 128, tok, seed=1)
+    assert [len(t.encode(p, add_special_tokens=False).ids) for p in exact.prompts] == [128] * 4
+    # Each request asks for its own budget; the scripted server generates exactly that.
+    res = llmbench.run_sweep(
+        sim.target(),
+        prompts=ds,
+        batch_sizes=[4],
+        requests_per_stage=12,
+        progress=False,
+        tokenizer=tok,
+        max_tokens=100,
+    )
+    req = res.requests
+    assert (req["n_out"] == [ds.max_tokens[i] for i in req["prompt_index"]]).all()
+    assert res.manifest["prompts"]["sha256"] == ds.sha256()
+    assert res.manifest["prompts"]["name"] == "synthetic"
+
+
+def test_sharegpt_prompts_and_reply_lengths(tmp_path, tok, sim):
+    convs = [
+        {
+            "id": "a",
+            "conversations": [
+                {"from": "human", "value": "What is a GPU?"},
+                {"from": "gpt", "value": "A graphics processing unit."},
+            ],
+        },
+        {
+            "id": "b",
+            "conversations": [
+                {"from": "system", "value": "be brief"},
+                {"from": "human", "value": "Name a prime number"},
+                {"from": "gpt", "value": "Seven."},
+            ],
+        },
+        {"id": "c", "conversations": []},
+        {"id": "d"},
+    ]
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps(convs))
+    ds = llmbench.datasets.sharegpt(path, tokenizer=tok)
+    assert ds.prompts == ["What is a GPU?", "Name a prime number"]
+    counts = llmbench._core.count_tokens(str(tok), ["A graphics processing unit.", "Seven."])
+    assert ds.max_tokens == counts
+    fixed = llmbench.datasets.sharegpt(path, output_tokens=5, n=1, seed=2)
+    assert len(fixed) == 1 and fixed.max_tokens == [5]
+    res = llmbench.run_sweep(
+        sim.target(), prompts=ds, batch_sizes=[2], requests_per_stage=4, progress=False
+    )
+    req = res.requests
+    assert (req["n_out"] == [ds.max_tokens[i] for i in req["prompt_index"]]).all()
+    with pytest.raises(llmbench.InvalidArgumentError, match="no usable conversations"):
+        bad = tmp_path / "bad.json"
+        bad.write_text("[]")
+        llmbench.datasets.sharegpt(bad)
+
+
+def test_bad_datasets():
+    with pytest.raises(llmbench.InvalidArgumentError, match="empty"):
+        llmbench.datasets.Dataset([])
+    with pytest.raises(llmbench.InvalidArgumentError, match="one budget"):
+        llmbench.datasets.Dataset(["a", "b"], max_tokens=[1])
