@@ -83,6 +83,8 @@ def _prepare(
     n_gpus: int,
     out_dir: str | Path | None,
     open_loop: dict[str, Any] | None = None,
+    warmup_s: float | None = None,
+    cooldown_s: float | None = None,
 ) -> tuple[list[Target], list[dict[str, Any]], dict[str, Any]]:
     target_list = [targets] if isinstance(targets, Target) else list(targets)
     if not target_list:
@@ -130,6 +132,8 @@ def _prepare(
                 "records_path": str(records_path) if records_path is not None else None,
                 "pricing": {"usd_per_gpu_hour": price, "n_gpus": int(n_gpus)},
                 "open_loop": open_loop,
+                "warmup_s": warmup_s,
+                "cooldown_s": cooldown_s,
             }
         )
     manifest = {
@@ -148,6 +152,8 @@ def _prepare(
             "gpu_hourly_usd": price,
             "n_gpus": n_gpus,
             "open_loop": open_loop,
+            "warmup_s": warmup_s,
+            "cooldown_s": cooldown_s,
         },
         "prompts": dataset.describe()
         if dataset is not None
@@ -288,6 +294,8 @@ def run_sweep(
     burstiness: float = 1.0,
     max_in_flight: int | None = None,
     slo: SLO | dict[str, float] | None = None,
+    warmup_s: float | None = None,
+    cooldown_s: float | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
 
@@ -336,6 +344,9 @@ def run_sweep(
         burstiness: the gamma process's shape (1 is Poisson; smaller is burstier).
         max_in_flight: cap on open-loop requests in flight; waiting for a slot is measured
             as send lag, never hidden.
+        warmup_s: after the warm-up requests, a warm-up wave this long at the first
+            stage's load (a cold server's first wave), reported apart (`Results.warmup`).
+        cooldown_s: pause this long after each stage, nothing sent, so the server drains.
         slo: latency limits (`llmbench.SLO` or a dict like `{"ttft_ms": 500, "tpot_ms":
             50, "percentile": 99}`): adds `slo_met`, `goodput_req_s`, `good_fraction` and
             the percentile of each limited metric per stage.
@@ -362,6 +373,8 @@ def run_sweep(
         n_gpus,
         out_dir,
         open_loop,
+        warmup_s,
+        cooldown_s,
     )
     arch = _model_arch(model_arch)
     telemetry = RunTelemetry(gpu, server_metrics)

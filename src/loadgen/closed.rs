@@ -24,6 +24,8 @@ pub struct StageSpec {
     pub requests: u64,
     /// Stop starting new requests after this many seconds (if set).
     pub duration_s: Option<f64>,
+    /// A warm-up wave: records flagged as warm-up, kept apart from statistics.
+    pub warmup: bool,
 }
 
 /// Run one stage; every record is sent to `records` as it completes.
@@ -63,7 +65,7 @@ pub async fn run_stage(
                     id: ids.fetch_add(1, Ordering::Relaxed),
                     stage: spec.index,
                     batch_size: spec.batch_size,
-                    warmup: false,
+                    warmup: spec.warmup,
                     prompt_index: prompt_index as u32,
                     prompt: &workload.prompts[prompt_index],
                     max_tokens: workload.max_tokens[prompt_index],

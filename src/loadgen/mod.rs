@@ -75,6 +75,13 @@ pub struct SweepConfig {
     /// Open-loop stages at these request rates instead of the batch sizes.
     #[serde(default)]
     pub open_loop: Option<OpenLoop>,
+    /// A warm-up wave this long at the first stage's load, after the warm-up requests
+    /// (the "first wave" of a cold server), reported apart.
+    #[serde(default)]
+    pub warmup_s: Option<f64>,
+    /// Pause this long after each stage, with nothing sent, so the server drains.
+    #[serde(default)]
+    pub cooldown_s: Option<f64>,
 }
 
 /// Open-loop stages: one per rate, arrivals from the chosen process.
@@ -168,6 +175,13 @@ impl SweepConfig {
             return Err(Error::InvalidArgument(
                 "requests_per_stage must be at least 1".into(),
             ));
+        }
+        for (name, v) in [("warmup_s", self.warmup_s), ("cooldown_s", self.cooldown_s)] {
+            if v.is_some_and(|d| !d.is_finite() || d < 0.0) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must be a non-negative number of seconds"
+                )));
+            }
         }
         if let Some(d) = self.stage_duration_s {
             if !d.is_finite() || d <= 0.0 {
@@ -372,28 +386,44 @@ pub async fn run_sweep(
         Some(o) => o.rates.iter().map(|r| (0, Some(*r))).collect(),
         None => config.batch_sizes.iter().map(|b| (*b, None)).collect(),
     };
-    for (index, &(batch_size, rate)) in stages_plan.iter().enumerate() {
+    // (stage index, batch size, rate, warm-up wave): the optional first wave runs at the
+    // first stage's load and carries that stage's index, flagged as warm-up.
+    let mut runs: Vec<(u32, u32, Option<f64>, bool)> = Vec::new();
+    if config.warmup_s.is_some_and(|d| d > 0.0) {
+        let (b, r) = stages_plan[0];
+        runs.push((0, b, r, true));
+    }
+    runs.extend(
+        stages_plan
+            .iter()
+            .enumerate()
+            .map(|(i, &(b, r))| (i as u32, b, r, false)),
+    );
+    for &(index, batch_size, rate, warm) in &runs {
         if cancel.is_cancelled() {
             interrupted = true;
             break;
         }
-        let index = index as u32;
+        // A warm-up wave runs for its duration only; measured stages as configured.
+        let (requests_cfg, duration_cfg) = if warm {
+            (Some(u64::MAX), config.warmup_s)
+        } else {
+            (config.requests_per_stage, config.stage_duration_s)
+        };
         progress.start_stage(index, batch_size, now_ns());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let stage_task = match (&config.open_loop, rate) {
             (Some(open), Some(rate)) => {
-                let requests = config
-                    .requests_per_stage
-                    .or(if config.stage_duration_s.is_some() {
-                        None
-                    } else {
-                        // Default: ten seconds' worth, at least 16.
-                        Some(((rate * 10.0).ceil() as u64).max(16))
-                    });
+                let requests = requests_cfg.or(if duration_cfg.is_some() {
+                    None
+                } else {
+                    // Default: ten seconds' worth, at least 16.
+                    Some(((rate * 10.0).ceil() as u64).max(16))
+                });
                 let offsets = schedule(
                     &open.arrival(rate)?,
                     requests,
-                    config.stage_duration_s,
+                    duration_cfg,
                     config.seed.wrapping_add(u64::from(index)),
                 )?;
                 tokio::spawn(run_open_stage(
@@ -405,6 +435,7 @@ pub async fn run_sweep(
                         index,
                         offsets,
                         max_in_flight: open.max_in_flight,
+                        warmup: warm,
                     },
                     tx,
                     progress.clone(),
@@ -418,8 +449,13 @@ pub async fn run_sweep(
                 StageSpec {
                     index,
                     batch_size,
-                    requests: config.requests_for(batch_size),
-                    duration_s: config.stage_duration_s,
+                    requests: if warm {
+                        u64::MAX
+                    } else {
+                        config.requests_for(batch_size)
+                    },
+                    duration_s: duration_cfg,
+                    warmup: warm,
                 },
                 tx,
                 progress.clone(),
@@ -436,6 +472,10 @@ pub async fn run_sweep(
             warnings.push(format!("stage {index} task ended abnormally: {e}"));
         }
         let stage_interrupted = cancel.is_cancelled();
+        if warm {
+            // Kept (on disk and in the records, flagged), never summarized.
+            continue;
+        }
         let stage_records: Vec<&RequestRecord> = records[first..].iter().collect();
         stages.push(StageResult {
             index,
@@ -447,6 +487,12 @@ pub async fn run_sweep(
         if stage_interrupted {
             interrupted = true;
             break;
+        }
+        if let Some(c) = config.cooldown_s.filter(|c| *c > 0.0) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(c)) => {}
+                _ = cancel.cancelled() => {}
+            }
         }
     }
     if let Some(e) = sink.as_ref().and_then(|s| s.error()) {

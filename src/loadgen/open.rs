@@ -30,6 +30,8 @@ pub struct OpenStageSpec {
     pub offsets: Vec<u64>,
     /// Optional cap on requests in flight (the wait for a slot is measured as send lag).
     pub max_in_flight: Option<u32>,
+    /// A warm-up wave: records flagged as warm-up, kept apart from statistics.
+    pub warmup: bool,
 }
 
 /// Wait until `deadline` (run clock, ns): sleep most of the way, spin the rest.
@@ -108,7 +110,7 @@ pub async fn run_open_stage(
                 id,
                 stage: spec.index,
                 batch_size: 0,
-                warmup: false,
+                warmup: spec.warmup,
                 prompt_index: prompt_index as u32,
                 prompt: &workload.prompts[prompt_index],
                 max_tokens: workload.max_tokens[prompt_index],

@@ -28,6 +28,8 @@ fn sweep_config(url: &str, api: Api, batch_sizes: Vec<u32>, max_tokens: u32) -> 
         records_path: None,
         pricing: Default::default(),
         open_loop: None,
+        warmup_s: None,
+        cooldown_s: None,
     }
 }
 

@@ -140,3 +140,29 @@ def test_rate_sweep_outputs_and_plots(tmp_path):
 def test_bad_open_loop_arguments(sim, kwargs, match):
     with pytest.raises(llmbench.InvalidArgumentError, match=match):
         llmbench.run_sweep(sim.target(), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_warmup_wave_is_reported_apart_and_cooldown_pauses(mode):
+    with llmbench.SimServer(ttft_ms=5, itl_ms=1) as sim:
+        load = {"batch_sizes": [4, 4]} if mode == "closed" else {"rates": [100, 100]}
+        res = llmbench.run_sweep(
+            sim.target(),
+            requests_per_stage=20,
+            max_tokens=3,
+            warmup_s=0.3,
+            cooldown_s=0.4,
+            progress=False,
+            server_metrics=False,
+            **load,
+        )
+    warm = res.warmup
+    # One warm-up request, then a 0.3 s wave at the first stage's load.
+    assert len(warm) > 5
+    span = (warm["t_sched_ns"].max() - warm["t_sched_ns"].min()) / 1e9
+    assert 0.2 < span < 0.45
+    assert (res.summary["n_requests"] == 20).all()
+    assert len(res.requests) == 40
+    # Nothing is sent during the cool-down between the two stages.
+    s0, s1 = res.summary.iloc[0], res.summary.iloc[1]
+    assert (s1["t_start_ns"] - s0["t_end_ns"]) / 1e9 >= 0.39
