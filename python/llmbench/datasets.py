@@ -161,3 +161,66 @@ def sharegpt(
         name="sharegpt",
         info={"path": str(path), "seed": seed, "output_tokens": output_tokens},
     )
+
+
+@dataclass
+class Trace:
+    """A request trace to replay: arrival times (seconds from the start) and, per request,
+    its prompt and output budget. Pass it as `run_sweep(target, trace=...)`."""
+
+    times_s: list[float]
+    dataset: Dataset
+
+    def __post_init__(self) -> None:
+        if len(self.times_s) != len(self.dataset):
+            raise InvalidArgumentError("a trace needs one arrival time per request")
+        if any(not np.isfinite(t) or t < 0 for t in self.times_s):
+            raise InvalidArgumentError("trace times must be finite seconds >= 0")
+
+    def rate(self) -> float:
+        """Average request rate over the trace."""
+        span = max(self.times_s) if self.times_s else 0.0
+        return len(self.times_s) / span if span > 0 else float(len(self.times_s))
+
+
+def trace(path: str | Path, tokenizer: str | Path | None = None, seed: int = 0) -> Trace:
+    """Read a JSONL trace: one request a line, `{"timestamp": seconds, "prompt": text,
+    "output_tokens": n}`; instead of `prompt`, `input_tokens` asks for a synthetic prompt of
+    exactly that many tokens (needs `tokenizer`). Lines are replayed in time order.
+
+    Example:
+        >>> tr = llmbench.datasets.trace("trace.jsonl", tokenizer="tokenizer.json")
+        >>> llmbench.run_sweep(target, trace=tr)
+    """
+    rows = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot read trace {path}: {e}") from e
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            t = float(row["timestamp"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidArgumentError(f"{path}:{no}: not a trace line ({e})") from e
+        rows.append((t, row))
+    if not rows:
+        raise InvalidArgumentError(f"trace {path} is empty")
+    rows.sort(key=lambda r: r[0])
+    t0 = rows[0][0]
+    need = [int(r["input_tokens"]) for _, r in rows if "prompt" not in r]
+    synth: list[str] = []
+    if need:
+        if tokenizer is None:
+            raise InvalidArgumentError("trace lines with input_tokens need a tokenizer")
+        words = sorted({w for p in default_prompts() for w in p.split() if w.isalpha()})
+        synth = _core.synthetic_prompts(str(tokenizer), need, words, int(seed))
+    prompts, budgets, it = [], [], iter(synth)
+    for _, r in rows:
+        prompts.append(str(r["prompt"]) if "prompt" in r else next(it))
+        budgets.append(int(r.get("output_tokens", 0)))
+    have_budgets = all(b > 0 for b in budgets)
+    ds = Dataset(prompts, budgets if have_budgets else None, name="trace", info={"path": str(path)})
+    return Trace([t - t0 for t, _ in rows], ds)

@@ -15,7 +15,7 @@ from typing import Any
 from . import _core
 from ._core import InvalidArgumentError
 from ._run_telemetry import RunTelemetry, add_stage_columns
-from .datasets import Dataset
+from .datasets import Dataset, Trace
 from .errors import SweepInterrupted
 from .kv import model_arch as _model_arch
 from .pricing import gpu_price
@@ -296,6 +296,7 @@ def run_sweep(
     slo: SLO | dict[str, float] | None = None,
     warmup_s: float | None = None,
     cooldown_s: float | None = None,
+    trace: Trace | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
 
@@ -344,6 +345,8 @@ def run_sweep(
         burstiness: the gamma process's shape (1 is Poisson; smaller is burstier).
         max_in_flight: cap on open-loop requests in flight; waiting for a slot is measured
             as send lag, never hidden.
+        trace: replay a `llmbench.datasets.trace(...)`: one open-loop stage, each request
+            at its recorded time with its own prompt and output budget (in order).
         warmup_s: after the warm-up requests, a warm-up wave this long at the first
             stage's load (a cold server's first wave), reported apart (`Results.warmup`).
         cooldown_s: pause this long after each stage, nothing sent, so the server drains.
@@ -358,6 +361,18 @@ def run_sweep(
         >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
     """
     open_loop = _open_loop(rates, arrival, burstiness, max_in_flight)
+    if trace is not None:
+        if rates is not None:
+            raise InvalidArgumentError("give rates or a trace, not both")
+        prompts = trace.dataset
+        open_loop = {
+            "rates": [trace.rate()],
+            "process": "trace",
+            "trace_times_s": list(trace.times_s),
+            "in_order": True,
+            "max_in_flight": max_in_flight,
+        }
+        requests_per_stage = len(trace.times_s)
     slo_spec = SLO.of(slo) if slo is not None else None
     target_list, configs, manifest = _prepare(
         targets,

@@ -99,6 +99,12 @@ pub struct OpenLoop {
     /// Optional cap on requests in flight.
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// Trace replay: arrival times in seconds (process "trace"; one stage).
+    #[serde(default)]
+    pub trace_times_s: Option<Vec<f64>>,
+    /// Request `j` sends prompt `j` (trace replay) instead of the seeded shuffle.
+    #[serde(default)]
+    pub in_order: bool,
 }
 
 fn default_process() -> String {
@@ -118,6 +124,14 @@ impl OpenLoop {
                 rate,
                 burstiness: self.burstiness,
             }),
+            "trace" => match &self.trace_times_s {
+                Some(times) => Ok(Arrival::Trace {
+                    times_s: times.clone(),
+                }),
+                None => Err(Error::InvalidArgument(
+                    "the trace process needs trace_times_s".into(),
+                )),
+            },
             other => Err(Error::InvalidArgument(format!(
                 "unknown arrival process {other:?}: use poisson, constant or gamma"
             ))),
@@ -436,6 +450,7 @@ pub async fn run_sweep(
                         offsets,
                         max_in_flight: open.max_in_flight,
                         warmup: warm,
+                        in_order: open.in_order && !warm,
                     },
                     tx,
                     progress.clone(),

@@ -32,6 +32,8 @@ pub struct OpenStageSpec {
     pub max_in_flight: Option<u32>,
     /// A warm-up wave: records flagged as warm-up, kept apart from statistics.
     pub warmup: bool,
+    /// Request `j` sends prompt `j` (trace replay) instead of the seeded order.
+    pub in_order: bool,
 }
 
 /// Wait until `deadline` (run clock, ns): sleep most of the way, spin the rest.
@@ -105,7 +107,11 @@ pub async fn run_open_stage(
                 Some(s) => s.clone().acquire_owned().await.ok(),
                 None => None,
             };
-            let prompt_index = order.index(spec.index, j as u64);
+            let prompt_index = if spec.in_order {
+                j % workload.prompts.len()
+            } else {
+                order.index(spec.index, j as u64)
+            };
             let job = Job {
                 id,
                 stage: spec.index,

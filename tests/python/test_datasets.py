@@ -91,3 +91,27 @@ def test_bad_datasets():
         llmbench.datasets.Dataset([])
     with pytest.raises(llmbench.InvalidArgumentError, match="one budget"):
         llmbench.datasets.Dataset(["a", "b"], max_tokens=[1])
+
+
+def test_trace_replay_sends_each_request_at_its_time_with_its_prompt(tmp_path, tok, sim):
+    lines = [
+        {"timestamp": 10.0, "prompt": "first prompt here", "output_tokens": 3},
+        {"timestamp": 10.25, "input_tokens": 40, "output_tokens": 5},
+        {"timestamp": 10.1, "prompt": "second by time", "output_tokens": 2},
+        {"timestamp": 10.5, "prompt": "last one", "output_tokens": 4},
+    ]
+    path = tmp_path / "trace.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    tr = llmbench.datasets.trace(path, tokenizer=tok)
+    assert tr.times_s == pytest.approx([0.0, 0.1, 0.25, 0.5])
+    assert tr.dataset.max_tokens == [3, 2, 5, 4]
+    res = llmbench.run_sweep(sim.target(), trace=tr, progress=False, server_metrics=False)
+    req = res.requests.sort_values("t_sched_ns")
+    assert req["prompt_index"].tolist() == [0, 1, 2, 3]
+    sched = (req["t_sched_ns"] - req["t_sched_ns"].min()).to_numpy() / 1e9
+    assert sched == pytest.approx([0.0, 0.1, 0.25, 0.5], abs=1e-6)
+    assert req["n_out"].tolist() == [3, 2, 5, 4]
+    assert req["n_in"].tolist()[2] > 1  # the synthetic prompt (words counted by the sim)
+    assert res.summary.iloc[0]["send_lag_p99_ms"] < 50
+    with pytest.raises(llmbench.InvalidArgumentError, match="need a tokenizer"):
+        llmbench.datasets.trace(path)
