@@ -191,7 +191,7 @@ def _add_run_options(m: argparse.ArgumentParser, out: str, batch_sizes: Sequence
         default=None,
         help="open-loop stages at these request rates (req/s) instead of batch sizes",
     )
-    m.add_argument("--arrival", choices=["poisson", "constant", "gamma"], default="poisson")
+    m.add_argument("--arrival", choices=["poisson", "constant", "gamma", "ramp"], default="poisson")
     m.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (1 = Poisson)")
     m.add_argument(
         "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"

@@ -173,10 +173,16 @@ def _open_loop(
     rate_list = [float(r) for r in rates]
     if not rate_list or min(rate_list) <= 0:
         raise InvalidArgumentError("rates must be a non-empty list of positive requests/s")
-    if arrival not in ("poisson", "constant", "gamma"):
+    if arrival not in ("poisson", "constant", "gamma", "ramp"):
         raise InvalidArgumentError(
-            f"arrival must be 'poisson', 'constant' or 'gamma', got {arrival!r}"
+            f"arrival must be 'poisson', 'constant', 'gamma' or 'ramp', got {arrival!r}"
         )
+    ramp_end = None
+    if arrival == "ramp":
+        # One stage whose rate rises linearly from the first rate to the second.
+        if len(rate_list) != 2:
+            raise InvalidArgumentError("a ramp takes rates=[start, end] (one stage)")
+        rate_list, ramp_end = rate_list[:1], rate_list[1]
     if max_in_flight is not None and max_in_flight < 1:
         raise InvalidArgumentError("max_in_flight must be >= 1")
     return {
@@ -184,6 +190,7 @@ def _open_loop(
         "process": arrival,
         "burstiness": float(burstiness),
         "max_in_flight": max_in_flight,
+        "ramp_end_rate": ramp_end,
     }
 
 
@@ -341,7 +348,9 @@ def run_sweep(
             state, each keeping its scheduled time, so client-side delay shows as
             `send_lag` and latencies from schedule (`ttft_sched`, `e2e_sched`) sit beside
             those from send. Default length: ten seconds' worth of requests (at least 16).
-        arrival: the arrival process of open-loop stages: "poisson", "constant" or "gamma".
+        arrival: the arrival process of open-loop stages: "poisson", "constant", "gamma",
+            or "ramp" (then `rates=[start, end]`: one stage whose rate rises linearly over
+            `stage_duration_s`).
         burstiness: the gamma process's shape (1 is Poisson; smaller is burstier).
         max_in_flight: cap on open-loop requests in flight; waiting for a slot is measured
             as send lag, never hidden.

@@ -99,6 +99,10 @@ pub struct OpenLoop {
     /// Optional cap on requests in flight.
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// End rate of a linear ramp (process "ramp": from each stage's rate to this one over
+    /// the stage's duration).
+    #[serde(default)]
+    pub ramp_end_rate: Option<f64>,
     /// Trace replay: arrival times in seconds (process "trace"; one stage).
     #[serde(default)]
     pub trace_times_s: Option<Vec<f64>>,
@@ -124,6 +128,15 @@ impl OpenLoop {
                 rate,
                 burstiness: self.burstiness,
             }),
+            "ramp" => match self.ramp_end_rate {
+                Some(end_rate) => Ok(Arrival::Ramp {
+                    start_rate: rate,
+                    end_rate,
+                }),
+                None => Err(Error::InvalidArgument(
+                    "the ramp process needs ramp_end_rate".into(),
+                )),
+            },
             "trace" => match &self.trace_times_s {
                 Some(times) => Ok(Arrival::Trace {
                     times_s: times.clone(),
@@ -133,7 +146,7 @@ impl OpenLoop {
                 )),
             },
             other => Err(Error::InvalidArgument(format!(
-                "unknown arrival process {other:?}: use poisson, constant or gamma"
+                "unknown arrival process {other:?}: use poisson, constant, gamma, ramp or trace"
             ))),
         }
     }

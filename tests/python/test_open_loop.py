@@ -166,3 +166,26 @@ def test_warmup_wave_is_reported_apart_and_cooldown_pauses(mode):
     # Nothing is sent during the cool-down between the two stages.
     s0, s1 = res.summary.iloc[0], res.summary.iloc[1]
     assert (s1["t_start_ns"] - s0["t_end_ns"]) / 1e9 >= 0.39
+
+
+def test_ramp_rises_from_the_first_rate_to_the_second():
+    with llmbench.SimServer(ttft_ms=2, itl_ms=1) as sim:
+        res = llmbench.run_sweep(
+            sim.target(),
+            rates=[50, 250],
+            arrival="ramp",
+            stage_duration_s=2.0,
+            requests_per_stage=100_000,
+            max_tokens=2,
+            progress=False,
+            server_metrics=False,
+        )
+    t = np.sort(res.requests["t_sched_ns"].to_numpy(np.int64))
+    t = (t - t[0]) / 1e9
+    # (50 + 250) / 2 x 2 s = 300 requests; four times as many in the last quarter second
+    # of the ramp (rate ~237/s) as in the first (~62/s).
+    assert 295 <= len(t) <= 305
+    first, last = (t < 0.25).sum(), (t >= 1.75).sum()
+    assert 3.0 < last / first < 4.5
+    with pytest.raises(llmbench.InvalidArgumentError, match="start, end"):
+        llmbench.run_sweep(sim.target(), rates=[5], arrival="ramp", progress=False)
