@@ -145,6 +145,12 @@ def _add_run_options(m: argparse.ArgumentParser, out: str, batch_sizes: Sequence
     )
     m.add_argument("--temperature", type=float, default=0.0)
     m.add_argument(
+        "--force-output-len",
+        choices=["vllm", "transformers"],
+        default=None,
+        help="make each request generate exactly --max-tokens, the server's way",
+    )
+    m.add_argument(
         "--no-continuous-usage",
         action="store_true",
         help="do not ask for per-chunk usage (for servers that reject it)",
@@ -311,6 +317,7 @@ def _make_target(args: argparse.Namespace) -> tuple[Target, SimServer | None]:
             temperature=args.temperature,
             continuous_usage=not args.no_continuous_usage,
             timeouts=timeouts,
+            force_output_len=args.force_output_len,
         )
     return target, sim
 

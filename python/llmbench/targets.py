@@ -48,11 +48,17 @@ class Target:
     continuous_usage: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)
     verify_tls: bool = True
+    force_output_len: str | None = None
 
     def __post_init__(self) -> None:
         if self.api not in ("chat", "completions", "tgi"):
             raise InvalidArgumentError(
                 f"api must be 'chat', 'completions' or 'tgi', got {self.api!r}"
+            )
+        if self.force_output_len not in (None, "vllm", "transformers"):
+            raise InvalidArgumentError(
+                "force_output_len must be 'vllm' (ignore_eos + min_tokens) or 'transformers' "
+                f"(generation_config min_new_tokens), got {self.force_output_len!r}"
             )
         if not self.name:
             self.name = self.model or self.api
@@ -73,6 +79,7 @@ class Target:
             "continuous_usage": self.continuous_usage,
             "timeouts": self.timeouts.to_spec(),
             "verify_tls": self.verify_tls,
+            "force_output_len": self.force_output_len,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -86,6 +93,7 @@ class Target:
             "api": self.api,
             "extra_body": dict(self.extra_body),
             "temperature": self.temperature,
+            "force_output_len": self.force_output_len,
             "api_key_set": self.api_key is not None,
         }
 
@@ -100,6 +108,8 @@ class OpenAI(Target):
     `{"generation_config": '{"min_new_tokens": 64}'}`.
     continuous_usage: ask for vLLM's per-chunk usage (exact per-chunk token counts); turn
     it off for servers that reject unknown `stream_options`.
+    force_output_len: make every request generate exactly its `max_tokens`: "vllm"
+    (`ignore_eos` + `min_tokens`) or "transformers" (`generation_config` min_new_tokens).
 
     Example:
         >>> target = llmbench.OpenAI("http://localhost:8000",

@@ -95,6 +95,21 @@ pub struct TargetSpec {
     /// Verify TLS certificates (on unless explicitly turned off).
     #[serde(default = "yes")]
     pub verify_tls: bool,
+    /// Force every request to generate exactly its `max_tokens`, the way the server
+    /// allows: `"vllm"` (`ignore_eos` and `min_tokens`), `"transformers"`
+    /// (`generation_config` with `min_new_tokens`). TGI's HTTP API cannot force it.
+    #[serde(default)]
+    pub force_output_len: Option<ForceLen>,
+}
+
+/// A server's way of forcing the output length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForceLen {
+    /// vLLM (and SGLang): `ignore_eos: true`, `min_tokens: N`.
+    Vllm,
+    /// `transformers serve`: `generation_config: '{"min_new_tokens": N}'`.
+    Transformers,
 }
 
 fn yes() -> bool {
@@ -163,6 +178,17 @@ impl TargetSpec {
                 "stream": true,
             }),
         };
+        match self.force_output_len {
+            Some(ForceLen::Vllm) => {
+                body["ignore_eos"] = json!(true);
+                body["min_tokens"] = json!(max_tokens);
+            }
+            Some(ForceLen::Transformers) => {
+                body["generation_config"] =
+                    json!(json!({"min_new_tokens": max_tokens}).to_string());
+            }
+            None => {}
+        }
         if self.include_usage {
             let mut opts = Map::new();
             opts.insert("include_usage".into(), json!(true));
@@ -181,6 +207,13 @@ impl TargetSpec {
 
     /// Check the spec before a run, with messages a user can act on.
     pub fn validate(&self) -> Result<()> {
+        if self.api == Api::Tgi && self.force_output_len.is_some() {
+            return Err(Error::InvalidArgument(
+                "TGI cannot force the output length over HTTP (it ignores ignore_eos); \
+                 its runs record the lengths actually generated"
+                    .into(),
+            ));
+        }
         let parsed = url::Url::parse(&self.url).map_err(|e| {
             Error::InvalidArgument(format!(
                 "target URL {:?} is not a URL ({e}); expected e.g. http://localhost:8000",
@@ -270,6 +303,15 @@ mod tests {
         assert_eq!(b["stream_options"]["continuous_usage_stats"], true);
         assert_eq!(b["ignore_eos"], true);
         assert_eq!(b["messages"][0]["content"], "hi");
+        s.force_output_len = Some(ForceLen::Vllm);
+        let b = s.request_body("hi", 9);
+        assert_eq!(
+            (b["ignore_eos"].clone(), b["min_tokens"].clone()),
+            (json!(true), json!(9))
+        );
+        s.force_output_len = Some(ForceLen::Transformers);
+        let b = s.request_body("hi", 9);
+        assert_eq!(b["generation_config"], json!("{\"min_new_tokens\":9}"));
         let t = spec(Api::Tgi, "http://h:1").request_body("hi", 5);
         assert_eq!(t["parameters"]["details"], true);
         assert_eq!(t["parameters"]["max_new_tokens"], 5);

@@ -126,3 +126,12 @@ def test_api_key_is_sent_but_never_saved(sim, tmp_path):
     for path in tmp_path.iterdir():
         assert secret.encode() not in path.read_bytes(), path.name
     assert secret not in repr(res) and secret not in json.dumps(res.manifest)
+
+
+def test_forcing_the_length_on_tgi_is_refused_clearly(sim):
+    with pytest.raises(llmbench.InvalidArgumentError, match="TGI cannot force"):
+        llmbench.run_sweep(
+            llmbench.TGI(sim.url, force_output_len="vllm"), batch_sizes=[1], progress=False
+        )
+    with pytest.raises(llmbench.InvalidArgumentError, match="force_output_len must be"):
+        llmbench.OpenAI(sim.url, model="m", force_output_len="sglang")

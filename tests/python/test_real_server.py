@@ -102,13 +102,14 @@ def real_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
 @pytest.mark.parametrize("api", ["chat", "completions"])
 def test_sweep_against_transformers_serve(real_server, api):
     url, model_dir = real_server
-    target = llmbench.OpenAI(
-        url,
-        model=str(model_dir),
-        api=api,
-        # transformers serve rejects ignore_eos/min_tokens; this forces the length.
-        extra_body={"generation_config": f'{{"min_new_tokens": {N_OUT}}}'},
+    # transformers serve rejects ignore_eos/min_tokens; generation_config forces the
+    # length: through the target option on one API, by hand on the other.
+    force = (
+        {"force_output_len": "transformers"}
+        if api == "chat"
+        else {"extra_body": {"generation_config": f'{{"min_new_tokens": {N_OUT}}}'}}
     )
+    target = llmbench.OpenAI(url, model=str(model_dir), api=api, **force)
     prompts = llmbench.default_prompts()[:12]
     res = llmbench.run_sweep(
         target,
