@@ -22,3 +22,6 @@ pub mod util;
 
 #[cfg(feature = "python")]
 mod py;
+
+#[cfg(test)]
+mod test_support;

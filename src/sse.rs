@@ -219,11 +219,8 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::fixtures_dir;
     use rand::{Rng, SeedableRng};
-
-    fn fixtures_dir() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-    }
 
     fn parse_all(bytes: &[u8]) -> Vec<SseEvent> {
         let mut p = SseParser::new();

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import os
 import platform
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +280,63 @@ def _finish(
     return results
 
 
+@dataclass
+class _Plan:
+    """Everything a sweep needs before it starts, shared by the sync and async entries."""
+
+    target_list: list[Target]
+    configs: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    telemetry: RunTelemetry
+    arch: dict[str, Any] | None
+    slo: SLO | None
+
+
+def _plan(targets: Target | Iterable[Target], s: dict[str, Any]) -> _Plan:
+    """Check the arguments of `run_sweep` (all of them, in `s`) and build the engine's
+    configs, the manifest and the (not yet started) telemetry."""
+    rates, trace = s["rates"], s["trace"]
+    requests_per_stage, prompts = s["requests_per_stage"], s["prompts"]
+    open_loop = _open_loop(rates, s["arrival"], s["burstiness"], s["max_in_flight"])
+    if trace is not None:
+        if rates is not None:
+            raise InvalidArgumentError("give rates or a trace, not both")
+        prompts = trace.dataset
+        open_loop = {
+            "rates": [trace.rate()],
+            "process": "trace",
+            "trace_times_s": list(trace.times_s),
+            "in_order": True,
+            "max_in_flight": s["max_in_flight"],
+        }
+        requests_per_stage = len(trace.times_s)
+    target_list, configs, manifest = _prepare(
+        targets,
+        s["batch_sizes"],
+        requests_per_stage,
+        s["stage_duration_s"],
+        s["max_tokens"],
+        prompts,
+        s["seed"],
+        s["warmup_requests"],
+        s["tokenizer"],
+        s["gpu_hourly_usd"],
+        s["n_gpus"],
+        s["out_dir"],
+        open_loop,
+        s["warmup_s"],
+        s["cooldown_s"],
+    )
+    return _Plan(
+        target_list,
+        configs,
+        manifest,
+        RunTelemetry(s["gpu"], s["server_metrics"]),
+        _model_arch(s["model_arch"]),
+        SLO.of(s["slo"]) if s["slo"] is not None else None,
+    )
+
+
 def run_sweep(
     targets: Target | Iterable[Target],
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
@@ -369,39 +428,10 @@ def run_sweep(
         >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8, 32], max_tokens=128)
         >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
     """
-    open_loop = _open_loop(rates, arrival, burstiness, max_in_flight)
-    if trace is not None:
-        if rates is not None:
-            raise InvalidArgumentError("give rates or a trace, not both")
-        prompts = trace.dataset
-        open_loop = {
-            "rates": [trace.rate()],
-            "process": "trace",
-            "trace_times_s": list(trace.times_s),
-            "in_order": True,
-            "max_in_flight": max_in_flight,
-        }
-        requests_per_stage = len(trace.times_s)
-    slo_spec = SLO.of(slo) if slo is not None else None
-    target_list, configs, manifest = _prepare(
-        targets,
-        batch_sizes,
-        requests_per_stage,
-        stage_duration_s,
-        max_tokens,
-        prompts,
-        seed,
-        warmup_requests,
-        tokenizer,
-        gpu_hourly_usd,
-        n_gpus,
-        out_dir,
-        open_loop,
-        warmup_s,
-        cooldown_s,
-    )
-    arch = _model_arch(model_arch)
-    telemetry = RunTelemetry(gpu, server_metrics)
+    settings = {k: v for k, v in locals().items() if k not in ("targets", "progress")}
+    plan = _plan(targets, settings)
+    target_list, configs, manifest = plan.target_list, plan.configs, plan.manifest
+    telemetry, arch, slo_spec = plan.telemetry, plan.arch, plan.slo
     telemetry.start()
     outputs: list[dict[str, Any]] = []
     try:
@@ -436,55 +466,37 @@ def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
     return f"sweep interrupted: {n} completed requests kept in .results{where}"
 
 
-async def run_sweep_async(
-    targets: Target | Iterable[Target],
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    requests_per_stage: int | None = None,
-    max_tokens: int = 128,
-    prompts: str | Path | Iterable[str] | Dataset | None = None,
-    gpu_hourly_usd: str | float | None = None,
-    out_dir: str | Path | None = None,
-    *,
-    stage_duration_s: float | None = None,
-    seed: int = 0,
-    warmup_requests: int = 1,
-    tokenizer: str | Path | None = None,
-    n_gpus: int = 1,
-    gpu: bool | float = False,
-    server_metrics: bool | float = True,
-    model_arch: str | Path | None = None,
-) -> Results:
+async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> Results:
     """`run_sweep` for code with a running event loop (e.g. notebooks using asyncio).
 
-    Same arguments as `run_sweep` (no live progress line). Cancelling the awaiting task
-    cancels the sweep; records already written stay on disk.
+    Takes `run_sweep`'s arguments (by keyword; `progress` is ignored: no live line).
+    Cancelling the awaiting task cancels the sweep; records already written stay on disk.
 
     Example:
         >>> res = await llmbench.run_sweep_async(target, batch_sizes=[1, 4])
     """
-    target_list, configs, manifest = _prepare(
-        targets,
-        batch_sizes,
-        requests_per_stage,
-        stage_duration_s,
-        max_tokens,
-        prompts,
-        seed,
-        warmup_requests,
-        tokenizer,
-        gpu_hourly_usd,
-        n_gpus,
-        out_dir,
-    )
-    arch = _model_arch(model_arch)
-    telemetry = RunTelemetry(gpu, server_metrics)
-    telemetry.start()
+    try:
+        bound = inspect.signature(run_sweep).bind(targets, **kwargs)
+    except TypeError as e:
+        raise InvalidArgumentError(f"run_sweep_async: {e}") from None
+    bound.apply_defaults()
+    settings = {k: v for k, v in bound.arguments.items() if k not in ("targets", "progress")}
+    plan = _plan(targets, settings)
+    plan.telemetry.start()
     outputs = []
     try:
-        for target, config in zip(target_list, configs, strict=True):
-            with telemetry.scraping(target):
+        for target, config in zip(plan.target_list, plan.configs, strict=True):
+            with plan.telemetry.scraping(target):
                 outputs.append(await _core.run_sweep_async(json.dumps(config)))
     except BaseException:
-        telemetry.stop()
+        plan.telemetry.stop()
         raise
-    return _finish(target_list, outputs, manifest, out_dir, telemetry, arch)
+    return _finish(
+        plan.target_list,
+        outputs,
+        plan.manifest,
+        settings["out_dir"],
+        plan.telemetry,
+        plan.arch,
+        plan.slo,
+    )

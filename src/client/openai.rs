@@ -112,17 +112,11 @@ pub fn decode(data: &str) -> Result<Decoded, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::SseParser;
+    use crate::test_support::fixture_events;
 
     fn decode_fixture(name: &str) -> Vec<Decoded> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        let bytes = std::fs::read(path).expect("fixture");
-        let mut p = SseParser::new();
-        let mut events = Vec::new();
-        p.feed(&bytes, &mut events).expect("parse");
-        events
+        fixture_events(name)
+            .0
             .iter()
             .map(|e| decode(&e.data).expect("decode"))
             .collect()

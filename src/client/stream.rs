@@ -573,20 +573,14 @@ mod tests {
     use super::*;
 
     fn run(api: Api, fixture: &str, counter: Option<Arc<TokenCounter>>) -> Outcome {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(fixture);
-        let bytes = std::fs::read(path).expect("fixture");
-        let mut p = SseParser::new();
-        let mut events = Vec::new();
-        p.feed(&bytes, &mut events).expect("parse");
+        let (events, truncated) = crate::test_support::fixture_events(fixture);
         let mut acc = Accumulator::new(api, counter);
         for (i, ev) in events.iter().enumerate() {
             if acc.on_event(1000 * (i as u64 + 1), ev) == Flow::Stop {
                 break;
             }
         }
-        acc.finish(p.finish())
+        acc.finish(truncated)
     }
 
     #[test]

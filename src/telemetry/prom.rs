@@ -276,15 +276,7 @@ async fn scrape_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(name),
-        )
-        .expect("fixture")
-    }
+    use crate::test_support::fixture_text as fixture;
 
     #[test]
     fn sample_lines() {

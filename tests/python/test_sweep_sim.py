@@ -213,6 +213,21 @@ def test_async_twin(sim):
         llmbench.run_sweep_async(sim.target(), batch_sizes=[1], requests_per_stage=2, max_tokens=4)
     )
     assert res.summary.iloc[0]["n_ok"] == 2
+    # The same arguments as run_sweep: rates and an SLO.
+    res = asyncio.run(
+        llmbench.run_sweep_async(
+            sim.target(),
+            rates=[50],
+            requests_per_stage=5,
+            max_tokens=2,
+            slo={"ttft_ms": 500},
+            progress=False,
+        )
+    )
+    row = res.summary.iloc[0]
+    assert row["target_rate"] == 50 and row["slo_met"] and row["n_good"] == 5
+    with pytest.raises(llmbench.InvalidArgumentError, match="unexpected keyword"):
+        asyncio.run(llmbench.run_sweep_async(sim.target(), batch_size=[1]))
 
 
 @pytest.mark.parametrize("api", ["chat", "completions", "tgi"])
