@@ -277,7 +277,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _print_summary(res: Results) -> None:
     pd = __import__("pandas")
-    cols = [c for c in KEY_COLUMNS if c in res.summary.columns]
+    # Columns that do not apply to this kind of sweep (all NaN) are left out.
+    cols = [c for c in KEY_COLUMNS if c in res.summary.columns and res.summary[c].notna().any()]
     with pd.option_context(
         "display.width", 200, "display.max_columns", 20, "display.float_format", "{:.2f}".format
     ):

@@ -195,6 +195,10 @@ class Results:
             requests.append(df)
             chunk_parts.append(out["chunks"])
         summary = pd.DataFrame(summaries)
+        for col in ("batch_size", "target_rate"):
+            # None where a column does not apply (open vs closed loop): numeric, NaN there.
+            if col in summary:
+                summary[col] = pd.to_numeric(summary[col])
         if len(summary):
             first = [c for c in KEY_COLUMNS if c in summary.columns]
             summary = summary[first + [c for c in summary.columns if c not in first]]
