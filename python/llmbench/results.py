@@ -50,15 +50,17 @@ _CHUNK_KEYS = ("offsets", "t_ns", "tokens")
 
 
 def _finite_or_none(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (np.floating,)):
+    """A JSON-able scalar: numpy scalars as Python ones; NaN, +-inf and pandas' missing
+    values (NA, NaT: nullable integer columns such as `n_in`) as None."""
+    if isinstance(v, (float, np.floating)):
         f = float(v)
         return f if math.isfinite(f) else None
     if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, np.bool_):
         return bool(v)
+    if v is not None and not isinstance(v, (str, bool, int)) and _deps.pandas().isna(v) is True:
+        return None
     return v
 
 
@@ -214,9 +216,6 @@ class Results:
         offsets, t_ns, tokens = (self._chunks[k] for k in _CHUNK_KEYS)
         for i, values in enumerate(self._all.itertuples(index=False, name=None)):
             rec = {c: _finite_or_none(v) for c, v in zip(cols, values, strict=True)}
-            for k in ("n_in", "http_status", "t_headers_ns", "t_first_ns", "t_last_ns"):
-                if rec.get(k) is not None and (isinstance(rec[k], float) and math.isnan(rec[k])):
-                    rec[k] = None
             a, b = int(offsets[i]), int(offsets[i + 1])
             rec["chunk_times_ns"] = t_ns[a:b].tolist()
             rec["chunk_tokens"] = tokens[a:b].tolist()

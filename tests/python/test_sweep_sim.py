@@ -261,7 +261,7 @@ def test_client_times_match_the_servers_truth(api):
     assert np.median(ttft_err) < 0.5, np.median(ttft_err)
 
 
-def test_client_tokenizer_counts_when_the_server_reports_no_usage(sim):
+def test_client_tokenizer_counts_when_the_server_reports_no_usage(sim, tmp_path):
     import sys
     from pathlib import Path
 
@@ -299,9 +299,17 @@ def test_client_tokenizer_counts_when_the_server_reports_no_usage(sim):
     assert (req["n_out_streamed"] == n_text).all()
     # Without usage or tokenizer: one token per chunk, flagged.
     res = llmbench.run_sweep(
-        target, batch_sizes=[1], requests_per_stage=2, max_tokens=6, progress=False
+        target,
+        batch_sizes=[1],
+        requests_per_stage=2,
+        max_tokens=6,
+        progress=False,
+        out_dir=tmp_path,
     )
     assert set(res.requests["n_out_source"]) == {"one_per_chunk"}
     assert set(res.requests["n_in_source"]) == {"unknown"}
     assert res.requests["n_in"].isna().all()
     assert np.isnan(res.summary.iloc[0]["total_tok_s"])
+    # Unknown prompt sizes are saved as null and read back as missing.
+    loaded = llmbench.Results.load(tmp_path)
+    assert loaded.requests["n_in"].isna().all() and len(loaded.requests) == 2
