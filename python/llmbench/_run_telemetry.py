@@ -105,6 +105,20 @@ class RunTelemetry:
         return info
 
 
+def server_kv_by_target(
+    server_metrics: Any, scrape_info: dict[str, Any], server_infos: dict[str, Any]
+) -> dict[str, Any]:
+    """Each target's own KV figures (`kv.server_kv`) from the scraped `/metrics`."""
+    out: dict[str, Any] = {}
+    if server_metrics is None or not len(server_metrics):
+        return out
+    for target, points in server_metrics.groupby("target"):
+        pts = points.drop(columns=["target"]).dropna(axis=1, how="all")
+        info = (scrape_info.get(target) or {}).get("info") or {}
+        out[target] = server_kv(pts, info, server_infos.get(target))
+    return out
+
+
 def add_stage_columns(
     summary: Any,
     requests: Any,
@@ -118,19 +132,23 @@ def add_stage_columns(
     pd = _deps.pandas()
     if not len(summary):
         return summary
-    extra = []
-    for _, row in summary.iterrows():
-        target = row["target"]
-        rows = (requests["target"] == target).to_numpy().nonzero()[0]
-        timeline = inflight_timeline(requests, chunks, rows)
-        kv_server = None
-        sm = frames.get("server_metrics")
-        if sm is not None and len(sm):
-            points = sm[sm["target"] == target].drop(columns=["target"]).dropna(axis=1, how="all")
-            info = (scrape_info.get(target) or {}).get("info") or {}
-            kv_server = server_kv(points, info, server_infos.get(target))
-        extra.append(
-            stage_telemetry(row.to_dict(), frames.get("gpu"), kv_server, timeline, bytes_per_token)
+    kv_server = server_kv_by_target(frames.get("server_metrics"), scrape_info, server_infos)
+    # One in-flight timeline per target, shared by its stages.
+    timelines = {
+        target: inflight_timeline(
+            requests, chunks, (requests["target"] == target).to_numpy().nonzero()[0]
         )
+        for target in dict.fromkeys(summary["target"])
+    }
+    extra = [
+        stage_telemetry(
+            row.to_dict(),
+            frames.get("gpu"),
+            kv_server.get(row["target"]),
+            timelines[row["target"]],
+            bytes_per_token,
+        )
+        for _, row in summary.iterrows()
+    ]
     cols = pd.DataFrame(extra, index=summary.index)
     return pd.concat([summary, cols], axis=1)

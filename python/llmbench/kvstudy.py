@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from . import _deps
-from .kv import GIB, server_kv
+from ._run_telemetry import server_kv_by_target
+from .kv import GIB
 from .results import Results, _finite_or_none, _frame_to_columns
 from .sweep import run_sweep
 from .targets import Target
@@ -57,16 +58,8 @@ def kv_cache_study(
 
 
 def _server_kv_frames(res: Results) -> dict[str, Any]:
-    out = {}
-    sm = res.server_metrics
-    if sm is None:
-        return out
     scrape = (res.manifest.get("telemetry") or {}).get("scrape", {})
-    for target, points in sm.groupby("target"):
-        pts = points.drop(columns=["target"]).dropna(axis=1, how="all")
-        info = (scrape.get(target) or {}).get("info") or {}
-        out[target] = server_kv(pts, info, res.manifest.get("servers", {}).get(target))
-    return out
+    return server_kv_by_target(res.server_metrics, scrape, res.manifest.get("servers", {}))
 
 
 def study_data(res: Results) -> dict[str, Any]:
