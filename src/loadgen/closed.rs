@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::progress::Progress;
 use super::prompts::{PromptOrder, Workload};
-use crate::client::stream::{send, Job, Shared};
+use crate::client::stream::{send, Shared};
 use crate::clock::now_ns;
 use crate::record::RequestRecord;
 
@@ -61,16 +61,14 @@ pub async fn run_stage(
                     break;
                 }
                 let prompt_index = order.index(spec.index, j);
-                let job = Job {
-                    id: ids.fetch_add(1, Ordering::Relaxed),
-                    stage: spec.index,
-                    batch_size: spec.batch_size,
-                    warmup: spec.warmup,
-                    prompt_index: prompt_index as u32,
-                    prompt: &workload.prompts[prompt_index],
-                    max_tokens: workload.max_tokens[prompt_index],
+                let job = workload.job(
+                    ids.fetch_add(1, Ordering::Relaxed),
+                    spec.index,
+                    spec.batch_size,
+                    spec.warmup,
+                    prompt_index,
                     t_sched,
-                };
+                );
                 let record = send(&shared, job).await;
                 t_sched = now_ns();
                 progress.record(&record);

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::stream::{send, Job, Shared};
+use crate::client::stream::{send, Shared};
 use crate::client::{build_http_client, TargetSpec};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
@@ -386,16 +386,8 @@ pub async fn run_sweep(
         let first_bs = config.batch_sizes[0];
         let t = now_ns();
         let idx = order.index(u32::MAX, u64::from(w));
-        let job = Job {
-            id: ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            stage: 0,
-            batch_size: first_bs,
-            warmup: true,
-            prompt_index: idx as u32,
-            prompt: &workload.prompts[idx],
-            max_tokens: workload.max_tokens[idx],
-            t_sched: t,
-        };
+        let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let job = workload.job(id, 0, first_bs, true, idx, t);
         let rec = send(&shared, job).await;
         if let Some(s) = sink.as_mut() {
             s.write(&rec);

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::progress::Progress;
 use super::prompts::{PromptOrder, Workload};
-use crate::client::stream::{send, Job, Shared};
+use crate::client::stream::{send, Shared};
 use crate::clock::now_ns;
 use crate::record::RequestRecord;
 
@@ -112,16 +112,7 @@ pub async fn run_open_stage(
             } else {
                 order.index(spec.index, j as u64)
             };
-            let job = Job {
-                id,
-                stage: spec.index,
-                batch_size: 0,
-                warmup: spec.warmup,
-                prompt_index: prompt_index as u32,
-                prompt: &workload.prompts[prompt_index],
-                max_tokens: workload.max_tokens[prompt_index],
-                t_sched,
-            };
+            let job = workload.job(id, spec.index, 0, spec.warmup, prompt_index, t_sched);
             let record = send(&shared, job).await;
             progress.record(&record);
             let _ = records.send(record);

@@ -3,6 +3,8 @@
 //! before any repeats.
 
 use rand::seq::SliceRandom;
+
+use crate::client::stream::Job;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -13,6 +15,30 @@ pub struct Workload {
     pub prompts: Vec<String>,
     /// Output token budget of each prompt (same length as `prompts`).
     pub max_tokens: Vec<u32>,
+}
+
+impl Workload {
+    /// The request for prompt `prompt_index`, with that prompt's output budget.
+    pub fn job(
+        &self,
+        id: u64,
+        stage: u32,
+        batch_size: u32,
+        warmup: bool,
+        prompt_index: usize,
+        t_sched: u64,
+    ) -> Job<'_> {
+        Job {
+            id,
+            stage,
+            batch_size,
+            warmup,
+            prompt_index: prompt_index as u32,
+            prompt: &self.prompts[prompt_index],
+            max_tokens: self.max_tokens[prompt_index],
+            t_sched,
+        }
+    }
 }
 
 /// A seeded prompt order per stage.
