@@ -68,13 +68,3 @@ impl RecordSink {
         self.error.as_deref()
     }
 }
-
-/// Read a JSONL record file back, skipping a cut last line (from a killed process).
-pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
-}

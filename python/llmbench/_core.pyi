@@ -22,7 +22,6 @@ __all__ = [
     "now_ns",
     "parse_metrics",
     "prompt_order",
-    "read_records",
     "run_sweep",
     "run_sweep_async",
     "synthetic_prompts",
@@ -42,7 +41,6 @@ def run_sweep(
     config_json: str, progress: Callable[[dict[str, Any]], object] | None = None
 ) -> dict[str, Any]: ...
 def run_sweep_async(config_json: str) -> Any: ...
-def read_records(path: str | PathLike[str]) -> dict[str, Any]: ...
 def now_ns() -> int: ...
 
 @final

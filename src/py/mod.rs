@@ -174,16 +174,6 @@ fn run_sweep_async<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'p
     })
 }
 
-/// Read a JSONL record file (as written during a sweep) back as columns.
-#[pyfunction]
-fn read_records<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let records = crate::sink::read_records(&path).map_err(to_pyerr)?;
-    let d = PyDict::new(py);
-    d.set_item("records", convert::records_to_columns(py, &records)?)?;
-    d.set_item("chunks", convert::chunks_to_columns(py, &records)?)?;
-    Ok(d)
-}
-
 /// An open-loop arrival schedule (offsets in ns from the stage start), exactly as a sweep
 /// with the same process, bounds and seed uses it.
 #[pyfunction]
@@ -349,7 +339,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(run_sweep_async, m)?)?;
-    m.add_function(wrap_pyfunction!(read_records, m)?)?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(prompt_order, m)?)?;
