@@ -40,6 +40,10 @@ pub enum Error {
     /// NVML (the NVIDIA driver's management library) is missing or sees no GPU.
     #[error("{0}")]
     NvmlUnavailable(String),
+    /// The baseline model could not be loaded or run (missing files, shape mismatch,
+    /// unsupported architecture, device errors).
+    #[error("{0}")]
+    Model(String),
     /// The run was cancelled (Ctrl-C); what was measured is kept.
     #[error("cancelled")]
     Cancelled,
@@ -55,5 +59,14 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        // With RUST_BACKTRACE set, candle appends a backtrace: keep the message only.
+        let text = e.to_string();
+        let msg = text.split("\n   0: ").next().unwrap_or(&text).trim_end();
+        Error::Model(msg.to_string())
     }
 }

@@ -4,8 +4,10 @@
 //! [`record::RequestRecord`]s; `loadgen` drives closed-loop sweeps; `metrics` computes the
 //! summary statistics of design §4; `sim` is the scripted server used as default target and
 //! known-answer oracle; `telemetry` samples GPUs (NVML) and servers' `/metrics` on the same
-//! clock. The Python bindings live only in `py` (feature `python`).
+//! clock; `baseline` is the naive candle LLaMA, measured in process and served over HTTP.
+//! The Python bindings live only in `py` (feature `python`).
 
+pub mod baseline;
 pub mod client;
 pub mod clock;
 pub mod error;

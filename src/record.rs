@@ -70,6 +70,8 @@ pub enum TokenSource {
     /// Per-chunk counts estimated (tokenizer or one per chunk), then scaled so they sum to
     /// the server's usage total (exact when the total equals the number of chunks).
     UsageReconciled,
+    /// Counted by the generator itself (the in-process baseline): exact.
+    Model,
     /// Not known at all (no usage, no tokenizer).
     Unknown,
 }
@@ -84,6 +86,7 @@ impl TokenSource {
             TokenSource::Tokenizer => "tokenizer",
             TokenSource::OnePerChunk => "one_per_chunk",
             TokenSource::UsageReconciled => "usage_reconciled",
+            TokenSource::Model => "model",
             TokenSource::Unknown => "unknown",
         }
     }

@@ -124,7 +124,8 @@ pub enum Cell {
 pub struct Summary(pub Vec<(String, Cell)>);
 
 impl Summary {
-    fn insert(&mut self, name: impl Into<String>, cell: Cell) {
+    /// Append a column.
+    pub fn insert(&mut self, name: impl Into<String>, cell: Cell) {
         self.0.push((name.into(), cell));
     }
 

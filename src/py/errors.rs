@@ -49,6 +49,12 @@ create_exception!(
     LlmbenchError,
     "The tokenizer file could not be loaded."
 );
+create_exception!(
+    llmbench._core,
+    ModelError,
+    LlmbenchError,
+    "The baseline model could not be loaded or run (missing files, shape mismatch, unsupported architecture, device)."
+);
 
 /// Map an engine error onto its Python class.
 pub fn to_pyerr(e: Error) -> PyErr {
@@ -60,6 +66,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
         Error::Io { .. } => ResultsIOError::new_err(msg),
         Error::Tokenizer { .. } => TokenizerError::new_err(msg),
         Error::NvmlUnavailable(_) => NvmlUnavailableError::new_err(msg),
+        Error::Model(_) => ModelError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err("llmbench run cancelled"),
     }
 }
@@ -76,6 +83,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TargetError", py.get_type::<TargetError>())?;
     m.add("ResultsIOError", py.get_type::<ResultsIOError>())?;
     m.add("TokenizerError", py.get_type::<TokenizerError>())?;
+    m.add("ModelError", py.get_type::<ModelError>())?;
     m.add(
         "NvmlUnavailableError",
         py.get_type::<NvmlUnavailableError>(),

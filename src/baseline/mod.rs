@@ -1,0 +1,140 @@
+//! The naive baseline: a LLaMA in candle, in process, with static batching and a contiguous
+//! KV cache: what "just call generate()" gets you, without wasted work. It is measured in
+//! process ([`bench`]) and served over HTTP ([`serve`]) so the same load generator measures
+//! it beside vLLM and TGI.
+
+pub mod bench;
+pub mod config;
+pub mod generate;
+pub mod model;
+pub mod serve;
+pub mod tokenizer;
+pub mod weights;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::Result;
+use config::{dtype_name, parse_device, parse_dtype, LlamaShape};
+use model::Llama;
+use tokenizer::TextCodec;
+use weights::Weights;
+
+/// Which model to load and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// A HuggingFace LLaMA folder or a preset name (`tiny`, `llama-2-7b`, `llama-2-13b`).
+    pub model: String,
+    /// "float16", "bfloat16" or "float32"; default float32 on CPU, float16 on CUDA.
+    #[serde(default)]
+    pub dtype: Option<String>,
+    /// "cpu", "cuda" or "cuda:N".
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Seed of random preset weights.
+    #[serde(default)]
+    pub seed: u64,
+    /// A `tokenizer.json` (default: the model folder's, or the built-in one for presets).
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+/// A loaded baseline: model, tokenizer and what it is.
+pub struct Baseline {
+    pub model: Llama,
+    pub codec: TextCodec,
+    /// The name requests must use (the preset name or the folder path).
+    pub name: String,
+    pub load_s: f64,
+}
+
+impl Baseline {
+    /// Load a folder or build a preset.
+    pub fn load(spec: &ModelSpec) -> Result<Baseline> {
+        let t0 = std::time::Instant::now();
+        let device = parse_device(&spec.device)?;
+        let dtype = match &spec.dtype {
+            Some(d) => parse_dtype(d)?,
+            None if device.is_cuda() => DType::F16,
+            None => DType::F32,
+        };
+        let dir = PathBuf::from(&spec.model);
+        let (shape, weights) = if dir.is_dir() {
+            let shape = LlamaShape::from_dir(&dir)?;
+            let w = Weights::load(&dir, &shape, dtype, &device)?;
+            (shape, w)
+        } else if spec.model.contains('/') || spec.model.contains('\\') {
+            return Err(crate::error::Error::Model(format!(
+                "model folder {} does not exist",
+                spec.model
+            )));
+        } else {
+            let shape = LlamaShape::preset(&spec.model)?;
+            let w = Weights::random(&shape, dtype, &device, spec.seed)?;
+            (shape, w)
+        };
+        let tok_path = spec.tokenizer.clone().or_else(|| {
+            let p = dir.join("tokenizer.json");
+            (dir.is_dir() && p.exists()).then_some(p)
+        });
+        let codec = match tok_path {
+            Some(p) => TextCodec::from_file(&p, shape.bos_token_id)?,
+            None => TextCodec::builtin(shape.vocab_size, shape.bos_token_id)?,
+        };
+        let model = Llama::new(shape, weights, dtype, &device)?;
+        synchronize(&device)?;
+        Ok(Baseline {
+            name: spec.model.clone(),
+            model,
+            codec,
+            load_s: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// What the baseline is, for manifests and `/info`.
+    pub fn describe(&self) -> Value {
+        let s = self.model.shape();
+        let arch = s.arch(self.model.dtype());
+        json!({
+            "server": "llmbench-baseline",
+            "engine": "candle",
+            "candle_version": "0.11",
+            "model": self.name,
+            "shape": s,
+            "parameters": s.parameters(),
+            "dtype": dtype_name(self.model.dtype()),
+            "device": device_name(self.model.device()),
+            "tokenizer": self.codec.source,
+            "kv_bytes_per_token": arch.bytes_per_token(),
+            "kv_formula": arch.formula(),
+            "batching": "static",
+            "load_s": self.load_s,
+        })
+    }
+}
+
+/// "cpu" or "cuda:N".
+pub fn device_name(d: &Device) -> String {
+    match d.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// Wait for queued device work (timings must not stop before the GPU does).
+pub fn synchronize(d: &Device) -> Result<()> {
+    d.synchronize()?;
+    Ok(())
+}

@@ -1,0 +1,596 @@
+//! The baseline served over HTTP: OpenAI-compatible `/v1/completions` and
+//! `/v1/chat/completions` (streaming or not, usage included), on 127.0.0.1 by default.
+//!
+//! One scheduler thread owns the model. It takes the first waiting request, gathers what
+//! else arrives within a short window, up to the maximum batch, and runs that static batch
+//! to the end before taking the next one: requests that arrive meanwhile wait, which is
+//! exactly the naive baseline's behaviour that vLLM and TGI's continuous batching removes.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::generate::{generate, BatchRequest, Finish, SamplingParams};
+use super::tokenizer::TextCodec;
+use super::{Baseline, ModelSpec};
+use crate::error::{Error, Result};
+
+/// How the server batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    pub model: ModelSpec,
+    /// Most requests in one static batch.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// After the first request of a batch, wait this long for others to join it.
+    #[serde(default = "default_window")]
+    pub batch_window_ms: f64,
+    /// `max_tokens` when a request gives none.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: usize,
+}
+
+fn default_max_batch() -> usize {
+    32
+}
+fn default_window() -> f64 {
+    2.0
+}
+fn default_max_tokens() -> usize {
+    256
+}
+
+/// What the scheduler sends back to a request's handler.
+enum Event {
+    Token(u32),
+    Done(Finish),
+    Failed(String),
+}
+
+struct Job {
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    ignore_eos: bool,
+    sampling: SamplingParams,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+struct Shared {
+    codec: Arc<TextCodec>,
+    jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    name: String,
+    info: Value,
+    max_context: usize,
+    default_max_tokens: usize,
+    created: u64,
+    next_id: AtomicU64,
+    stats: Arc<Stats>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+struct Stats {
+    waiting: AtomicU64,
+    running: AtomicU64,
+    batches: AtomicU64,
+    served: AtomicU64,
+    generated_tokens: AtomicU64,
+    kv_bytes: AtomicU64,
+}
+
+/// A running baseline server.
+pub struct BaselineServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
+    scheduler: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BaselineServer {
+    /// Load the model and listen on `host:port` (0 picks a free port). Call on a tokio
+    /// runtime; the model loads on the calling thread.
+    pub async fn start(config: ServeConfig, host: &str, port: u16) -> Result<BaselineServer> {
+        if config.max_batch == 0 {
+            return Err(Error::InvalidArgument("max_batch must be positive".into()));
+        }
+        let spec = config.model.clone();
+        let baseline = tokio::task::spawn_blocking(move || Baseline::load(&spec))
+            .await
+            .map_err(|e| Error::Model(format!("model loading failed: {e}")))??;
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("cannot listen on {host}:{port}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("baseline listener", e))?;
+        let (job_tx, job_rx) = std_mpsc::channel::<Job>();
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            name: baseline.name.clone(),
+            info: baseline.describe(),
+            max_context: baseline.model.shape().max_position_embeddings,
+            default_max_tokens: config.default_max_tokens,
+            created: crate::clock::unix_anchor_ns() / 1_000_000_000,
+            next_id: AtomicU64::new(0),
+            stats: stats.clone(),
+            jobs: Mutex::new(Some(job_tx)),
+            codec: Arc::new(baseline.codec.clone()),
+        });
+        let window = Duration::from_secs_f64(config.batch_window_ms.max(0.0) / 1e3);
+        let max_batch = config.max_batch;
+        let scheduler = std::thread::Builder::new()
+            .name("llmbench-baseline".into())
+            .spawn(move || schedule(baseline, job_rx, max_batch, window, stats))
+            .map_err(|e| Error::Model(format!("cannot start the scheduler thread: {e}")))?;
+        let app = Router::new()
+            .route("/v1/completions", post(completions))
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .route("/health", get(|| async { StatusCode::OK }))
+            .route("/info", get(info))
+            .route("/metrics", get(metrics))
+            .with_state(shared.clone());
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(BaselineServer { addr, shutdown: Some(tx), task: Some(task), shared, scheduler: Some(scheduler) })
+    }
+
+    /// `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The model name requests use.
+    pub fn model(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// What `/info` says.
+    pub fn info(&self) -> &Value {
+        &self.shared.info
+    }
+
+    /// Requests finished (or abandoned by their client) so far.
+    pub fn served(&self) -> u64 {
+        self.shared.stats.served.load(Ordering::Relaxed)
+    }
+
+    /// Stop serving; the scheduler finishes its batch and exits.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Ok(mut jobs) = self.shared.jobs.lock() {
+            jobs.take();
+        }
+        if let Some(t) = self.scheduler.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for BaselineServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The scheduler loop: static batches until every sender is gone.
+fn schedule(b: Baseline, rx: std_mpsc::Receiver<Job>, max_batch: usize, window: Duration, stats: Arc<Stats>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + window;
+        while jobs.len() < max_batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        // Nothing is computed for a client that already left.
+        jobs.retain(|j| !j.tx.is_closed());
+        let n = jobs.len() as u64;
+        stats.waiting.fetch_sub(n.min(stats.waiting.load(Ordering::Relaxed)), Ordering::Relaxed);
+        if jobs.is_empty() {
+            continue;
+        }
+        stats.running.store(n, Ordering::Relaxed);
+        let req = BatchRequest {
+            prompts: jobs.iter().map(|j| j.prompt.clone()).collect(),
+            max_new_tokens: jobs.iter().map(|j| j.max_tokens).collect(),
+            ignore_eos: jobs.iter().map(|j| j.ignore_eos).collect(),
+            sampling: jobs.iter().map(|j| j.sampling).collect(),
+        };
+        let result = generate(&b.model, &req, |produced, _t| {
+            for &(i, tok) in produced {
+                let _ = jobs[i].tx.send(Event::Token(tok));
+            }
+            stats.generated_tokens.fetch_add(produced.len() as u64, Ordering::Relaxed);
+            // Stop early only when every client has gone.
+            jobs.iter().any(|j| !j.tx.is_closed())
+        });
+        match result {
+            Ok(out) => {
+                stats.kv_bytes.store(out.kv_bytes_allocated, Ordering::Relaxed);
+                for (j, row) in jobs.iter().zip(&out.rows) {
+                    let _ = j.tx.send(Event::Done(row.finish));
+                }
+            }
+            Err(e) => {
+                for j in &jobs {
+                    let _ = j.tx.send(Event::Failed(e.to_string()));
+                }
+            }
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.served.fetch_add(n, Ordering::Relaxed);
+        stats.running.store(0, Ordering::Relaxed);
+    }
+}
+
+fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
+    // The shape vLLM sends.
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
+    (status, Json(body)).into_response()
+}
+
+async fn models(State(st): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [{
+        "id": st.name, "object": "model", "created": st.created, "owned_by": "llmbench",
+        "root": st.name, "parent": null, "max_model_len": st.max_context, "permission": []
+    }]}))
+}
+
+async fn info(State(st): State<Arc<Shared>>) -> Json<Value> {
+    Json(st.info.clone())
+}
+
+async fn metrics(State(st): State<Arc<Shared>>) -> String {
+    let s = &st.stats;
+    let mut out = String::new();
+    for (name, kind, help, v) in [
+        ("llmbench_baseline_waiting", "gauge", "Requests waiting for a batch.", &s.waiting),
+        ("llmbench_baseline_running", "gauge", "Requests in the running batch.", &s.running),
+        ("llmbench_baseline_batches_total", "counter", "Static batches run.", &s.batches),
+        ("llmbench_baseline_served_total", "counter", "Requests finished.", &s.served),
+        ("llmbench_baseline_generated_tokens_total", "counter", "Output tokens.", &s.generated_tokens),
+        ("llmbench_baseline_kv_cache_bytes", "gauge", "KV-cache bytes of the last batch.", &s.kv_bytes),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+            v.load(Ordering::Relaxed)
+        ));
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    Completions,
+    Chat,
+}
+
+async fn completions(State(st): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    handle(st, body, Api::Completions).await
+}
+
+async fn chat(State(st): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    handle(st, body, Api::Chat).await
+}
+
+/// A request, checked.
+struct Plan {
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    ignore_eos: bool,
+    sampling: SamplingParams,
+    stream: bool,
+    include_usage: bool,
+    continuous_usage: bool,
+}
+
+type Rejection = (StatusCode, &'static str, String);
+
+fn bad(msg: impl Into<String>) -> Rejection {
+    (StatusCode::BAD_REQUEST, "BadRequestError", msg.into())
+}
+
+/// LLaMA-2-chat's prompt format (the baseline has no template engine; documented).
+fn chat_prompt(messages: &[Value]) -> std::result::Result<String, Rejection> {
+    let mut system = String::new();
+    let mut out = String::new();
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let content = match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => return Err(bad("every message needs a string content")),
+        };
+        match role {
+            "system" => system = content,
+            "user" => {
+                let sys = if system.is_empty() { String::new() } else { format!("<<SYS>>\n{system}\n<</SYS>>\n\n") };
+                system.clear();
+                out.push_str(&format!("[INST] {sys}{} [/INST]", content.trim()));
+            }
+            "assistant" => out.push_str(&format!(" {} ", content.trim())),
+            other => return Err(bad(format!("unsupported message role {other:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+impl Plan {
+    fn from_request(st: &Shared, body: &Value, api: Api) -> std::result::Result<Plan, Rejection> {
+        let model = body.get("model").and_then(Value::as_str);
+        if let Some(m) = model.filter(|m| *m != st.name) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                "NotFoundError",
+                format!("The model `{m}` does not exist. This server serves `{}`.", st.name),
+            ));
+        }
+        let prompt = match api {
+            Api::Completions => match body.get("prompt") {
+                Some(Value::String(s)) => st.codec.encode(s).map_err(|e| bad(e.to_string()))?,
+                Some(Value::Array(a)) if a.iter().all(Value::is_u64) => {
+                    a.iter().filter_map(Value::as_u64).map(|v| v as u32).collect()
+                }
+                _ => return Err(bad("prompt must be a string or a list of token ids")),
+            },
+            Api::Chat => {
+                let msgs = body
+                    .get("messages")
+                    .and_then(Value::as_array)
+                    .filter(|m| !m.is_empty())
+                    .ok_or_else(|| bad("messages must be a non-empty list"))?;
+                st.codec.encode(&chat_prompt(msgs)?).map_err(|e| bad(e.to_string()))?
+            }
+        };
+        if prompt.is_empty() {
+            return Err(bad("the prompt has no tokens"));
+        }
+        let uint = |k: &str| body.get(k).and_then(Value::as_u64).map(|v| v as usize);
+        let max_tokens = uint("max_tokens")
+            .or_else(|| uint("max_completion_tokens"))
+            .unwrap_or(st.default_max_tokens);
+        if max_tokens == 0 {
+            return Err(bad("max_tokens must be at least 1"));
+        }
+        if prompt.len() + max_tokens > st.max_context {
+            return Err(bad(format!(
+                "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the prompt, {max_tokens} for the completion).",
+                st.max_context,
+                prompt.len() + max_tokens,
+                prompt.len()
+            )));
+        }
+        let min_tokens = uint("min_tokens").unwrap_or(0);
+        if min_tokens > 0 && min_tokens < max_tokens {
+            return Err(bad(
+                "min_tokens below max_tokens is not supported by the baseline; use ignore_eos or min_tokens = max_tokens",
+            ));
+        }
+        let ignore_eos = body.get("ignore_eos").and_then(Value::as_bool).unwrap_or(false) || min_tokens >= max_tokens;
+        let f = |k: &str| body.get(k).and_then(Value::as_f64);
+        let sampling = SamplingParams {
+            // OpenAI's default temperature is 1.
+            temperature: Some(f("temperature").unwrap_or(1.0)),
+            top_p: f("top_p"),
+            seed: body.get("seed").and_then(Value::as_u64).unwrap_or_else(|| {
+                st.next_id.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9)
+            }),
+        };
+        let opts = body.get("stream_options");
+        let opt = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_bool).unwrap_or(false);
+        Ok(Plan {
+            prompt,
+            max_tokens,
+            ignore_eos,
+            sampling,
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            include_usage: opt("include_usage"),
+            continuous_usage: opt("continuous_usage_stats"),
+        })
+    }
+}
+
+async fn handle(st: Arc<Shared>, body: Value, api: Api) -> Response {
+    let plan = match Plan::from_request(&st, &body, api) {
+        Ok(p) => p,
+        Err((status, kind, msg)) => return error_response(status, kind, msg),
+    };
+    let n = st.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = match api {
+        Api::Completions => format!("cmpl-{n}"),
+        Api::Chat => format!("chatcmpl-{n}"),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let job = Job {
+        prompt: plan.prompt.clone(),
+        max_tokens: plan.max_tokens,
+        ignore_eos: plan.ignore_eos,
+        sampling: plan.sampling,
+        tx,
+    };
+    let sent = st.jobs.lock().ok().and_then(|g| g.as_ref().map(|s| s.send(job).is_ok()));
+    if sent != Some(true) {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the server is shutting down".into());
+    }
+    st.stats.waiting.fetch_add(1, Ordering::Relaxed);
+    if plan.stream {
+        stream_response(st, plan, api, id, rx)
+    } else {
+        full_response(st, plan, api, id, rx).await
+    }
+}
+
+fn usage(prompt: usize, out: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out})
+}
+
+fn chunk(st: &Shared, api: Api, id: &str, text: &str, finish: Option<&str>, first: bool) -> Value {
+    match api {
+        Api::Completions => json!({
+            "id": id, "object": "text_completion", "created": st.created, "model": st.name,
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}]
+        }),
+        Api::Chat => {
+            let delta = if first {
+                json!({"role": "assistant", "content": text})
+            } else if finish.is_some() && text.is_empty() {
+                json!({})
+            } else {
+                json!({"content": text})
+            };
+            json!({
+                "id": id, "object": "chat.completion.chunk", "created": st.created, "model": st.name,
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
+            })
+        }
+    }
+}
+
+fn sse(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// Stream one event per token whose text is complete (a token that only starts a UTF-8
+/// sequence is sent with the next), then the finish, the usage and `[DONE]`.
+fn stream_response(
+    st: Arc<Shared>,
+    plan: Plan,
+    api: Api,
+    id: String,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) -> Response {
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        let mut text = st.codec.stream();
+        let mut n_out = 0usize;
+        let mut first = true;
+        let prompt = plan.prompt.len();
+        while let Some(ev) = rx.recv().await {
+            let (bytes, last) = match ev {
+                Event::Token(tok) => {
+                    n_out += 1;
+                    let piece = match text.push(tok) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = out_tx.send(sse(&json!({"error": {"message": e.to_string(), "type": "InternalServerError", "code": 500}})));
+                            return;
+                        }
+                    };
+                    if piece.is_empty() {
+                        continue;
+                    }
+                    let mut c = chunk(&st, api, &id, &piece, None, first);
+                    first = false;
+                    if plan.continuous_usage {
+                        c["usage"] = usage(prompt, n_out);
+                    }
+                    (sse(&c), false)
+                }
+                Event::Done(finish) => {
+                    let mut c = chunk(&st, api, &id, "", Some(finish.as_str()), first);
+                    let mut b = Vec::new();
+                    if plan.include_usage {
+                        b.extend_from_slice(&sse(&c));
+                        c = json!({"id": id, "object": c["object"], "created": st.created,
+                                   "model": st.name, "choices": [], "usage": usage(prompt, n_out)});
+                    } else {
+                        // Usage on the final chunk, as TGI and transformers serve send it.
+                        c["usage"] = usage(prompt, n_out);
+                    }
+                    b.extend_from_slice(&sse(&c));
+                    b.extend_from_slice(b"data: [DONE]\n\n");
+                    (Bytes::from(b), true)
+                }
+                Event::Failed(msg) => {
+                    let e = json!({"error": {"message": msg, "type": "InternalServerError", "code": 500}});
+                    (sse(&e), true)
+                }
+            };
+            if out_tx.send(bytes).is_err() || last {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(out_rx, |mut rx| async move {
+        let b = rx.recv().await?;
+        Some((Ok::<_, Infallible>(b), rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    resp
+}
+
+async fn full_response(
+    st: Arc<Shared>,
+    plan: Plan,
+    api: Api,
+    id: String,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) -> Response {
+    let mut tokens = Vec::new();
+    let finish = loop {
+        match rx.recv().await {
+            Some(Event::Token(t)) => tokens.push(t),
+            Some(Event::Done(f)) => break f,
+            Some(Event::Failed(m)) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", m),
+            None => return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "the scheduler stopped".into()),
+        }
+    };
+    let text = match st.codec.decode(&tokens) {
+        Ok(t) => t,
+        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", e.to_string()),
+    };
+    let choice = match api {
+        Api::Completions => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish.as_str()}),
+        Api::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish.as_str()}),
+    };
+    let object = if api == Api::Chat { "chat.completion" } else { "text_completion" };
+    Json(json!({
+        "id": id, "object": object, "created": st.created, "model": st.name,
+        "choices": [choice], "usage": usage(plan.prompt.len(), tokens.len()),
+        "llmbench_token_ids": tokens,
+    }))
+    .into_response()
+}
