@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 export CARGO_TERM_COLOR := never
 
-.PHONY: help venv install develop run test test-rust test-python lint fmt clean
+.PHONY: help venv install develop run test test-rust test-python lint fmt clean build-cuda
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: $(VPY) ## rustfmt, clippy -D warnings, ruff, and the stubs checked against
 
 test-python: ## Python API, CLI and real-server tests against the installed package
 	LLMBENCH_REQUIRE_REAL_SERVER=1 $(VPY) -m pytest -q tests/python
+
+build-cuda: ## wheel with the baseline's CUDA backend (no GPU needed to build) -> .whl-cuda/
+	PYTHON=$(PY) scripts/build-cuda.sh
 
 fmt: ## format Rust and Python sources
 	cargo fmt

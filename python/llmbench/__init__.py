@@ -11,12 +11,13 @@ Example:
     >>> res.summary
 """
 
-from . import datasets
+from . import baseline, datasets
 from ._core import __version__
 from .capacity import CapacityResult, find_capacity
 from .errors import (
     InvalidArgumentError,
     LlmbenchError,
+    ModelError,
     NvmlUnavailableError,
     ResultsIOError,
     SweepInterrupted,
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidArgumentError",
     "LlmbenchError",
     "MetricsScraper",
+    "ModelError",
     "NvmlUnavailableError",
     "OpenAI",
     "Results",
@@ -65,6 +67,7 @@ __all__ = [
     "UnreachableError",
     "__version__",
     "arrival_schedule",
+    "baseline",
     "datasets",
     "default_prompts",
     "find_capacity",

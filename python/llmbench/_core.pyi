@@ -4,10 +4,12 @@ from os import PathLike
 from typing import Any, final
 
 __all__ = [
+    "BaselineServer",
     "GpuSampler",
     "InvalidArgumentError",
     "LlmbenchError",
     "MetricsScraper",
+    "ModelError",
     "NvmlUnavailableError",
     "ResultsIOError",
     "SimServer",
@@ -16,6 +18,7 @@ __all__ = [
     "UnreachableError",
     "__version__",
     "arrival_schedule",
+    "baseline_run",
     "count_tokens",
     "list_gpus",
     "model_arch",
@@ -36,6 +39,25 @@ class TargetError(LlmbenchError): ...
 class ResultsIOError(LlmbenchError): ...
 class TokenizerError(LlmbenchError): ...
 class NvmlUnavailableError(LlmbenchError): ...
+class ModelError(LlmbenchError): ...
+
+def baseline_run(config_json: str) -> dict[str, Any]: ...
+
+@final
+class BaselineServer:
+    def __new__(
+        cls, config_json: str, host: str = "127.0.0.1", port: int = 0
+    ) -> BaselineServer: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def served(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    def info_json(self) -> str: ...
+    def close(self) -> None: ...
 
 def run_sweep(
     config_json: str, progress: Callable[[dict[str, Any]], object] | None = None

@@ -4,10 +4,12 @@
     llmbench kv-cache [same options]
     llmbench capacity [same options] --slo-ttft-ms MS [--mode rate|batch_size]
     llmbench sim [--port N] [timings]
+    llmbench serve [--model PATH|PRESET] [--port N] [--device cpu|cuda]
 
-`llmbench metrics` and `llmbench kv-cache` without `--url` measure the embedded default
-target (the scripted
-server, started in-process), so it needs no GPU, network or download.
+Without `--url`, `llmbench metrics` and `llmbench capacity` measure the embedded default
+target: the naive baseline's `tiny` preset served in-process on the CPU (`--embedded sim`
+picks the scripted server instead); `llmbench kv-cache` uses the scripted server standing
+in for a LLaMA-2-7B server. None of them needs a GPU, network or download.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from ._core import LlmbenchError
+from ._core import InvalidArgumentError, LlmbenchError
+from .baseline import PRESETS, BaselineServer
 from .capacity import find_capacity
 from .errors import SweepInterrupted
 from .kvstudy import DEFAULT_KV_BATCH_SIZES, kv_cache_study, write_study
@@ -97,7 +100,9 @@ def _sim_config(args: argparse.Namespace) -> SimConfig:
     return SimConfig(model="llmbench-sim", **values)
 
 
-def _add_run_options(m: argparse.ArgumentParser, out: str, batch_sizes: Sequence[int]) -> None:
+def _add_run_options(
+    m: argparse.ArgumentParser, out: str, batch_sizes: Sequence[int], embedded: str = "baseline"
+) -> None:
     """Target and sweep options shared by `metrics` and `kv-cache`."""
     m.add_argument(
         "--url",
@@ -203,6 +208,19 @@ def _add_run_options(m: argparse.ArgumentParser, out: str, batch_sizes: Sequence
         "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
     )
     _add_slo_options(m)
+    m.add_argument(
+        "--embedded",
+        choices=["baseline", "sim"],
+        default=embedded,
+        help="the target without --url: the naive baseline's tiny preset on the CPU, or the "
+        f"scripted server (default {embedded})",
+    )
+    m.add_argument(
+        "--baseline-max-batch",
+        type=int,
+        default=64,
+        help="largest static batch of the embedded baseline (default 64)",
+    )
     _add_sim_options(m, DEFAULT_TARGET_CONFIG, prefix="sim-")
 
 
@@ -242,7 +260,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Run concurrent load while sampling GPU memory (NVML) and the server's "
         "/metrics, and write gpu_memory_data.json and gpu_memory_timeline.png.",
     )
-    _add_run_options(k, os.path.join("results", "kv_cache_study"), DEFAULT_KV_BATCH_SIZES)
+    _add_run_options(
+        k, os.path.join("results", "kv_cache_study"), DEFAULT_KV_BATCH_SIZES, embedded="sim"
+    )
 
     c = sub.add_parser(
         "capacity",
@@ -272,6 +292,30 @@ def _build_parser() -> argparse.ArgumentParser:
         help="stop after this many seconds (default: until Ctrl-C)",
     )
     _add_sim_options(s, SimConfig(), prefix="")
+
+    b = sub.add_parser(
+        "serve",
+        help="serve the naive baseline (candle LLaMA) until Ctrl-C",
+        description="Serve the naive baseline as an OpenAI-compatible streaming server "
+        "(/v1/completions, /v1/chat/completions) with static batching, so the load "
+        "generator can measure it beside vLLM and TGI.",
+    )
+    b.add_argument(
+        "--model",
+        default="tiny",
+        help="a HuggingFace LLaMA folder or a preset with random weights: "
+        + ", ".join(PRESETS)
+        + " (default tiny)",
+    )
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=8000)
+    b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    b.add_argument("--dtype", default=None, help="float16, bfloat16 or float32")
+    b.add_argument("--max-batch", type=int, default=32)
+    b.add_argument("--batch-window-ms", type=float, default=2.0)
+    b.add_argument("--tokenizer", default=None, help="tokenizer.json (default: the model's)")
+    b.add_argument("--seed", type=int, default=0, help="seed of preset random weights")
+    b.add_argument("--for-seconds", type=float, default=None)
     return parser
 
 
@@ -285,11 +329,31 @@ def _print_summary(res: Results) -> None:
         print(res.summary[cols].to_string(index=False))
 
 
-def _make_target(args: argparse.Namespace) -> tuple[Target, SimServer | None]:
-    sim: SimServer | None = None
+def _make_target(
+    args: argparse.Namespace,
+) -> tuple[Target, SimServer | BaselineServer | None]:
+    sim: SimServer | BaselineServer | None = None
     timeouts = Timeouts(total=args.timeout)
     target: Target
-    if args.url is None:
+    if args.url is None and args.embedded == "baseline":
+        if args.api == "tgi":
+            raise InvalidArgumentError(
+                "the embedded baseline speaks the OpenAI APIs only; use --api chat or "
+                "completions, or --embedded sim"
+            )
+        sim = BaselineServer("tiny", max_batch=args.baseline_max_batch)
+        print(
+            f"no --url given: measuring the embedded naive baseline (tiny LLaMA preset, CPU, "
+            f"static batches of up to {args.baseline_max_batch}) at {sim.url}",
+            file=sys.stderr,
+        )
+        target = sim.target(
+            args.api,
+            name=args.name or "baseline-tiny",
+            timeouts=timeouts,
+            extra_body=args.extra_body,
+        )
+    elif args.url is None:
         sim = SimServer(_sim_config(args))
         print(
             f"no --url given: measuring the embedded scripted server at {sim.url}", file=sys.stderr
@@ -348,7 +412,7 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace, study: bool) -> int:
     target, sim = _make_target(args)
     kwargs = _sweep_kwargs(args)
-    if study and args.model_arch is None and sim is not None:
+    if study and args.model_arch is None and isinstance(sim, SimServer):
         # The scripted server stands in for a LLaMA-2-7B server: size its KV estimate so.
         kwargs["model_arch"] = "llama-2-7b"
     metrics_period = args.metrics_period or False
@@ -467,6 +531,35 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    with BaselineServer(
+        args.model,
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+        dtype=args.dtype,
+        device=args.device,
+        seed=args.seed,
+        tokenizer=args.tokenizer,
+        host=args.host,
+        port=args.port,
+    ) as server:
+        info = server.info
+        print(
+            f"llmbench baseline on {server.url} (model {server.model!r}, {info['dtype']} on "
+            f"{info['device']}, {info['parameters'] / 1e6:.1f}M parameters, static batches of "
+            f"up to {args.max_batch}, loaded in {info['load_s']:.1f} s)",
+            flush=True,
+        )
+        deadline = None if args.for_seconds is None else time.monotonic() + args.for_seconds
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        print(f"served {server.served} requests", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmbench` command."""
     args = _build_parser().parse_args(argv)
@@ -476,6 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sim":
             return _cmd_sim(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         if args.command == "capacity":
             return _cmd_capacity(args)
         return _run(args, study=args.command == "kv-cache")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ._core import (
     InvalidArgumentError,
     LlmbenchError,
+    ModelError,
     NvmlUnavailableError,
     ResultsIOError,
     TargetError,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "InvalidArgumentError",
     "LlmbenchError",
+    "ModelError",
     "NvmlUnavailableError",
     "ResultsIOError",
     "SweepInterrupted",

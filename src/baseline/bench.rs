@@ -105,15 +105,30 @@ fn rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// GPU memory used on the model's device, from NVML when there is one.
-fn gpu_used_bytes(b: &Baseline) -> Option<u64> {
-    let id = match b.model.device().location() {
-        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
-        _ => return None,
-    };
-    let nvml = nvml_wrapper::Nvml::init().ok()?;
-    let dev = nvml.device_by_index(id).ok()?;
-    dev.memory_info().ok().map(|m| m.used)
+/// GPU memory used on the model's device, read through NVML (when there is a GPU).
+struct GpuMemory {
+    nvml: Option<(nvml_wrapper::Nvml, u32)>,
+}
+
+impl GpuMemory {
+    fn new(b: &Baseline) -> GpuMemory {
+        let nvml = match b.model.device().location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => {
+                nvml_wrapper::Nvml::init().ok().map(|n| (n, gpu_id as u32))
+            }
+            _ => None,
+        };
+        GpuMemory { nvml }
+    }
+
+    fn used(&self) -> Option<u64> {
+        let (nvml, id) = self.nvml.as_ref()?;
+        nvml.device_by_index(*id)
+            .ok()?
+            .memory_info()
+            .ok()
+            .map(|m| m.used)
+    }
 }
 
 /// One record per row of a batch.
@@ -171,7 +186,9 @@ fn records_of(
 /// measured is returned.
 pub fn run(config: &BaselineRun, cancel: &CancellationToken) -> Result<SweepOutput> {
     if config.batch_sizes.is_empty() || config.batch_sizes.contains(&0) {
-        return Err(Error::InvalidArgument("batch sizes must be positive".into()));
+        return Err(Error::InvalidArgument(
+            "batch sizes must be positive".into(),
+        ));
     }
     let t_start_ns = crate::clock::now_ns();
     let baseline = Baseline::load(&config.model)?;
@@ -208,14 +225,29 @@ pub fn run(config: &BaselineRun, cancel: &CancellationToken) -> Result<SweepOutp
         };
         (idx, req)
     };
-    let keep_going = |_: &[(usize, u32)], _: u64| !cancel.is_cancelled();
+    let gpu = GpuMemory::new(&baseline);
+    let gpu_peak: std::cell::Cell<Option<u64>> = std::cell::Cell::new(None);
+    // After each batch's prefill the KV cache is allocated whole: read GPU memory then
+    // (once per batch, off the decode steps).
+    let generate_batch = |req: &BatchRequest| -> Result<BatchOutput> {
+        let mut first = true;
+        generate(&baseline.model, req, |_, _| {
+            if first {
+                first = false;
+                if let Some(u) = gpu.used() {
+                    gpu_peak.set(Some(gpu_peak.get().unwrap_or(0).max(u)));
+                }
+            }
+            !cancel.is_cancelled()
+        })
+    };
 
     'stages: for (si, &b) in config.batch_sizes.iter().enumerate() {
         let stage = si as u32;
         if si == 0 {
             for k in 0..config.warmup_batches {
                 let (idx, req) = batch(b, u32::MAX, k);
-                let out = generate(&baseline.model, &req, keep_going)?;
+                let out = generate_batch(&req)?;
                 for r in records_of(&out, &prompts, &idx, &mut next_id, stage, true) {
                     if let Some(s) = sink.as_mut() {
                         s.write(&r);
@@ -229,6 +261,7 @@ pub fn run(config: &BaselineRun, cancel: &CancellationToken) -> Result<SweepOutp
             }
         }
         let first_measured = records.len();
+        gpu_peak.set(None);
         let mut outs = Vec::new();
         for k in 0..config.batches_per_stage {
             if cancel.is_cancelled() {
@@ -236,7 +269,7 @@ pub fn run(config: &BaselineRun, cancel: &CancellationToken) -> Result<SweepOutp
                 break;
             }
             let (idx, req) = batch(b, stage, k);
-            let out = generate(&baseline.model, &req, keep_going)?;
+            let out = generate_batch(&req)?;
             for r in records_of(&out, &prompts, &idx, &mut next_id, stage, false) {
                 if let Some(s) = sink.as_mut() {
                     s.write(&r);
@@ -248,7 +281,14 @@ pub fn run(config: &BaselineRun, cancel: &CancellationToken) -> Result<SweepOutp
         synchronize(baseline.model.device())?;
         let stage_records: Vec<&RequestRecord> = records[first_measured..].iter().collect();
         let mut summary = summarize_stage(&stage_records, config.pricing);
-        add_baseline_columns(&mut summary, &outs, b, arch.bytes_per_token(), &baseline, config.pricing);
+        add_baseline_columns(
+            &mut summary,
+            &outs,
+            b,
+            arch.bytes_per_token(),
+            gpu_peak.get(),
+            config.pricing,
+        );
         stages.push(StageResult {
             index: stage,
             batch_size: b,
@@ -291,7 +331,7 @@ fn add_baseline_columns(
     outs: &[BatchOutput],
     b: u32,
     bytes_per_token: u64,
-    baseline: &Baseline,
+    gpu_peak: Option<u64>,
     pricing: Pricing,
 ) {
     let ms = |a: u64, z: u64| z.saturating_sub(a) as f64 / 1e6;
@@ -318,8 +358,15 @@ fn add_baseline_columns(
     put(summary, "decode_tok_s", decode_tok_s);
     put(summary, "batch_output_tok_s", total_tok_s);
     put(summary, "batch_s", batch_s);
-    put(summary, "usd_per_1m_decode_tokens", pricing.usd_per_1m(decode_tok_s));
-    summary.insert("padded_prompt_len", Cell::Int(outs.iter().map(|o| o.padded_len).max().unwrap_or(0) as u64));
+    put(
+        summary,
+        "usd_per_1m_decode_tokens",
+        pricing.usd_per_1m(decode_tok_s),
+    );
+    summary.insert(
+        "padded_prompt_len",
+        Cell::Int(outs.iter().map(|o| o.padded_len).max().unwrap_or(0) as u64),
+    );
     summary.insert("kv_cache_tokens_per_row", Cell::Int(kv_tokens));
     summary.insert("kv_cache_bytes", Cell::Int(kv_exact));
     summary.insert("kv_cache_formula_bytes", Cell::Int(kv_formula));
@@ -327,7 +374,7 @@ fn add_baseline_columns(
     if let Some(rss) = rss_bytes() {
         put(summary, "host_rss_peak_gib", gib(rss as f64));
     }
-    if let Some(used) = gpu_used_bytes(baseline) {
+    if let Some(used) = gpu_peak {
         put(summary, "gpu_mem_used_gib", gib(used as f64));
     }
 }

@@ -70,7 +70,10 @@ impl LlamaShape {
     /// differently from transformers is refused rather than silently run.
     pub fn from_config(config: &Value, name: &str) -> Result<LlamaShape> {
         let bad = |msg: String| Error::Model(format!("{name}/config.json: {msg}"));
-        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let model_type = config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if model_type != "llama" {
             return Err(bad(format!(
                 "model_type {model_type:?} is not supported; the baseline runs LLaMA (\"llama\") models"
@@ -86,7 +89,9 @@ impl LlamaShape {
         }
         if let Some(act) = config.get("hidden_act").and_then(Value::as_str) {
             if act != "silu" {
-                return Err(bad(format!("hidden_act {act:?} is not supported (silu only)")));
+                return Err(bad(format!(
+                    "hidden_act {act:?} is not supported (silu only)"
+                )));
             }
         }
         let get = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize);
@@ -102,12 +107,19 @@ impl LlamaShape {
         let head_dim = match get("head_dim") {
             Some(d) => d,
             None if hidden % heads == 0 => hidden / heads,
-            None => return Err(bad("hidden_size is not a multiple of num_attention_heads".into())),
+            None => {
+                return Err(bad(
+                    "hidden_size is not a multiple of num_attention_heads".into()
+                ))
+            }
         };
         let ids = |k: &str| -> Vec<u32> {
             match config.get(k) {
                 Some(Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_u64().map(|v| v as u32))
+                    .collect(),
                 _ => Vec::new(),
             }
         };
@@ -121,8 +133,14 @@ impl LlamaShape {
             head_dim,
             vocab_size: need("vocab_size")?,
             max_position_embeddings: get("max_position_embeddings").unwrap_or(4096),
-            rms_norm_eps: config.get("rms_norm_eps").and_then(Value::as_f64).unwrap_or(1e-6),
-            rope_theta: config.get("rope_theta").and_then(Value::as_f64).unwrap_or(10_000.0),
+            rms_norm_eps: config
+                .get("rms_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-6),
+            rope_theta: config
+                .get("rope_theta")
+                .and_then(Value::as_f64)
+                .unwrap_or(10_000.0),
             tie_word_embeddings: config
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
@@ -135,9 +153,8 @@ impl LlamaShape {
     /// Read `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<LlamaShape> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::Model(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| Error::Model(format!("{} is not valid JSON: {e}", path.display())))?;
         LlamaShape::from_config(&value, &dir.display().to_string())
@@ -156,7 +173,11 @@ impl LlamaShape {
 
     /// Parameters, for reports (embeddings and head counted once each; tied counts one).
     pub fn parameters(&self) -> u64 {
-        let (h, i, v) = (self.hidden_size as u64, self.intermediate_size as u64, self.vocab_size as u64);
+        let (h, i, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
         let q = (self.num_attention_heads * self.head_dim) as u64;
         let kv = (self.num_key_value_heads * self.head_dim) as u64;
         let layer = h * q * 2 + h * kv * 2 + 3 * h * i + 2 * h;

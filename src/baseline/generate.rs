@@ -103,9 +103,14 @@ pub fn generate(
     mut on_step: impl FnMut(&[(usize, u32)], u64) -> bool,
 ) -> Result<BatchOutput> {
     let b = req.prompts.len();
-    if b == 0 || req.max_new_tokens.len() != b || req.ignore_eos.len() != b || req.sampling.len() != b {
+    if b == 0
+        || req.max_new_tokens.len() != b
+        || req.ignore_eos.len() != b
+        || req.sampling.len() != b
+    {
         return Err(Error::InvalidArgument(
-            "a batch needs one or more prompts, each with a token budget, EOS rule and sampling".into(),
+            "a batch needs one or more prompts, each with a token budget, EOS rule and sampling"
+                .into(),
         ));
     }
     if let Some(i) = req.prompts.iter().position(Vec::is_empty) {
@@ -154,7 +159,11 @@ pub fn generate(
     let mut running: Vec<bool> = req.max_new_tokens.iter().map(|&n| n > 0).collect();
 
     let mut input = Tensor::from_vec(flat, (b, padded_len), device)?;
-    let mut pos = BatchPositions { pads, offset: 0, len: padded_len };
+    let mut pos = BatchPositions {
+        pads,
+        offset: 0,
+        len: padded_len,
+    };
     let mut t_prefill_done = 0;
     let mut decode_steps = 0;
     let mut produced = Vec::with_capacity(b);

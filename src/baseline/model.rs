@@ -21,7 +21,9 @@ struct Proj {
 
 impl Proj {
     fn new(weight: Tensor) -> Result<Proj> {
-        Ok(Proj { weight_t: weight.t()? })
+        Ok(Proj {
+            weight_t: weight.t()?,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -101,7 +103,10 @@ impl Cache {
     pub fn allocated_bytes(&self) -> u64 {
         let mut bytes = 0u64;
         for c in &self.layers {
-            for t in [c.k_cache().all_data(), c.v_cache().all_data()].into_iter().flatten() {
+            for t in [c.k_cache().all_data(), c.v_cache().all_data()]
+                .into_iter()
+                .flatten()
+            {
                 bytes += (t.elem_count() * t.dtype().size_in_bytes()) as u64;
             }
         }
@@ -110,7 +115,10 @@ impl Cache {
 
     /// Tokens per row the cache holds now (padding included).
     pub fn len(&self) -> usize {
-        self.layers.first().map(|c| c.current_seq_len()).unwrap_or(0)
+        self.layers
+            .first()
+            .map(|c| c.current_seq_len())
+            .unwrap_or(0)
     }
 
     /// Nothing cached yet.
@@ -140,7 +148,11 @@ impl Llama {
         for l in 0..shape.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let mut t = |n: &str| w.take(&format!("{p}.{n}.weight"));
-            let (q, k, v) = (t("self_attn.q_proj")?, t("self_attn.k_proj")?, t("self_attn.v_proj")?);
+            let (q, k, v) = (
+                t("self_attn.q_proj")?,
+                t("self_attn.k_proj")?,
+                t("self_attn.v_proj")?,
+            );
             let (gate, up) = (t("mlp.gate_proj")?, t("mlp.up_proj")?);
             layers.push(Layer {
                 input_norm: t("input_layernorm")?,
@@ -194,7 +206,9 @@ impl Llama {
             )));
         }
         Ok(Cache {
-            layers: (0..self.shape.num_hidden_layers).map(|_| KvCache::new(2, max_len)).collect(),
+            layers: (0..self.shape.num_hidden_layers)
+                .map(|_| KvCache::new(2, max_len))
+                .collect(),
         })
     }
 
@@ -220,10 +234,18 @@ impl Llama {
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = self.block(layer, &x, &cos, &sin, mask.as_ref(), kv)?;
         }
-        let x = if all_logits { x } else { x.narrow(1, len - 1, 1)?.contiguous()? };
+        let x = if all_logits {
+            x
+        } else {
+            x.narrow(1, len - 1, 1)?.contiguous()?
+        };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.shape.rms_norm_eps as f32)?;
         let logits = self.lm_head.forward(&x)?;
-        Ok(if all_logits { logits } else { logits.squeeze(1)? })
+        Ok(if all_logits {
+            logits
+        } else {
+            logits.squeeze(1)?
+        })
     }
 
     /// cos/sin for the positions fed now: one table slice when every row shares positions,
@@ -242,8 +264,14 @@ impl Llama {
             .collect();
         let ids = Tensor::from_vec(ids, b * pos.len, &self.device)?;
         let half = self.shape.head_dim / 2;
-        let cos = self.cos.index_select(&ids, 0)?.reshape((b, pos.len, half))?;
-        let sin = self.sin.index_select(&ids, 0)?.reshape((b, pos.len, half))?;
+        let cos = self
+            .cos
+            .index_select(&ids, 0)?
+            .reshape((b, pos.len, half))?;
+        let sin = self
+            .sin
+            .index_select(&ids, 0)?
+            .reshape((b, pos.len, half))?;
         Ok((cos, sin))
     }
 
@@ -285,7 +313,9 @@ impl Llama {
                 .broadcast_add(&mask.unsqueeze(1)?)?
                 .reshape((b, nkv, rep * t, total))?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(self.dtype)?;
+        // candle's softmax kernel accumulates half-precision inputs in f32, as transformers'
+        // eager attention does by upcasting: no cast kernels needed.
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let attn = probs
             .matmul(&v)?
             .reshape((b, nh, t, hd))?
@@ -295,7 +325,8 @@ impl Llama {
         let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, eps)?;
         let gu = layer.gate_up.forward(&h)?;
         let i = s.intermediate_size;
-        let act = (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, i)?)? * gu.narrow(D::Minus1, i, i)?)?;
+        let act =
+            (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, i)?)? * gu.narrow(D::Minus1, i, i)?)?;
         Ok((x + layer.down.forward(&act)?)?)
     }
 }
@@ -309,7 +340,9 @@ fn rope_tables(s: &LlamaShape, dtype: DType, device: &Device) -> Result<(Tensor,
         .collect();
     let inv = Tensor::from_vec(inv, (1, half), device)?;
     let n = s.max_position_embeddings;
-    let t = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
+    let t = Tensor::arange(0u32, n as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((n, 1))?;
     let freqs = t.broadcast_mul(&inv)?;
     Ok((freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?))
 }

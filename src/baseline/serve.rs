@@ -116,7 +116,9 @@ impl BaselineServer {
         let listener = tokio::net::TcpListener::bind((host, port))
             .await
             .map_err(|e| Error::InvalidArgument(format!("cannot listen on {host}:{port}: {e}")))?;
-        let addr = listener.local_addr().map_err(|e| Error::io("baseline listener", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("baseline listener", e))?;
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
@@ -155,7 +157,13 @@ impl BaselineServer {
                 })
                 .await;
         });
-        Ok(BaselineServer { addr, shutdown: Some(tx), task: Some(task), shared, scheduler: Some(scheduler) })
+        Ok(BaselineServer {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+            shared,
+            scheduler: Some(scheduler),
+        })
     }
 
     /// `http://host:port`.
@@ -207,7 +215,13 @@ impl Drop for BaselineServer {
 }
 
 /// The scheduler loop: static batches until every sender is gone.
-fn schedule(b: Baseline, rx: std_mpsc::Receiver<Job>, max_batch: usize, window: Duration, stats: Arc<Stats>) {
+fn schedule(
+    b: Baseline,
+    rx: std_mpsc::Receiver<Job>,
+    max_batch: usize,
+    window: Duration,
+    stats: Arc<Stats>,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let deadline = Instant::now() + window;
@@ -221,7 +235,10 @@ fn schedule(b: Baseline, rx: std_mpsc::Receiver<Job>, max_batch: usize, window: 
         // Nothing is computed for a client that already left.
         jobs.retain(|j| !j.tx.is_closed());
         let n = jobs.len() as u64;
-        stats.waiting.fetch_sub(n.min(stats.waiting.load(Ordering::Relaxed)), Ordering::Relaxed);
+        stats.waiting.fetch_sub(
+            n.min(stats.waiting.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         if jobs.is_empty() {
             continue;
         }
@@ -236,13 +253,17 @@ fn schedule(b: Baseline, rx: std_mpsc::Receiver<Job>, max_batch: usize, window: 
             for &(i, tok) in produced {
                 let _ = jobs[i].tx.send(Event::Token(tok));
             }
-            stats.generated_tokens.fetch_add(produced.len() as u64, Ordering::Relaxed);
+            stats
+                .generated_tokens
+                .fetch_add(produced.len() as u64, Ordering::Relaxed);
             // Stop early only when every client has gone.
             jobs.iter().any(|j| !j.tx.is_closed())
         });
         match result {
             Ok(out) => {
-                stats.kv_bytes.store(out.kv_bytes_allocated, Ordering::Relaxed);
+                stats
+                    .kv_bytes
+                    .store(out.kv_bytes_allocated, Ordering::Relaxed);
                 for (j, row) in jobs.iter().zip(&out.rows) {
                     let _ = j.tx.send(Event::Done(row.finish));
                 }
@@ -280,12 +301,42 @@ async fn metrics(State(st): State<Arc<Shared>>) -> String {
     let s = &st.stats;
     let mut out = String::new();
     for (name, kind, help, v) in [
-        ("llmbench_baseline_waiting", "gauge", "Requests waiting for a batch.", &s.waiting),
-        ("llmbench_baseline_running", "gauge", "Requests in the running batch.", &s.running),
-        ("llmbench_baseline_batches_total", "counter", "Static batches run.", &s.batches),
-        ("llmbench_baseline_served_total", "counter", "Requests finished.", &s.served),
-        ("llmbench_baseline_generated_tokens_total", "counter", "Output tokens.", &s.generated_tokens),
-        ("llmbench_baseline_kv_cache_bytes", "gauge", "KV-cache bytes of the last batch.", &s.kv_bytes),
+        (
+            "llmbench_baseline_waiting",
+            "gauge",
+            "Requests waiting for a batch.",
+            &s.waiting,
+        ),
+        (
+            "llmbench_baseline_running",
+            "gauge",
+            "Requests in the running batch.",
+            &s.running,
+        ),
+        (
+            "llmbench_baseline_batches_total",
+            "counter",
+            "Static batches run.",
+            &s.batches,
+        ),
+        (
+            "llmbench_baseline_served_total",
+            "counter",
+            "Requests finished.",
+            &s.served,
+        ),
+        (
+            "llmbench_baseline_generated_tokens_total",
+            "counter",
+            "Output tokens.",
+            &s.generated_tokens,
+        ),
+        (
+            "llmbench_baseline_kv_cache_bytes",
+            "gauge",
+            "KV-cache bytes of the last batch.",
+            &s.kv_bytes,
+        ),
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
@@ -344,7 +395,11 @@ fn chat_prompt(messages: &[Value]) -> std::result::Result<String, Rejection> {
         match role {
             "system" => system = content,
             "user" => {
-                let sys = if system.is_empty() { String::new() } else { format!("<<SYS>>\n{system}\n<</SYS>>\n\n") };
+                let sys = if system.is_empty() {
+                    String::new()
+                } else {
+                    format!("<<SYS>>\n{system}\n<</SYS>>\n\n")
+                };
                 system.clear();
                 out.push_str(&format!("[INST] {sys}{} [/INST]", content.trim()));
             }
@@ -362,15 +417,20 @@ impl Plan {
             return Err((
                 StatusCode::NOT_FOUND,
                 "NotFoundError",
-                format!("The model `{m}` does not exist. This server serves `{}`.", st.name),
+                format!(
+                    "The model `{m}` does not exist. This server serves `{}`.",
+                    st.name
+                ),
             ));
         }
         let prompt = match api {
             Api::Completions => match body.get("prompt") {
                 Some(Value::String(s)) => st.codec.encode(s).map_err(|e| bad(e.to_string()))?,
-                Some(Value::Array(a)) if a.iter().all(Value::is_u64) => {
-                    a.iter().filter_map(Value::as_u64).map(|v| v as u32).collect()
-                }
+                Some(Value::Array(a)) if a.iter().all(Value::is_u64) => a
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(|v| v as u32)
+                    .collect(),
                 _ => return Err(bad("prompt must be a string or a list of token ids")),
             },
             Api::Chat => {
@@ -379,7 +439,9 @@ impl Plan {
                     .and_then(Value::as_array)
                     .filter(|m| !m.is_empty())
                     .ok_or_else(|| bad("messages must be a non-empty list"))?;
-                st.codec.encode(&chat_prompt(msgs)?).map_err(|e| bad(e.to_string()))?
+                st.codec
+                    .encode(&chat_prompt(msgs)?)
+                    .map_err(|e| bad(e.to_string()))?
             }
         };
         if prompt.is_empty() {
@@ -406,18 +468,27 @@ impl Plan {
                 "min_tokens below max_tokens is not supported by the baseline; use ignore_eos or min_tokens = max_tokens",
             ));
         }
-        let ignore_eos = body.get("ignore_eos").and_then(Value::as_bool).unwrap_or(false) || min_tokens >= max_tokens;
+        let ignore_eos = body
+            .get("ignore_eos")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            || min_tokens >= max_tokens;
         let f = |k: &str| body.get(k).and_then(Value::as_f64);
         let sampling = SamplingParams {
             // OpenAI's default temperature is 1.
             temperature: Some(f("temperature").unwrap_or(1.0)),
             top_p: f("top_p"),
-            seed: body.get("seed").and_then(Value::as_u64).unwrap_or_else(|| {
-                st.next_id.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9)
-            }),
+            seed: body
+                .get("seed")
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| st.next_id.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9)),
         };
         let opts = body.get("stream_options");
-        let opt = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_bool).unwrap_or(false);
+        let opt = |k: &str| {
+            opts.and_then(|o| o.get(k))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
         Ok(Plan {
             prompt,
             max_tokens,
@@ -448,9 +519,17 @@ async fn handle(st: Arc<Shared>, body: Value, api: Api) -> Response {
         sampling: plan.sampling,
         tx,
     };
-    let sent = st.jobs.lock().ok().and_then(|g| g.as_ref().map(|s| s.send(job).is_ok()));
+    let sent = st
+        .jobs
+        .lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|s| s.send(job).is_ok()));
     if sent != Some(true) {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the server is shutting down".into());
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the server is shutting down".into(),
+        );
     }
     st.stats.waiting.fetch_add(1, Ordering::Relaxed);
     if plan.stream {
@@ -557,8 +636,14 @@ fn stream_response(
     });
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
     resp
 }
 
@@ -574,19 +659,41 @@ async fn full_response(
         match rx.recv().await {
             Some(Event::Token(t)) => tokens.push(t),
             Some(Event::Done(f)) => break f,
-            Some(Event::Failed(m)) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", m),
-            None => return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "the scheduler stopped".into()),
+            Some(Event::Failed(m)) => {
+                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", m)
+            }
+            None => {
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    "the scheduler stopped".into(),
+                )
+            }
         }
     };
     let text = match st.codec.decode(&tokens) {
         Ok(t) => t,
-        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", e.to_string()),
+        Err(e) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                e.to_string(),
+            )
+        }
     };
     let choice = match api {
-        Api::Completions => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish.as_str()}),
-        Api::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish.as_str()}),
+        Api::Completions => {
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish.as_str()})
+        }
+        Api::Chat => {
+            json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish.as_str()})
+        }
     };
-    let object = if api == Api::Chat { "chat.completion" } else { "text_completion" };
+    let object = if api == Api::Chat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
     Json(json!({
         "id": id, "object": object, "created": st.created, "model": st.name,
         "choices": [choice], "usage": usage(plan.prompt.len(), tokens.len()),

@@ -25,7 +25,8 @@ fn golden_dir() -> PathBuf {
 }
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(fixtures_dir().join("baseline/expected.json")).expect("expected.json");
+    let text = std::fs::read_to_string(fixtures_dir().join("baseline/expected.json"))
+        .expect("expected.json");
     serde_json::from_str(&text).expect("json")
 }
 
@@ -36,16 +37,27 @@ fn golden_model() -> Llama {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("f") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("f") as f32)
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn greedy_batch(prompts: Vec<Vec<u32>>, n: usize) -> BatchRequest {
@@ -64,8 +76,15 @@ fn golden_prefill_logits_match_transformers() {
     let exp = expected();
     let prompt = ids(&exp["prompts"][0]);
     let mut cache = model.new_cache(prompt.len()).expect("cache");
-    let t = Tensor::new(prompt.as_slice(), &Device::Cpu).expect("t").unsqueeze(0).expect("u");
-    let pos = BatchPositions { pads: vec![0], offset: 0, len: prompt.len() };
+    let t = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .expect("t")
+        .unsqueeze(0)
+        .expect("u");
+    let pos = BatchPositions {
+        pads: vec![0],
+        offset: 0,
+        len: prompt.len(),
+    };
     let logits = model.forward(&t, &pos, &mut cache, true).expect("forward");
     let got: Vec<Vec<f32>> = logits.squeeze(0).expect("s").to_vec2().expect("v");
     let want = exp["prefill_logits"].as_array().expect("rows");
@@ -81,10 +100,19 @@ fn golden_greedy_tokens_match_transformers_alone_and_left_padded() {
     let model = golden_model();
     let exp = expected();
     let n = exp["new_tokens"].as_u64().expect("n") as usize;
-    let prompts: Vec<Vec<u32>> = exp["prompts"].as_array().expect("p").iter().map(ids).collect();
+    let prompts: Vec<Vec<u32>> = exp["prompts"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .map(ids)
+        .collect();
     for (i, p) in prompts.iter().enumerate() {
         let out = generate(&model, &greedy_batch(vec![p.clone()], n), |_, _| true).expect("gen");
-        assert_eq!(out.rows[0].tokens, ids(&exp["greedy"][i]), "prompt {i} alone");
+        assert_eq!(
+            out.rows[0].tokens,
+            ids(&exp["greedy"][i]),
+            "prompt {i} alone"
+        );
         assert_eq!(out.rows[0].finish, Finish::Length);
     }
     // One static batch, the shorter prompt left-padded: same tokens, and every step's
@@ -103,9 +131,15 @@ fn golden_greedy_tokens_match_transformers_alone_and_left_padded() {
             flat.extend_from_slice(p);
         }
         let mut input = Tensor::from_vec(flat, (prompts.len(), width), &Device::Cpu).expect("t");
-        let mut pos = BatchPositions { pads, offset: 0, len: width };
+        let mut pos = BatchPositions {
+            pads,
+            offset: 0,
+            len: width,
+        };
         for _ in 0..n {
-            let logits = model_ref.forward(&input, &pos, &mut cache, false).expect("forward");
+            let logits = model_ref
+                .forward(&input, &pos, &mut cache, false)
+                .expect("forward");
             let next: Vec<u32> = logits.argmax(1).expect("argmax").to_vec1().expect("v");
             step_logits.push(logits.to_vec2::<f32>().expect("v2"));
             pos.offset += pos.len;
@@ -115,8 +149,16 @@ fn golden_greedy_tokens_match_transformers_alone_and_left_padded() {
         generate(model_ref, &req, |_, _| true).expect("gen")
     };
     for (i, row) in out.rows.iter().enumerate() {
-        assert_eq!(row.tokens, ids(&exp["batched"][i]), "row {i} of the padded batch");
-        assert_eq!(row.tokens, ids(&exp["greedy"][i]), "padding changed row {i}");
+        assert_eq!(
+            row.tokens,
+            ids(&exp["batched"][i]),
+            "row {i} of the padded batch"
+        );
+        assert_eq!(
+            row.tokens,
+            ids(&exp["greedy"][i]),
+            "padding changed row {i}"
+        );
     }
     let want = exp["batched_step_logits"].as_array().expect("steps");
     let mut worst = 0f32;
@@ -125,7 +167,10 @@ fn golden_greedy_tokens_match_transformers_alone_and_left_padded() {
             worst = worst.max(max_abs_diff(gr, &floats(wr)));
         }
     }
-    assert!(worst < LOGIT_ATOL, "max |candle - transformers| over padded steps = {worst}");
+    assert!(
+        worst < LOGIT_ATOL,
+        "max |candle - transformers| over padded steps = {worst}"
+    );
 }
 
 #[test]
@@ -156,7 +201,9 @@ fn eos_stops_a_row_and_cancelling_stops_the_batch() {
     let greedy = ids(&exp["greedy"][0]);
     // Make a later greedy token the "EOS" (one not produced before): the row stops just
     // before it, the other row (ignoring EOS) runs on.
-    let k = (1..greedy.len()).find(|&k| !greedy[..k].contains(&greedy[k])).expect("k");
+    let k = (1..greedy.len())
+        .find(|&k| !greedy[..k].contains(&greedy[k]))
+        .expect("k");
     let mut shape = model.shape().clone();
     shape.eos_token_ids = vec![greedy[k]];
     let w = Weights::load(&golden_dir(), &shape, DType::F32, &Device::Cpu).expect("w");
@@ -182,7 +229,14 @@ fn sampling_is_seeded_per_row() {
     let model = golden_model();
     let p = vec![1u32, 17, 301];
     let mut req = greedy_batch(vec![p.clone(), p], 8);
-    req.sampling = vec![SamplingParams { temperature: Some(1.0), top_p: None, seed: 7 }; 2];
+    req.sampling = vec![
+        SamplingParams {
+            temperature: Some(1.0),
+            top_p: None,
+            seed: 7
+        };
+        2
+    ];
     let a = generate(&model, &req, |_, _| true).expect("gen");
     let b = generate(&model, &req, |_, _| true).expect("gen");
     assert_eq!(a.rows[0].tokens, b.rows[0].tokens, "same seed, same tokens");
@@ -194,10 +248,25 @@ fn loader_errors_are_clear() {
     let tmp = std::env::temp_dir().join(format!("llmbench-baseline-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let spec = |m: &str| ModelSpec { model: m.into(), dtype: None, device: "cpu".into(), seed: 0, tokenizer: None };
-    let err = |m: &str| Baseline::load(&spec(m)).err().expect("an error").to_string();
+    let spec = |m: &str| ModelSpec {
+        model: m.into(),
+        dtype: None,
+        device: "cpu".into(),
+        seed: 0,
+        tokenizer: None,
+    };
+    let err = |m: &str| {
+        Baseline::load(&spec(m))
+            .err()
+            .expect("an error")
+            .to_string()
+    };
     // No config.json.
-    assert!(err(tmp.to_str().expect("p")).contains("config.json"), "{}", err(tmp.to_str().expect("p")));
+    assert!(
+        err(tmp.to_str().expect("p")).contains("config.json"),
+        "{}",
+        err(tmp.to_str().expect("p"))
+    );
     // A config but no weights.
     let mut cfg: Value = serde_json::from_str(
         &std::fs::read_to_string(golden_dir().join("config.json")).expect("cfg"),
@@ -206,11 +275,18 @@ fn loader_errors_are_clear() {
     std::fs::write(tmp.join("config.json"), cfg.to_string()).expect("w");
     assert!(err(tmp.to_str().expect("p")).contains("no *.safetensors"));
     // Weights whose shapes disagree with the config.
-    std::fs::copy(golden_dir().join("model.safetensors"), tmp.join("model.safetensors")).expect("cp");
+    std::fs::copy(
+        golden_dir().join("model.safetensors"),
+        tmp.join("model.safetensors"),
+    )
+    .expect("cp");
     cfg["intermediate_size"] = json!(48);
     std::fs::write(tmp.join("config.json"), cfg.to_string()).expect("w");
     let e = err(tmp.to_str().expect("p"));
-    assert!(e.contains("mlp.gate_proj.weight has shape [64, 32]") && e.contains("[48, 32]"), "{e}");
+    assert!(
+        e.contains("mlp.gate_proj.weight has shape [64, 32]") && e.contains("[48, 32]"),
+        "{e}"
+    );
     // Not a LLaMA.
     cfg["model_type"] = json!("gpt2");
     std::fs::write(tmp.join("config.json"), cfg.to_string()).expect("w");
@@ -223,18 +299,32 @@ fn loader_errors_are_clear() {
     assert!(err("/no/such/folder").contains("does not exist"));
     let mut s = spec("tiny");
     s.dtype = Some("int3".into());
-    assert!(Baseline::load(&s).err().expect("e").to_string().contains("unknown dtype"));
+    assert!(Baseline::load(&s)
+        .err()
+        .expect("e")
+        .to_string()
+        .contains("unknown dtype"));
     if !candle_core::utils::cuda_is_available() {
         s.dtype = None;
         s.device = "cuda".into();
-        assert!(Baseline::load(&s).err().expect("e").to_string().contains("make build-cuda"));
+        assert!(Baseline::load(&s)
+            .err()
+            .expect("e")
+            .to_string()
+            .contains("make build-cuda"));
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[test]
 fn tiny_preset_builds_and_reports_its_shape() {
-    let spec = ModelSpec { model: "tiny".into(), dtype: None, device: "cpu".into(), seed: 3, tokenizer: None };
+    let spec = ModelSpec {
+        model: "tiny".into(),
+        dtype: None,
+        device: "cpu".into(),
+        seed: 3,
+        tokenizer: None,
+    };
     let b = Baseline::load(&spec).expect("tiny");
     let info = b.describe();
     assert_eq!(info["dtype"], "float32");
@@ -251,7 +341,12 @@ fn tiny_preset_builds_and_reports_its_shape() {
 }
 
 async fn post(url: &str, body: Value) -> (u16, String) {
-    let r = reqwest::Client::new().post(url).json(&body).send().await.expect("send");
+    let r = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
     let status = r.status().as_u16();
     (status, r.text().await.expect("body"))
 }
@@ -260,12 +355,20 @@ async fn post(url: &str, body: Value) -> (u16, String) {
 async fn served_stream_equals_in_process_tokens() {
     let model = golden_dir().display().to_string();
     let config = ServeConfig {
-        model: ModelSpec { model: model.clone(), dtype: None, device: "cpu".into(), seed: 0, tokenizer: None },
+        model: ModelSpec {
+            model: model.clone(),
+            dtype: None,
+            device: "cpu".into(),
+            seed: 0,
+            tokenizer: None,
+        },
         max_batch: 4,
         batch_window_ms: 20.0,
         default_max_tokens: 16,
     };
-    let server = BaselineServer::start(config, "127.0.0.1", 0).await.expect("start");
+    let server = BaselineServer::start(config, "127.0.0.1", 0)
+        .await
+        .expect("start");
     let exp = expected();
     let url = format!("{}/v1/completions", server.url());
     // Non-streaming: the token ids are the golden greedy ones.
@@ -309,7 +412,11 @@ async fn served_stream_equals_in_process_tokens() {
     // Errors a client would see from vLLM.
     let (status, text) = post(&url, json!({"model": "other", "prompt": "x"})).await;
     assert_eq!(status, 404, "{text}");
-    let (status, text) = post(&url, json!({"model": model, "prompt": "x", "max_tokens": 500})).await;
+    let (status, text) = post(
+        &url,
+        json!({"model": model, "prompt": "x", "max_tokens": 500}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(text.contains("maximum context length is 128"), "{text}");
     // Chat works too.
@@ -320,6 +427,11 @@ async fn served_stream_equals_in_process_tokens() {
     .await;
     assert_eq!(status, 200);
     assert!(text.contains("chat.completion.chunk") && text.contains("\"role\":\"assistant\""));
-    let m = reqwest::get(format!("{}/metrics", server.url())).await.expect("m").text().await.expect("t");
+    let m = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
     assert!(m.contains("llmbench_baseline_served_total 4"), "{m}");
 }

@@ -26,7 +26,11 @@ impl TextCodec {
             path: path.to_path_buf(),
             detail: e.to_string(),
         })?;
-        Ok(TextCodec { tokenizer, bos, source: path.display().to_string() })
+        Ok(TextCodec {
+            tokenizer,
+            bos,
+            source: path.display().to_string(),
+        })
     }
 
     /// The built-in tokenizer for a vocabulary of `vocab_size` ids (at least 354).
@@ -35,7 +39,11 @@ impl TextCodec {
         let tokenizer: Tokenizer = json
             .parse()
             .map_err(|e| Error::Model(format!("built-in tokenizer: {e}")))?;
-        Ok(TextCodec { tokenizer, bos, source: "built-in (byte fallback)".into() })
+        Ok(TextCodec {
+            tokenizer,
+            bos,
+            source: "built-in (byte fallback)".into(),
+        })
     }
 
     /// Prompt ids: BOS (when the model has one) then the text's tokens.
@@ -59,7 +67,11 @@ impl TextCodec {
 
     /// An incremental decoder: text appears once it is complete UTF-8 and stable.
     pub fn stream(&self) -> TextStream<'_> {
-        TextStream { ids: Vec::new(), emitted: 0, codec: self }
+        TextStream {
+            ids: Vec::new(),
+            emitted: 0,
+            codec: self,
+        }
     }
 }
 

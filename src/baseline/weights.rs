@@ -63,7 +63,11 @@ impl Weights {
             return Err(Error::Model(format!(
                 "no *.safetensors files in {}{}",
                 dir.display(),
-                if has_bin { " (pytorch_model.bin is not supported: convert it to safetensors)" } else { "" }
+                if has_bin {
+                    " (pytorch_model.bin is not supported: convert it to safetensors)"
+                } else {
+                    ""
+                }
             )));
         }
         let mut all = HashMap::new();

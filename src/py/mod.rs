@@ -4,6 +4,7 @@
 //! released, in short slices, checking for Ctrl-C between them: a KeyboardInterrupt cancels
 //! in-flight requests promptly and the partial results still come back.
 
+mod baseline;
 mod convert;
 mod errors;
 mod telemetry;
@@ -345,6 +346,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(synthetic_prompts, m)?)?;
     m.add_function(wrap_pyfunction!(count_tokens, m)?)?;
     m.add_class::<PySimServer>()?;
+    m.add_class::<baseline::PyBaselineServer>()?;
+    m.add_function(wrap_pyfunction!(baseline::baseline_run, m)?)?;
     m.add_class::<telemetry::PyGpuSampler>()?;
     m.add_class::<telemetry::PyMetricsScraper>()?;
     m.add_function(wrap_pyfunction!(telemetry::list_gpus, m)?)?;

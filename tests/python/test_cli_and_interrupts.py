@@ -43,7 +43,7 @@ def test_metrics_on_the_embedded_default_target(tmp_path):
         "--quiet",
     )
     assert r.returncode == 0, r.stderr
-    assert "embedded scripted server" in r.stderr
+    assert "embedded naive baseline" in r.stderr
     for name in (
         "metrics_data.json",
         "metrics_summary.csv",
@@ -58,9 +58,12 @@ def test_metrics_on_the_embedded_default_target(tmp_path):
     assert (summary["n_ok"] == 6).all()
     data = json.loads((out / "metrics_data.json").read_text())
     assert data["manifest"]["llmbench_version"]
-    assert data["manifest"]["servers"]["llmbench-sim"]["models"]["data"][0]["id"] == (
-        "llmbench-sim"
-    )
+    server = data["manifest"]["servers"]["baseline-tiny"]
+    assert server["models"]["data"][0]["id"] == "tiny"
+    assert server["info"]["server"] == "llmbench-baseline"
+    # The baseline reports exact token counts, and every request produced --max-tokens.
+    assert (summary["n_out_source"] == "server_usage").all()
+    assert all(r["n_out"] == 8 for r in data["requests"])
     assert len([r for r in data["requests"] if not r["warmup"]]) == 18
     assert "output_tok_s" in r.stdout  # the summary table
 
@@ -220,6 +223,8 @@ def test_interpreter_exits_cleanly_right_after_an_async_call():
 def test_rate_sweep_and_capacity_commands(tmp_path):
     r = run_cli(
         "metrics",
+        "--embedded",
+        "sim",
         "--rates",
         "20,60",
         "--arrival",
@@ -241,6 +246,8 @@ def test_rate_sweep_and_capacity_commands(tmp_path):
     assert (tmp_path / "m" / "throughput_vs_rate.png").is_file()
     r = run_cli(
         "capacity",
+        "--embedded",
+        "sim",
         "--mode",
         "batch_size",
         "--slo-ttft-ms",
