@@ -29,7 +29,7 @@ run: install ## the main job: a sweep against the embedded default target
 test: install test-rust lint test-python ## everything CI runs: install, Rust tests, lints, Python tests
 
 test-rust: ## Rust unit and integration tests (no Python needed)
-	cargo test --locked
+	PROPTEST_CASES=4096 cargo test --locked
 
 lint: $(VPY) ## rustfmt, clippy -D warnings, ruff, and the stubs checked against the module
 	cargo fmt --check

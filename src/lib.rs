@@ -26,4 +26,6 @@ pub mod util;
 mod py;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod test_support;

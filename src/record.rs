@@ -15,8 +15,14 @@ pub enum ErrorKind {
     InBandError,
     /// An event that is not valid JSON of the expected shape, or a non-SSE response.
     Malformed,
-    /// A timeout (connect, first token, idle gap, or total).
-    Timeout,
+    /// The TCP/TLS connection was not made within the connect timeout.
+    TimeoutConnect,
+    /// No output token within the time-to-first-token timeout of sending.
+    TimeoutTtft,
+    /// Silence between two reads longer than the idle timeout, once tokens flowed.
+    TimeoutIdle,
+    /// The whole request took longer than the total timeout.
+    TimeoutTotal,
     /// The stream ended (EOF or reset) before a finish / `[DONE]`.
     Incomplete,
     /// The stream finished cleanly but carried no output token.
@@ -27,12 +33,15 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in a fixed order (used for summary columns).
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Connect,
         ErrorKind::HttpStatus,
         ErrorKind::InBandError,
         ErrorKind::Malformed,
-        ErrorKind::Timeout,
+        ErrorKind::TimeoutConnect,
+        ErrorKind::TimeoutTtft,
+        ErrorKind::TimeoutIdle,
+        ErrorKind::TimeoutTotal,
         ErrorKind::Incomplete,
         ErrorKind::EmptyOutput,
         ErrorKind::Cancelled,
@@ -45,7 +54,10 @@ impl ErrorKind {
             ErrorKind::HttpStatus => "http_status",
             ErrorKind::InBandError => "in_band_error",
             ErrorKind::Malformed => "malformed",
-            ErrorKind::Timeout => "timeout",
+            ErrorKind::TimeoutConnect => "timeout_connect",
+            ErrorKind::TimeoutTtft => "timeout_ttft",
+            ErrorKind::TimeoutIdle => "timeout_idle",
+            ErrorKind::TimeoutTotal => "timeout_total",
             ErrorKind::Incomplete => "incomplete",
             ErrorKind::EmptyOutput => "empty_output",
             ErrorKind::Cancelled => "cancelled",

@@ -68,3 +68,62 @@ impl RecordSink {
         self.error.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{RequestRecord, TokenSource};
+
+    fn record(id: u64) -> RequestRecord {
+        RequestRecord {
+            id,
+            stage: 0,
+            batch_size: 1,
+            warmup: false,
+            prompt_index: 0,
+            t_sched: 1,
+            t_sent: 1,
+            t_headers: Some(2),
+            t_done: 3,
+            chunk_times: vec![2, 3],
+            chunk_tokens: vec![1, 1],
+            chunk_token_source: TokenSource::ServerUsage,
+            n_in: Some(4),
+            n_in_source: TokenSource::ServerUsage,
+            n_out: 2,
+            n_out_source: TokenSource::ServerUsage,
+            finish_reason: Some("length".into()),
+            http_status: Some(200),
+            error_kind: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_remembered_not_raised() {
+        // /dev/full fails every write with ENOSPC, like a disk that just filled up.
+        let mut sink = RecordSink::open(Path::new("/dev/full")).expect("open");
+        sink.write(&record(0));
+        sink.write(&record(1));
+        let err = sink.error().expect("the first failure is kept").to_string();
+        assert!(err.contains("after 0 records"), "{err}");
+        assert!(err.to_lowercase().contains("space"), "{err}");
+    }
+
+    #[test]
+    fn records_are_whole_lines_on_disk_as_they_complete() {
+        let path = std::env::temp_dir().join(format!("llmbench-sink-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut sink = RecordSink::open(&path).expect("open");
+        sink.write(&record(0));
+        // Readable before the sink is closed or flushed by anyone else.
+        let (back, bad) = crate::loadgen::resume::read_records(&path).expect("read");
+        assert_eq!((back.len(), bad), (1, 0));
+        sink.write(&record(1));
+        assert_eq!(
+            crate::loadgen::resume::read_records(&path).expect("read").0,
+            vec![record(0), record(1)]
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}

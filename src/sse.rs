@@ -3,7 +3,8 @@
 //! Bytes arrive in arbitrary slices (TCP reads, HTTP chunks); events are dispatched only when
 //! their terminating blank line has arrived. Lines are split on raw CR/LF bytes, which never
 //! occur inside a multi-byte UTF-8 sequence, so a character split across reads is decoded
-//! whole once its line is complete. Invalid UTF-8 is replaced with U+FFFD, as browsers do.
+//! whole once its line is complete. Invalid UTF-8 is replaced with U+FFFD, as browsers do,
+//! and the event says so (`invalid_utf8`), so a client can treat it as malformed.
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub struct SseEvent {
     pub data: String,
     /// The last event id seen so far in the stream (WHATWG semantics: it persists).
     pub last_event_id: String,
+    /// Some of the data was not valid UTF-8 (replaced with U+FFFD).
+    pub invalid_utf8: bool,
 }
 
 /// Errors the parser can raise: only resource limits, since every byte sequence is valid SSE.
@@ -30,8 +33,10 @@ pub enum SseError {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Default cap on one line or one event's data: far above any real LLM event.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+/// Default cap on one line or one event's data: far above any real LLM event (a whole
+/// 32k-token completion in one event is about 200 KB), low enough that 1,024 streams
+/// cannot hold more than 4 GiB between them.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// The incremental parser. Feed it bytes with [`SseParser::feed`]; call [`SseParser::finish`]
 /// at end of stream.
@@ -49,6 +54,8 @@ pub struct SseParser {
     at_start: bool,
     /// Anything but dispatched events was seen since the last dispatch (for `finish`).
     pending: bool,
+    /// The event being built had invalid UTF-8 in its data.
+    invalid_utf8: bool,
     max_bytes: usize,
 }
 
@@ -75,6 +82,7 @@ impl SseParser {
             skip_lf: false,
             at_start: true,
             pending: false,
+            invalid_utf8: false,
             max_bytes,
         }
     }
@@ -162,7 +170,13 @@ impl SseParser {
         };
         match field {
             b"data" => {
-                self.data.push_str(&String::from_utf8_lossy(value));
+                match std::str::from_utf8(value) {
+                    Ok(text) => self.data.push_str(text),
+                    Err(_) => {
+                        self.invalid_utf8 = true;
+                        self.data.push_str(&String::from_utf8_lossy(value));
+                    }
+                }
                 self.data.push('\n');
                 if self.data.len() > self.max_bytes {
                     return Err(SseError::TooLarge {
@@ -200,6 +214,7 @@ impl SseParser {
             event_type,
             data: std::mem::take(&mut self.data),
             last_event_id: self.last_event_id.clone(),
+            invalid_utf8: std::mem::take(&mut self.invalid_utf8),
         });
     }
 
@@ -259,6 +274,7 @@ mod tests {
                 event_type: e["type"].as_str().expect("type").to_string(),
                 data: e["data"].as_str().expect("data").to_string(),
                 last_event_id: e["lastEventId"].as_str().expect("id").to_string(),
+                invalid_utf8: false,
             })
             .collect();
         assert_eq!(got, want);
@@ -347,9 +363,12 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_replaced_not_fatal() {
-        let out = parse_all(b"data: \xff\xfe ok\n\n");
+    fn invalid_utf8_is_replaced_and_flagged_on_its_event_only() {
+        let out = parse_all(b"data: \xff\xfe ok\n\ndata: fine \xc3\xa9\n\n");
         assert_eq!(out[0].data, "\u{FFFD}\u{FFFD} ok");
+        assert!(out[0].invalid_utf8);
+        assert_eq!(out[1].data, "fine \u{e9}");
+        assert!(!out[1].invalid_utf8);
     }
 
     #[test]

@@ -12,13 +12,37 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The URL with any `user:password@` removed, for anything that is shown or saved.
+/// Query parameters whose values are secrets (matched case-insensitively, by substring).
+const SECRET_PARAMS: [&str; 6] = ["key", "token", "secret", "password", "auth", "sig"];
+
+/// Whether a query parameter name holds a secret.
+pub fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    SECRET_PARAMS.iter().any(|s| n.contains(s))
+}
+
+/// The URL with any `user:password@` removed and secret query values (`api_key=`,
+/// `token=`, ...) replaced, for anything that is shown or saved.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if !u.username().is_empty() || u.password().is_some() {
                 let _ = u.set_username("");
                 let _ = u.set_password(None);
+            }
+            if u.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if is_secret_param(&k) {
+                            "REDACTED".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
             }
             u.to_string()
         }
@@ -48,6 +72,10 @@ mod tests {
             "http://host:8000/v1"
         );
         assert_eq!(redact_url("http://host:8000/v1"), "http://host:8000/v1");
+        assert_eq!(
+            redact_url("https://h/v1?api_key=sk-123&model=m&X-Amz-Signature=abc"),
+            "https://h/v1?api_key=REDACTED&model=m&X-Amz-Signature=REDACTED"
+        );
         assert!(!redact_url("weird://a:b@[bad").contains("b@"));
     }
 }

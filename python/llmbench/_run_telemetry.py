@@ -52,9 +52,7 @@ class RunTelemetry:
         if self.metrics_period is None:
             yield
             return
-        root = target.url.rstrip("/")
-        root = root[: -len("/v1")] if root.endswith("/v1") else root
-        scraper = MetricsScraper(f"{root}/metrics", self.metrics_period)
+        scraper = MetricsScraper(target.root_path("/metrics"), self.metrics_period)
         try:
             yield
         finally:

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from ._core import InvalidArgumentError, LlmbenchError
+from ._redact import redact_url
 from .baseline import PRESETS, BaselineServer
 from .capacity import find_capacity
 from .errors import SweepInterrupted
 from .kvstudy import DEFAULT_KV_BATCH_SIZES, kv_cache_study, write_study
 from .pricing import GPU_PRICES_USD_PER_HOUR
 from .results import KEY_COLUMNS, Results
-from .sim import DEFAULT_TARGET_CONFIG, SimConfig, SimServer
+from .sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig, SimServer
 from .sweep import DEFAULT_BATCH_SIZES, run_sweep
 from .targets import TGI, OpenAI, Target, Timeouts
 
@@ -78,16 +79,24 @@ def _price(text: str) -> str | float:
         return text
 
 
+def _fault_list(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(names) - set(FAULTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
+    return names
+
+
 def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: str) -> None:
-    g = p.add_argument_group("scripted server timings (ms)")
+    g = p.add_argument_group("scripted server timings (ms) and faults")
     for f in fields(SimConfig):
         if f.name == "model":
             continue
         flag = "--" + prefix + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        kind: Any = float if f.name.endswith("_ms") else int
-        if f.name == "output_tokens":
-            kind = int
+        kind: Any = float if f.name.endswith("_ms") or f.name == "fault_rate" else int
+        if f.name == "faults":
+            kind = _fault_list
         g.add_argument(
             flag, dest=f"sim_{f.name}", type=kind, default=default, help=f"(default {default})"
         )
@@ -148,6 +157,18 @@ def _add_run_options(
         default={},
         help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'",
     )
+    m.add_argument(
+        "--api-key-env",
+        default="LLMBENCH_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default LLMBENCH_API_KEY); it is "
+        "sent only as the Authorization header and never written anywhere",
+    )
+    m.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify TLS certificates (self-signed test servers only)",
+    )
     m.add_argument("--temperature", type=float, default=0.0)
     m.add_argument(
         "--force-output-len",
@@ -171,6 +192,24 @@ def _add_run_options(
     m.add_argument("--n-gpus", type=int, default=1)
     m.add_argument(
         "--timeout", type=float, default=Timeouts.total, help="total seconds per request"
+    )
+    m.add_argument(
+        "--ttft-timeout",
+        type=float,
+        default=Timeouts.ttft,
+        help=f"seconds to the first token (default {Timeouts.ttft:g})",
+    )
+    m.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=Timeouts.idle,
+        help=f"longest silence once tokens flow (default {Timeouts.idle:g})",
+    )
+    m.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=Timeouts.connect,
+        help=f"seconds to connect (default {Timeouts.connect:g})",
     )
     m.add_argument("--out", default=out, help=f"output folder (default {out})")
     m.add_argument("--quiet", action="store_true", help="no live progress")
@@ -253,6 +292,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "when no --url is given) and write metrics_data.json, metrics_summary.csv and plots.",
     )
     _add_run_options(m, os.path.join("results", "metrics_study"), DEFAULT_BATCH_SIZES)
+    m.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue the interrupted run in DIR with its own settings (DIR/command.json): "
+        "completed batch sizes are kept, the rest are run",
+    )
 
     k = sub.add_parser(
         "kv-cache",
@@ -333,7 +379,12 @@ def _make_target(
     args: argparse.Namespace,
 ) -> tuple[Target, SimServer | BaselineServer | None]:
     sim: SimServer | BaselineServer | None = None
-    timeouts = Timeouts(total=args.timeout)
+    timeouts = Timeouts(
+        connect=args.connect_timeout,
+        ttft=args.ttft_timeout,
+        idle=args.idle_timeout,
+        total=args.timeout,
+    )
     target: Target
     if args.url is None and args.embedded == "baseline":
         if args.api == "tgi":
@@ -371,6 +422,8 @@ def _make_target(
             extra_body=args.extra_body,
             temperature=args.temperature,
             timeouts=timeouts,
+            api_key=os.environ.get(args.api_key_env) or None,
+            verify_tls=not args.insecure,
         )
     else:
         target = OpenAI(
@@ -383,6 +436,8 @@ def _make_target(
             continuous_usage=not args.no_continuous_usage,
             timeouts=timeouts,
             force_output_len=args.force_output_len,
+            api_key=os.environ.get(args.api_key_env) or None,
+            verify_tls=not args.insecure,
         )
     return target, sim
 
@@ -409,9 +464,40 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+COMMAND_FILE = "command.json"
+
+
+def _save_command(out: str, command: str, argv: Sequence[str]) -> None:
+    """Keep the command's arguments beside its results, for `--resume` (API keys are never
+    arguments: they come from the environment)."""
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    # A URL's credentials are not kept: resume with `--url` again to give them.
+    kept = [redact_url(a) if "://" in a else a for a in argv]
+    (path / COMMAND_FILE).write_text(json.dumps({"command": command, "argv": kept}))
+
+
+def _resumed_args(
+    parser: argparse.ArgumentParser, folder: str, url: str | None
+) -> argparse.Namespace:
+    path = Path(folder) / COMMAND_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InvalidArgumentError(f"cannot resume from {folder}: no readable {path} ({e})") from e
+    args = parser.parse_args([saved["command"], *saved["argv"]])
+    args.out = folder
+    args.resume = folder
+    if url is not None:
+        args.url = url
+    return args
+
+
 def _run(args: argparse.Namespace, study: bool) -> int:
     target, sim = _make_target(args)
     kwargs = _sweep_kwargs(args)
+    if not study:
+        kwargs["resume"] = getattr(args, "resume", None) is not None
     if study and args.model_arch is None and isinstance(sim, SimServer):
         # The scripted server stands in for a LLaMA-2-7B server: size its KV estimate so.
         kwargs["model_arch"] = "llama-2-7b"
@@ -562,7 +648,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmbench` command."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     # A closed pipe (llmbench ... | head) should end quietly.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -573,6 +661,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command == "capacity":
             return _cmd_capacity(args)
+        if args.command == "metrics":
+            if args.resume is not None:
+                args = _resumed_args(parser, args.resume, args.url)
+            else:
+                _save_command(args.out, "metrics", argv[1:])
         return _run(args, study=args.command == "kv-cache")
     except LlmbenchError as e:
         print(f"llmbench: error: {e}", file=sys.stderr)

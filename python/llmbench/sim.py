@@ -6,16 +6,40 @@ Timing model (see `src/sim/mod.rs`): up to `max_batch` requests run at once, mor
 a queue; TTFT = `ttft_ms + ttft_per_running_ms x (running - 1)` after admission; each
 further token `itl_ms + itl_per_running_ms x (running - 1)`; tokens leave in chunks of
 `tokens_per_chunk`. Prompt tokens are counted as whitespace-separated words.
+
+Faults: a prompt containing `llmbench-fault:<name>` (or the `x-llmbench-fault` header) gets
+that fault; `fault_rate` injects `faults` into that share of requests (seeded). Names:
+`FAULTS` (resets before headers and mid-stream, HTTP 429/500/503 with the servers' bodies,
+in-band error events, malformed JSON, split writes, invalid UTF-8, a 6 MiB line, no finish,
+a stall, a slow first byte, no tokens, a non-SSE answer).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import _core
 from .targets import TGI, OpenAI, Target
+
+FAULTS = (
+    "reset_before_headers",
+    "reset_mid_stream",
+    "http_429",
+    "http_500",
+    "http_503",
+    "in_band_error",
+    "malformed_json",
+    "split_writes",
+    "invalid_utf8",
+    "huge_line",
+    "no_finish",
+    "stall_mid_stream",
+    "slow_first_byte",
+    "empty_output",
+    "non_sse",
+)
 
 
 @dataclass
@@ -32,6 +56,10 @@ class SimConfig:
     max_batch: int = 256
     default_max_tokens: int = 16
     record_truth: bool = False
+    fault_rate: float = 0.0
+    faults: list[str] = field(default_factory=list)
+    fault_seed: int = 0
+    fault_delay_ms: float = 60_000.0
 
 
 # The embedded default target of `llmbench metrics`: a batching server whose latency grows

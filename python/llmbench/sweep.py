@@ -9,13 +9,14 @@ import os
 import platform
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import _core
-from ._core import InvalidArgumentError
+from ._core import InvalidArgumentError, ResultsIOError
 from ._run_telemetry import RunTelemetry, add_stage_columns
 from .datasets import Dataset, Trace
 from .errors import SweepInterrupted
@@ -87,6 +88,7 @@ def _prepare(
     open_loop: dict[str, Any] | None = None,
     warmup_s: float | None = None,
     cooldown_s: float | None = None,
+    resume: bool = False,
 ) -> tuple[list[Target], list[dict[str, Any]], dict[str, Any]]:
     target_list = [targets] if isinstance(targets, Target) else list(targets)
     if not target_list:
@@ -111,13 +113,16 @@ def _prepare(
     prompt_list = dataset.prompts if dataset is not None else load_prompts(prompts)
     price = gpu_price(gpu_hourly_usd)
     out = Path(out_dir) if out_dir is not None else None
+    if resume and out is None:
+        raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
     configs = []
     for t in target_list:
         records_path = None
         if out is not None:
             records_path = out / f"requests_{_slug(t.name)}.jsonl"
-            # A fresh run replaces the previous run's live record file of this target.
-            if records_path.exists():
+            # A fresh run replaces the previous run's live record file of this target; a
+            # resumed one continues it.
+            if records_path.exists() and not resume:
                 records_path.unlink()
         configs.append(
             {
@@ -136,6 +141,7 @@ def _prepare(
                 "open_loop": open_loop,
                 "warmup_s": warmup_s,
                 "cooldown_s": cooldown_s,
+                "resume": bool(resume),
             }
         )
     manifest = {
@@ -276,8 +282,19 @@ def _finish(
     if slo is not None and len(results.summary):
         add_slo_columns(results, slo)
     if out_dir is not None:
-        results.save(out_dir)
+        try:
+            results.save(out_dir)
+        except ResultsIOError as e:
+            # A full disk must not cost the measurements: they are returned (and every
+            # record written before the disk filled is in requests_<target>.jsonl).
+            note = f"{e}; the results are returned in memory only"
+            manifest["warnings"].append(note)
+            warnings.warn(note, ResultsIOWarning, stacklevel=3)
     return results
+
+
+class ResultsIOWarning(UserWarning):
+    """The results could not be written (e.g. a full disk); they were returned anyway."""
 
 
 @dataclass
@@ -326,6 +343,7 @@ def _plan(targets: Target | Iterable[Target], s: dict[str, Any]) -> _Plan:
         open_loop,
         s["warmup_s"],
         s["cooldown_s"],
+        s["resume"],
     )
     return _Plan(
         target_list,
@@ -363,6 +381,7 @@ def run_sweep(
     warmup_s: float | None = None,
     cooldown_s: float | None = None,
     trace: Trace | None = None,
+    resume: bool = False,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
 
@@ -421,6 +440,9 @@ def run_sweep(
         slo: latency limits (`llmbench.SLO` or a dict like `{"ttft_ms": 500, "tpot_ms":
             50, "percentile": 99}`): adds `slo_met`, `goodput_req_s`, `good_fraction` and
             the percentile of each limited metric per stage.
+        resume: continue an interrupted run with the same settings from the record files
+            in `out_dir`: stages it completed are kept (their records and summaries), the
+            stage that was cut short and those never started are run.
 
     Example:
         >>> import llmbench

@@ -18,19 +18,30 @@ Api = Literal["chat", "completions", "tgi"]
 
 @dataclass
 class Timeouts:
-    """Per-request timeouts in seconds.
+    """Per-request timeouts in seconds, each recorded as its own error kind.
 
-    connect: TCP/TLS connect. idle: longest silence between two reads of a response (a
-    stalled stream). total: the whole request. The defaults allow for long queues on a
-    loaded server (vLLM sends nothing while a request waits).
+    connect (`timeout_connect`): TCP/TLS connect. ttft (`timeout_ttft`): send to the first
+    output token, queueing and prefill included. idle (`timeout_idle`): the longest silence
+    between two reads once tokens flow (a stalled stream). total (`timeout_total`): the
+    whole request. The defaults allow for long queues on a loaded server (vLLM sends
+    nothing while a request waits) and only catch servers that are really stuck.
+
+    Example:
+        >>> llmbench.OpenAI(url, model=m, timeouts=llmbench.Timeouts(ttft=30, idle=10))
     """
 
     connect: float = 10.0
+    ttft: float = 600.0
     idle: float = 300.0
     total: float = 1800.0
 
     def to_spec(self) -> dict[str, float]:
-        return {"connect_s": self.connect, "idle_s": self.idle, "total_s": self.total}
+        return {
+            "connect_s": self.connect,
+            "ttft_s": self.ttft,
+            "idle_s": self.idle,
+            "total_s": self.total,
+        }
 
 
 @dataclass
@@ -64,6 +75,19 @@ class Target:
             self.name = self.model or self.api
         if self.api_key is None:
             self.api_key = os.environ.get("LLMBENCH_API_KEY") or None
+
+    def root_path(self, path: str) -> str:
+        """`path` under the server's root (the URL without a trailing `/v1`), with the URL's
+        query string kept.
+
+        Example:
+            >>> llmbench.OpenAI("http://h:8000/v1", model="m").root_path("/metrics")
+            'http://h:8000/metrics'
+        """
+        base, sep, query = self.url.partition("?")
+        base = base.rstrip("/")
+        base = base[: -len("/v1")] if base.endswith("/v1") else base
+        return f"{base}{path}{sep}{query}"
 
     def to_spec(self) -> dict[str, Any]:
         """The engine's target description (holds the API key: never log or save it)."""

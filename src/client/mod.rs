@@ -42,7 +42,9 @@ impl Api {
 pub struct Timeouts {
     /// TCP (and TLS) connect.
     pub connect_s: f64,
-    /// Longest silence between two reads of the response (a stall).
+    /// Send to the first output token (queueing and prefill included).
+    pub ttft_s: f64,
+    /// Longest silence between two reads once tokens flow (a stall).
     pub idle_s: f64,
     /// Whole request, send to end of stream.
     pub total_s: f64,
@@ -54,6 +56,7 @@ impl Default for Timeouts {
         // no keep-alives; these defaults only catch servers that are really stuck.
         Timeouts {
             connect_s: 10.0,
+            ttft_s: 600.0,
             idle_s: 300.0,
             total_s: 1800.0,
         }
@@ -119,8 +122,9 @@ fn yes() -> bool {
 impl TargetSpec {
     /// The URL requests are posted to.
     pub fn endpoint(&self) -> String {
-        let base = self.url.trim_end_matches('/');
-        match self.api {
+        let (base, query) = self.split_query();
+        let base = base.trim_end_matches('/');
+        let url = match self.api {
             Api::Tgi => format!("{base}/generate_stream"),
             Api::Chat | Api::Completions => {
                 let v1 = if base.ends_with("/v1") {
@@ -135,13 +139,31 @@ impl TargetSpec {
                 };
                 format!("{v1}/{path}")
             }
+        };
+        format!("{url}{query}")
+    }
+
+    /// The URL split before its query string (`?…`, kept whole for every endpoint: some
+    /// gateways take their key or API version there).
+    fn split_query(&self) -> (&str, &str) {
+        match self.url.find('?') {
+            Some(i) => (&self.url[..i], &self.url[i..]),
+            None => (&self.url, ""),
         }
     }
 
-    /// The base URL without a trailing `/v1` (for `/health`, `/info`, `/version`, `/metrics`).
+    /// The base URL without a trailing `/v1` (for `/health`, `/info`, `/version`,
+    /// `/metrics`), and the query string to append to each.
     pub fn root_url(&self) -> String {
-        let base = self.url.trim_end_matches('/');
+        let (base, _) = self.split_query();
+        let base = base.trim_end_matches('/');
         base.strip_suffix("/v1").unwrap_or(base).to_string()
+    }
+
+    /// A path under the root URL, with the target's query string.
+    pub fn root_path(&self, path: &str) -> String {
+        let (_, query) = self.split_query();
+        format!("{}{path}{query}", self.root_url())
     }
 
     /// The JSON body of a streaming request for `prompt` with at most `max_tokens` output.
@@ -243,7 +265,7 @@ impl TargetSpec {
             }
         }
         let t = &self.timeouts;
-        if [t.connect_s, t.idle_s, t.total_s]
+        if [t.connect_s, t.ttft_s, t.idle_s, t.total_s]
             .iter()
             .any(|v| !v.is_finite() || *v <= 0.0)
         {
@@ -275,6 +297,23 @@ mod tests {
 
     fn spec(api: Api, url: &str) -> TargetSpec {
         serde_json::from_value(json!({"url": url, "model": "m", "api": api})).expect("spec")
+    }
+
+    #[test]
+    fn query_strings_follow_every_path() {
+        let s = spec(Api::Chat, "https://gw/v1?api-version=2024&key=k");
+        assert_eq!(
+            s.endpoint(),
+            "https://gw/v1/chat/completions?api-version=2024&key=k"
+        );
+        assert_eq!(
+            s.root_path("/metrics"),
+            "https://gw/metrics?api-version=2024&key=k"
+        );
+        assert_eq!(
+            spec(Api::Tgi, "http://h:1/?a=b").endpoint(),
+            "http://h:1/generate_stream?a=b"
+        );
     }
 
     #[test]

@@ -69,6 +69,16 @@ impl Accumulator {
 
     /// Take one SSE event that arrived at time `t`.
     pub fn on_event(&mut self, t: u64, event: &SseEvent) -> Flow {
+        if event.invalid_utf8 {
+            self.failure = Some((
+                ErrorKind::Malformed,
+                format!(
+                    "event is not valid UTF-8: {}",
+                    crate::util::truncate(&event.data, 200)
+                ),
+            ));
+            return Flow::Stop;
+        }
         let decoded = match self.api.decode(&event.data) {
             Ok(d) => d,
             Err(msg) => {
@@ -342,16 +352,23 @@ pub async fn send(shared: &Shared, job: Job<'_>) -> RequestRecord {
         }
     }
     let mut acc = Accumulator::new(spec.api, shared.counter.clone());
-    let total = Duration::from_secs_f64(spec.timeouts.total_s);
-    let idle = Duration::from_secs_f64(spec.timeouts.idle_s);
+    let t = &spec.timeouts;
     let t_sent = now_ns();
-    let deadline = tokio::time::Instant::now() + total;
+    let start = tokio::time::Instant::now();
+    let clock = Deadlines {
+        total: start + Duration::from_secs_f64(t.total_s),
+        ttft: start + Duration::from_secs_f64(t.ttft_s),
+        idle: Duration::from_secs_f64(t.idle_s),
+        timeouts: *t,
+    };
     let mut http_status = None;
     let mut t_headers = None;
     let mut truncated = false;
 
+    // Before the headers, the first-token and total deadlines apply.
+    let (headers_deadline, headers_kind) = clock.before_first_token();
     let response = tokio::select! {
-        r = tokio::time::timeout_at(deadline, req.send()) => r,
+        r = tokio::time::timeout_at(headers_deadline, req.send()) => r,
         _ = shared.cancel.cancelled() => {
             acc.fail(ErrorKind::Cancelled, "run cancelled".into());
             return build_record(shared, &job, t_sent, None, None, acc.finish(false));
@@ -359,16 +376,24 @@ pub async fn send(shared: &Shared, job: Job<'_>) -> RequestRecord {
     };
     match response {
         Err(_) => acc.fail(
-            ErrorKind::Timeout,
-            format!("no response headers within the total timeout of {total:?}"),
+            headers_kind,
+            clock.message(headers_kind, "no response headers"),
         ),
         Ok(Err(e)) => {
-            let kind = if e.is_timeout() {
-                ErrorKind::Timeout
+            let kind = if e.is_timeout() && e.is_connect() {
+                ErrorKind::TimeoutConnect
+            } else if e.is_timeout() {
+                headers_kind
             } else {
                 ErrorKind::Connect
             };
-            acc.fail(kind, describe_reqwest_error(&e, spec));
+            let msg = describe_reqwest_error(&e, spec);
+            let msg = if kind == ErrorKind::TimeoutConnect {
+                format!("{msg} (connect timeout {} s)", t.connect_s)
+            } else {
+                msg
+            };
+            acc.fail(kind, msg);
         }
         Ok(Ok(mut resp)) => {
             t_headers = Some(now_ns());
@@ -396,7 +421,7 @@ pub async fn send(shared: &Shared, job: Job<'_>) -> RequestRecord {
                     ),
                 );
             } else {
-                truncated = read_stream(shared, &mut resp, &mut acc, deadline, idle).await;
+                truncated = read_stream(shared, &mut resp, &mut acc, &clock).await;
             }
         }
     }
@@ -410,21 +435,67 @@ pub async fn send(shared: &Shared, job: Job<'_>) -> RequestRecord {
     )
 }
 
+/// The deadlines of one request.
+struct Deadlines {
+    total: tokio::time::Instant,
+    ttft: tokio::time::Instant,
+    idle: Duration,
+    timeouts: super::Timeouts,
+}
+
+impl Deadlines {
+    /// The deadline before the first output token, and the kind it raises.
+    fn before_first_token(&self) -> (tokio::time::Instant, ErrorKind) {
+        if self.ttft < self.total {
+            (self.ttft, ErrorKind::TimeoutTtft)
+        } else {
+            (self.total, ErrorKind::TimeoutTotal)
+        }
+    }
+
+    /// The deadline for the next read once tokens flow, and the kind it raises.
+    fn next_read(&self) -> (tokio::time::Instant, ErrorKind) {
+        let idle = tokio::time::Instant::now() + self.idle;
+        if idle < self.total {
+            (idle, ErrorKind::TimeoutIdle)
+        } else {
+            (self.total, ErrorKind::TimeoutTotal)
+        }
+    }
+
+    fn message(&self, kind: ErrorKind, what: &str) -> String {
+        let t = &self.timeouts;
+        match kind {
+            ErrorKind::TimeoutTtft => {
+                format!("{what} within the first-token timeout of {} s", t.ttft_s)
+            }
+            ErrorKind::TimeoutIdle => format!(
+                "{what}: silent longer than the idle timeout of {} s",
+                t.idle_s
+            ),
+            _ => format!("{what} within the total timeout of {} s", t.total_s),
+        }
+    }
+}
+
 /// Read events until the stream ends, a failure, a timeout or cancellation.
 /// Returns whether a partial event was discarded at EOF.
 async fn read_stream(
     shared: &Shared,
     resp: &mut reqwest::Response,
     acc: &mut Accumulator,
-    deadline: tokio::time::Instant,
-    idle: Duration,
+    clock: &Deadlines,
 ) -> bool {
     let mut parser = SseParser::new();
     let mut events: Vec<SseEvent> = Vec::with_capacity(4);
     loop {
-        let idle_deadline = (tokio::time::Instant::now() + idle).min(deadline);
+        let (deadline, kind) = if acc.chunk_times.is_empty() {
+            clock.before_first_token()
+        } else {
+            clock.next_read()
+        };
         let next = tokio::select! {
-            r = tokio::time::timeout_at(idle_deadline, resp.chunk()) => r,
+            r = tokio::time::timeout_at(deadline, resp.chunk()) => r,
             _ = shared.cancel.cancelled() => {
                 acc.fail(ErrorKind::Cancelled, "run cancelled".into());
                 return false;
@@ -433,21 +504,18 @@ async fn read_stream(
         let t = now_ns();
         match next {
             Err(_) => {
-                let which = if idle_deadline == deadline {
-                    "total"
+                let what = if acc.chunk_times.is_empty() {
+                    "no output token"
                 } else {
-                    "idle"
+                    "stream stalled"
                 };
-                acc.fail(
-                    ErrorKind::Timeout,
-                    format!("{which} timeout while streaming"),
-                );
+                acc.fail(kind, clock.message(kind, what));
                 return false;
             }
             Ok(Err(e)) => {
                 acc.fail(
                     ErrorKind::Incomplete,
-                    format!("connection broke mid-stream: {}", error_chain(&e)),
+                    format!("connection broke mid-stream: {}", reqwest_chain(&e)),
                 );
                 return false;
             }
@@ -558,9 +626,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// A reqwest error's chain with the URL it names redacted (reqwest prints the whole URL,
+/// credentials and query included).
+fn reqwest_chain(e: &reqwest::Error) -> String {
+    let text = error_chain(e);
+    match e.url() {
+        Some(u) => text.replace(u.as_str(), &crate::util::redact_url(u.as_str())),
+        None => text,
+    }
+}
+
 fn describe_reqwest_error(e: &reqwest::Error, spec: &TargetSpec) -> String {
     // reqwest puts the URL in its messages; never let credentials through.
-    let text = error_chain(e).replace(&spec.url, &crate::util::redact_url(&spec.url));
+    let text = reqwest_chain(e).replace(&spec.url, &crate::util::redact_url(&spec.url));
     format!(
         "POST {}: {}",
         crate::util::redact_url(&spec.endpoint()),
@@ -643,6 +721,7 @@ mod tests {
             event_type: "message".into(),
             data: r#"{"choices":[{"delta":{"content":"a"}}]}"#.into(),
             last_event_id: String::new(),
+            invalid_utf8: false,
         };
         acc.on_event(1, &ev);
         assert_eq!(
@@ -679,6 +758,7 @@ mod tests {
             event_type: "message".into(),
             data: data.into(),
             last_event_id: String::new(),
+            invalid_utf8: false,
         };
         acc.on_event(10, &mk(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#));
         acc.on_event(20, &mk(r#"{"choices":[{"delta":{"content":"a b"}}]}"#));
@@ -726,6 +806,7 @@ mod tests {
             event_type: "message".into(),
             data: data.into(),
             last_event_id: String::new(),
+            invalid_utf8: false,
         };
         let tok = |special: bool, last: bool| {
             format!(

@@ -3,9 +3,11 @@
 
 pub mod arrival;
 pub mod closed;
+pub mod fdlimit;
 pub mod open;
 pub mod progress;
 pub mod prompts;
+pub mod resume;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -82,6 +84,10 @@ pub struct SweepConfig {
     /// Pause this long after each stage, with nothing sent, so the server drains.
     #[serde(default)]
     pub cooldown_s: Option<f64>,
+    /// Continue an interrupted run from `records_path`: keep its completed stages, run
+    /// the rest.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 /// Open-loop stages: one per rate, arrivals from the chosen process.
@@ -262,14 +268,13 @@ pub struct SweepOutput {
 
 /// Fetch what the server says about itself, for the run manifest. Never fails.
 pub async fn server_info(http: &reqwest::Client, spec: &TargetSpec) -> Value {
-    let root = spec.root_url();
     let mut info = serde_json::Map::new();
     for (key, path) in [
         ("models", "/v1/models"),
         ("version", "/version"),
         ("info", "/info"),
     ] {
-        let mut req = http.get(format!("{root}{path}"));
+        let mut req = http.get(spec.root_path(path));
         if let Some(k) = &spec.api_key {
             req = req.bearer_auth(k);
         }
@@ -355,7 +360,40 @@ pub async fn run_sweep(
         None => None,
     };
     let max_batch = config.batch_sizes.iter().copied().max().unwrap_or(1) as usize;
+    // Open loop: at most `max_in_flight` streams, else as many as the rate keeps busy;
+    // 1,024 is checked as a floor for that unknown.
+    let streams = match &config.open_loop {
+        Some(o) => o.max_in_flight.map(u64::from).unwrap_or(1024),
+        None => max_batch as u64,
+    };
+    let fd_note = fdlimit::ensure(streams)?;
     let http = build_http_client(&config.target, max_batch)?;
+    // One entry per stage: (batch size, target rate).
+    let stages_plan: Vec<(u32, Option<f64>)> = match &config.open_loop {
+        Some(o) => o.rates.iter().map(|r| (0, Some(*r))).collect(),
+        None => config.batch_sizes.iter().map(|b| (*b, None)).collect(),
+    };
+    let prior = match (&config.records_path, config.resume) {
+        (Some(p), true) => {
+            let expected: Vec<Option<u64>> = stages_plan
+                .iter()
+                .map(
+                    |&(b, _)| match (&config.open_loop, config.stage_duration_s) {
+                        (None, None) => Some(config.requests_for(b)),
+                        (Some(_), None) => config.requests_per_stage,
+                        _ => None,
+                    },
+                )
+                .collect();
+            resume::load_prior(p, &expected)?
+        }
+        (None, true) => {
+            return Err(Error::InvalidArgument(
+                "resuming needs the record file of the interrupted run (an out_dir)".into(),
+            ))
+        }
+        _ => resume::Prior::default(),
+    };
     let mut sink = match &config.records_path {
         Some(p) => Some(RecordSink::open(p)?),
         None => None,
@@ -376,10 +414,40 @@ pub async fn run_sweep(
             .unwrap_or_else(|| vec![config.max_tokens; config.prompts.len()]),
     });
     let order = Arc::new(PromptOrder::new(workload.prompts.len(), config.seed));
-    let ids = Arc::new(AtomicU64::new(0));
-    let mut records: Vec<RequestRecord> = Vec::new();
+    let ids = Arc::new(AtomicU64::new(prior.next_id));
+    let mut records: Vec<RequestRecord> = prior.records;
     let mut stages = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = fd_note.into_iter().collect();
+    if config.resume {
+        warnings.push(format!(
+            "resumed: kept {} completed stage(s) ({} records), dropped {} record(s) of the \
+             stage that was cut short",
+            prior.done.len(),
+            records.len(),
+            prior.dropped
+        ));
+    }
+    if stages_plan.len() == prior.done.len() {
+        // Nothing left to run: summarize what was kept.
+        for (i, &(b, r)) in stages_plan.iter().enumerate() {
+            let st: Vec<&RequestRecord> = records.iter().filter(|x| x.stage == i as u32).collect();
+            stages.push(StageResult {
+                index: i as u32,
+                batch_size: b,
+                target_rate: r,
+                summary: summarize_stage(&st, config.pricing),
+                interrupted: false,
+            });
+        }
+        return Ok(SweepOutput {
+            records,
+            stages,
+            server_info: info,
+            warnings,
+            interrupted: false,
+            t_start_ns,
+        });
+    }
 
     // Warm-up: connections open, server caches warm; reported apart, never in statistics.
     for w in 0..config.warmup_requests {
@@ -400,11 +468,6 @@ pub async fn run_sweep(
     }
 
     let mut interrupted = false;
-    // One entry per stage: (batch size, target rate).
-    let stages_plan: Vec<(u32, Option<f64>)> = match &config.open_loop {
-        Some(o) => o.rates.iter().map(|r| (0, Some(*r))).collect(),
-        None => config.batch_sizes.iter().map(|b| (*b, None)).collect(),
-    };
     // (stage index, batch size, rate, warm-up wave): the optional first wave runs at the
     // first stage's load and carries that stage's index, flagged as warm-up.
     let mut runs: Vec<(u32, u32, Option<f64>, bool)> = Vec::new();
@@ -419,6 +482,20 @@ pub async fn run_sweep(
             .map(|(i, &(b, r))| (i as u32, b, r, false)),
     );
     for &(index, batch_size, rate, warm) in &runs {
+        if prior.done.contains(&index) {
+            if !warm {
+                // Completed before the interruption: summarized from its kept records.
+                let st: Vec<&RequestRecord> = records.iter().filter(|x| x.stage == index).collect();
+                stages.push(StageResult {
+                    index,
+                    batch_size,
+                    target_rate: rate,
+                    summary: summarize_stage(&st, config.pricing),
+                    interrupted: false,
+                });
+            }
+            continue;
+        }
         if cancel.is_cancelled() {
             interrupted = true;
             break;

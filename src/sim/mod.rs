@@ -10,6 +10,7 @@
 //! first token is due, so chunk `j` leaves at `t_first + j × tokens_per_chunk × itl`.
 //! Deadlines are absolute (never relative sleeps), so errors do not accumulate.
 
+pub mod faults;
 mod protocol;
 mod truth;
 
@@ -20,17 +21,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{Error, Result};
+use faults::{ConnHandle, Fault, KillableListener};
 use protocol::{Format, Plan};
 pub use truth::TruthRecord;
 use truth::{TruthLog, TruthRecorder};
@@ -67,6 +68,16 @@ pub struct SimConfig {
     /// Keep, per request, the time each chunk was handed to the connection (the truth a
     /// client's measurements are checked against). Off by default: it costs memory.
     pub record_truth: bool,
+    /// Inject a fault into this fraction of requests (seeded by `fault_seed` and the
+    /// request's arrival number), cycling through `faults`. Requests can also ask for a
+    /// fault themselves (`llmbench-fault:<name>` in the prompt, see [`faults`]).
+    pub fault_rate: f64,
+    /// The faults injected by rate.
+    pub faults: Vec<Fault>,
+    /// Seed of the fault draw.
+    pub fault_seed: u64,
+    /// How long a stall or a slow first byte lasts, in ms.
+    pub fault_delay_ms: f64,
 }
 
 impl Default for SimConfig {
@@ -82,6 +93,10 @@ impl Default for SimConfig {
             max_batch: 256,
             default_max_tokens: 16,
             record_truth: false,
+            fault_rate: 0.0,
+            faults: Vec::new(),
+            fault_seed: 0,
+            fault_delay_ms: 60_000.0,
         }
     }
 }
@@ -93,10 +108,18 @@ impl SimConfig {
             self.ttft_per_running_ms,
             self.itl_ms,
             self.itl_per_running_ms,
+            self.fault_delay_ms,
         ];
         if times.iter().any(|t| !t.is_finite() || *t < 0.0) {
             return Err(Error::InvalidArgument(
                 "sim timings must be finite and ≥ 0 ms".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.fault_rate)
+            || (self.fault_rate > 0.0 && self.faults.is_empty())
+        {
+            return Err(Error::InvalidArgument(
+                "fault_rate must be within [0, 1], with a non-empty list of faults".into(),
             ));
         }
         if self.tokens_per_chunk == 0 || self.max_batch == 0 || self.default_max_tokens == 0 {
@@ -115,6 +138,8 @@ struct SimState {
     running: AtomicU32,
     waiting: AtomicU32,
     served: AtomicU64,
+    /// Requests received (numbers the rate-based fault draw).
+    received: AtomicU64,
     created: u64,
     truth: TruthLog,
 }
@@ -152,6 +177,7 @@ impl SimServer {
             running: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
             served: AtomicU64::new(0),
+            received: AtomicU64::new(0),
             created: crate::clock::unix_anchor_ns() / 1_000_000_000,
             truth: TruthLog::default(),
         });
@@ -168,18 +194,18 @@ impl SimServer {
             .route("/info", get(info))
             .route("/metrics", get(metrics))
             .with_state(state.clone());
-        // Without TCP_NODELAY, Nagle's algorithm holds each small chunk until the previous
-        // one is acknowledged, which delays tokens by up to the peer's delayed-ACK time.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // Connections that handlers can reset (faults); TCP_NODELAY is set on accept.
+        let listener = KillableListener(listener);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<ConnHandle>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
         });
         Ok(SimServer {
             addr,
@@ -247,26 +273,29 @@ fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
 
 async fn chat(
     State(st): State<Arc<SimState>>,
+    ConnectInfo(conn): ConnectInfo<ConnHandle>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    handle(st, &headers, body, Format::Chat).await
+    handle(st, conn, &headers, body, Format::Chat).await
 }
 
 async fn completions(
     State(st): State<Arc<SimState>>,
+    ConnectInfo(conn): ConnectInfo<ConnHandle>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    handle(st, &headers, body, Format::Completions).await
+    handle(st, conn, &headers, body, Format::Completions).await
 }
 
 async fn generate_stream(
     State(st): State<Arc<SimState>>,
+    ConnectInfo(conn): ConnectInfo<ConnHandle>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    handle(st, &headers, body, Format::Tgi).await
+    handle(st, conn, &headers, body, Format::Tgi).await
 }
 
 async fn models(State(st): State<Arc<SimState>>) -> Json<Value> {
@@ -300,12 +329,50 @@ async fn metrics(State(st): State<Arc<SimState>>) -> String {
     )
 }
 
-async fn handle(st: Arc<SimState>, headers: &HeaderMap, body: Value, format: Format) -> Response {
+async fn handle(
+    st: Arc<SimState>,
+    conn: ConnHandle,
+    headers: &HeaderMap,
+    body: Value,
+    format: Format,
+) -> Response {
     let t_received = crate::clock::now_ns();
-    let plan = match Plan::from_request(&st.config, &body, format) {
+    let n = st.received.fetch_add(1, Ordering::Relaxed);
+    let fault = match faults::requested(headers, &body) {
+        Ok(Some(f)) => Some(f),
+        Ok(None) => faults::by_rate(
+            n,
+            st.config.fault_rate,
+            &st.config.faults,
+            st.config.fault_seed,
+        ),
+        Err(msg) => return error_response(StatusCode::BAD_REQUEST, "BadRequestError", msg),
+    };
+    let mut plan = match Plan::from_request(&st.config, &body, format) {
         Ok(p) => p,
         Err((status, kind, msg)) => return error_response(status, kind, msg),
     };
+    plan.no_finish = fault == Some(Fault::NoFinish);
+    match fault {
+        Some(Fault::ResetBeforeHeaders) => {
+            // The response is never written: the connection fails on its first write and
+            // closes with a reset.
+            conn.switch.kill();
+            st.served.fetch_add(1, Ordering::Relaxed);
+            return StatusCode::OK.into_response();
+        }
+        Some(f @ (Fault::Http429 | Fault::Http500 | Fault::Http503)) => {
+            st.served.fetch_add(1, Ordering::Relaxed);
+            let (status, body) = plan.http_fault(f);
+            return (status, Json(body)).into_response();
+        }
+        Some(Fault::NonSse) => {
+            st.served.fetch_add(1, Ordering::Relaxed);
+            return Json(plan.full_response(st.created)).into_response();
+        }
+        Some(Fault::SlowFirstByte) => tokio::time::sleep(ms(st.config.fault_delay_ms)).await,
+        _ => {}
+    }
     if !plan.stream {
         return non_streaming(st, plan).await;
     }
@@ -318,7 +385,7 @@ async fn handle(st: Arc<SimState>, headers: &HeaderMap, body: Value, format: For
         .record_truth
         .then(|| TruthRecorder::new(st.truth.clone(), request_id, t_received));
     let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
-    tokio::spawn(produce(st, plan, tx));
+    tokio::spawn(produce(st, plan, tx, fault, conn));
     // Each chunk is stamped as it is handed to hyper, which writes it to the socket in the
     // same poll: the truth is when it left, not when the schedule meant it to.
     let stream = futures_util::stream::unfold((rx, recorder), |(mut rx, mut rec)| async move {
@@ -359,23 +426,62 @@ fn ms(v: f64) -> Duration {
     Duration::from_secs_f64(v / 1e3)
 }
 
-/// Generate one stream on its absolute schedule; stops when the client goes away.
-async fn produce(st: Arc<SimState>, plan: Plan, tx: mpsc::Sender<(Bytes, u32)>) {
+/// Generate one stream on its absolute schedule; stops when the client goes away. A
+/// stream fault changes what is sent after the first two tokens.
+async fn produce(
+    st: Arc<SimState>,
+    plan: Plan,
+    tx: mpsc::Sender<(Bytes, u32)>,
+    fault: Option<Fault>,
+    conn: ConnHandle,
+) {
     let Some((_permit, _guard)) = admit(&st).await else {
         return;
     };
+    let _served = ServedGuard(st.clone());
     let cfg = &st.config;
     let admitted = tokio::time::Instant::now();
     let running = st.running.load(Ordering::SeqCst);
     let mut due = admitted + ms(cfg.ttft_ms + extra_ms(cfg.ttft_per_running_ms, running));
+    if fault == Some(Fault::EmptyOutput) {
+        tokio::time::sleep_until(due).await;
+        let _ = tx.send((plan.empty_output_bytes(st.created), 0)).await;
+        return;
+    }
     let mut sent = 0u32;
     let mut chunk_index = 0u32;
     while sent < plan.n_out {
         tokio::time::sleep_until(due).await;
+        if sent >= 2.min(plan.n_out - 1) {
+            let cut = match fault {
+                Some(Fault::ResetMidStream) => {
+                    conn.switch.kill();
+                    // Something to write, so the connection notices now.
+                    Some(Bytes::from_static(b": reset\n\n"))
+                }
+                Some(Fault::InBandError) => Some(plan.in_band_error_bytes()),
+                Some(Fault::MalformedJson) => Some(plan.malformed_bytes()),
+                Some(Fault::InvalidUtf8) => Some(plan.invalid_utf8_bytes()),
+                Some(Fault::HugeLine) => Some(plan.huge_line_bytes()),
+                _ => None,
+            };
+            if let Some(bytes) = cut {
+                let _ = tx.send((bytes, 0)).await;
+                return;
+            }
+            if fault == Some(Fault::StallMidStream) && sent == 2.min(plan.n_out - 1) {
+                tokio::time::sleep(ms(cfg.fault_delay_ms)).await;
+                due = tokio::time::Instant::now();
+            }
+        }
         let k = cfg.tokens_per_chunk.min(plan.n_out - sent);
         let bytes = plan.chunk_bytes(st.created, chunk_index, sent, k);
-        if tx.send((bytes, k)).await.is_err() {
-            st.served.fetch_add(1, Ordering::Relaxed);
+        let delivered = if fault == Some(Fault::SplitWrites) {
+            send_split(&tx, bytes, k).await
+        } else {
+            tx.send((bytes, k)).await.is_ok()
+        };
+        if !delivered {
             return; // client went away
         }
         sent += k;
@@ -384,8 +490,32 @@ async fn produce(st: Arc<SimState>, plan: Plan, tx: mpsc::Sender<(Bytes, u32)>) 
         let itl = cfg.itl_ms + extra_ms(cfg.itl_per_running_ms, running);
         due += ms(itl * f64::from(k));
     }
-    let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
-    st.served.fetch_add(1, Ordering::Relaxed);
+    if fault != Some(Fault::NoFinish) {
+        let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
+    }
+}
+
+/// Counts a stream as served however it ends.
+struct ServedGuard(Arc<SimState>);
+
+impl Drop for ServedGuard {
+    fn drop(&mut self) {
+        self.0.served.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Send a chunk three bytes at a time, each its own write (the tokens ride on the last).
+async fn send_split(tx: &mpsc::Sender<(Bytes, u32)>, bytes: Bytes, k: u32) -> bool {
+    let n = bytes.len();
+    for start in (0..n).step_by(3) {
+        let end = (start + 3).min(n);
+        let tokens = if end == n { k } else { 0 };
+        if tx.send((bytes.slice(start..end), tokens)).await.is_err() {
+            return false;
+        }
+        tokio::task::yield_now().await;
+    }
+    true
 }
 
 async fn non_streaming(st: Arc<SimState>, plan: Plan) -> Response {
@@ -407,5 +537,7 @@ async fn non_streaming(st: Arc<SimState>, plan: Plan) -> Response {
     Json(plan.full_response(st.created)).into_response()
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
+use super::faults::Fault;
 use super::SimConfig;
 
 /// Which protocol a request came in on.
@@ -55,6 +56,8 @@ pub struct Plan {
     details: bool,
     model: String,
     id: String,
+    /// Leave the finish out of the last chunk (the `no_finish` fault).
+    pub no_finish: bool,
 }
 
 type Reject = (StatusCode, &'static str, String);
@@ -158,6 +161,7 @@ impl Plan {
             details: params.get("details").and_then(Value::as_bool) == Some(true),
             model,
             id: format!("sim-{:016x}", rand::random::<u64>()),
+            no_finish: false,
         })
     }
 
@@ -180,7 +184,7 @@ impl Plan {
     /// The bytes of chunk `index`, carrying tokens `first .. first + k`.
     pub fn chunk_bytes(&self, created: u64, index: u32, first: u32, k: u32) -> Bytes {
         let mut out = Vec::with_capacity(256 * k as usize);
-        let last = first + k == self.n_out;
+        let last = first + k == self.n_out && !self.no_finish;
         let finish = if last {
             json!(self.finish_reason)
         } else {
@@ -216,7 +220,7 @@ impl Plan {
             }
             Format::Tgi => {
                 for i in first..first + k {
-                    let is_last = i + 1 == self.n_out;
+                    let is_last = i + 1 == self.n_out && !self.no_finish;
                     let eos = is_last && self.finish_reason == "eos_token";
                     let text = if eos {
                         "</s>".to_string()
@@ -258,6 +262,113 @@ impl Plan {
             Self::event(&mut out, &u);
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
+        Bytes::from(out)
+    }
+
+    /// Status and body of an HTTP-error fault, in the shapes vLLM (≥ 0.10.1) and TGI send.
+    pub fn http_fault(&self, fault: Fault) -> (StatusCode, Value) {
+        let (status, msg, kind, tgi_kind) = match fault {
+            Fault::Http429 => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Model is overloaded",
+                "TooManyRequests",
+                "overloaded",
+            ),
+            Fault::Http503 => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The engine is not ready or has died",
+                "ServiceUnavailable",
+                "healthcheck",
+            ),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+                "InternalServerError",
+                "incomplete_generation",
+            ),
+        };
+        let body = match self.format {
+            Format::Tgi => json!({"error": msg, "error_type": tgi_kind}),
+            _ => {
+                json!({"error": {"message": msg, "type": kind, "param": null, "code": status.as_u16()}})
+            }
+        };
+        (status, body)
+    }
+
+    /// An in-band error event after HTTP 200 (vLLM's nested shape then `[DONE]`; TGI's
+    /// native event).
+    pub fn in_band_error_bytes(&self) -> Bytes {
+        let mut out = Vec::new();
+        match self.format {
+            Format::Tgi => Self::event(
+                &mut out,
+                &json!({"error": "Request failed during generation: CUDA out of memory", "error_type": "generation"}),
+            ),
+            _ => {
+                Self::event(
+                    &mut out,
+                    &json!({"error": {"message": "Internal server error", "type": "InternalServerError", "param": null, "code": 500}}),
+                );
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// A clean end with no output token: the role chunk (chat) and a finish; TGI's EOS-only
+    /// generation.
+    pub fn empty_output_bytes(&self, created: u64) -> Bytes {
+        let mut out = Vec::new();
+        match self.format {
+            Format::Chat => {
+                Self::event(
+                    &mut out,
+                    &json!({"id": self.id, "object": "chat.completion.chunk", "created": created, "model": self.model,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]}),
+                );
+                Self::event(
+                    &mut out,
+                    &json!({"id": self.id, "object": "chat.completion.chunk", "created": created, "model": self.model,
+                    "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]}),
+                );
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+            Format::Completions => {
+                Self::event(
+                    &mut out,
+                    &json!({"id": self.id, "object": "text_completion", "created": created, "model": self.model,
+                    "choices": [{"index": 0, "text": "", "logprobs": null, "finish_reason": "stop", "stop_reason": null}]}),
+                );
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+            Format::Tgi => Self::event(
+                &mut out,
+                &json!({"index": 1, "token": {"id": 2, "text": "</s>", "logprob": -0.1, "special": true},
+                "generated_text": "", "details": null}),
+            ),
+        }
+        Bytes::from(out)
+    }
+
+    /// An event that is not valid JSON (cut off mid-object).
+    pub fn malformed_bytes(&self) -> Bytes {
+        Bytes::from_static(b"data: {\"choices\": [{\"index\": 0, \"text\": \"cut\n\n")
+    }
+
+    /// An event whose text carries bytes that are not UTF-8.
+    pub fn invalid_utf8_bytes(&self) -> Bytes {
+        let mut out = b"data: {\"choices\": [{\"index\": 0, \"text\": \"".to_vec();
+        out.extend_from_slice(&[0xFF, 0xFE, 0xC3]);
+        out.extend_from_slice(b"\", \"finish_reason\": null}]}\n\n");
+        Bytes::from(out)
+    }
+
+    /// One line of 6 MiB (past the client's 4 MiB limit on a line or event).
+    pub fn huge_line_bytes(&self) -> Bytes {
+        let mut out = b"data: ".to_vec();
+        out.resize(6 * 1024 * 1024, b'x');
+        out.extend_from_slice(b"\n\n");
         Bytes::from(out)
     }
 

@@ -213,7 +213,8 @@ impl Scraper {
     pub fn start(http: reqwest::Client, url: String, period: Duration) -> Scraper {
         let cancel = CancellationToken::new();
         let out = Arc::new(Mutex::new(ScrapeOutput {
-            url: url.clone(),
+            // What is reported never carries credentials.
+            url: crate::util::redact_url(&url),
             ..ScrapeOutput::default()
         }));
         let (c, o) = (cancel.clone(), out.clone());
@@ -263,14 +264,14 @@ async fn scrape_once(
     let resp = tokio::time::timeout(timeout, http.get(url).send())
         .await
         .map_err(|_| "timeout".to_string())?
-        .map_err(|e| format!("request failed: {e}"))?;
+        .map_err(|e| format!("request failed: {}", e.without_url()))?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
     tokio::time::timeout(timeout, resp.text())
         .await
         .map_err(|_| "timeout reading body".to_string())?
-        .map_err(|e| format!("reading body failed: {e}"))
+        .map_err(|e| format!("reading body failed: {}", e.without_url()))
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ def test_serve_command_answers_and_stops(tmp_path):
 
 
 def test_model_errors_are_clear(tmp_path):
-    with pytest.raises(llmbench.ModelError, match="config.json"):
+    with pytest.raises(llmbench.ModelError, match=r"config\.json"):
         llmbench.baseline.run(str(tmp_path), prompt_tokens=4, max_new_tokens=1)
     with pytest.raises(llmbench.InvalidArgumentError, match="unknown baseline preset"):
         llmbench.baseline.run("llama-9", prompt_tokens=4, max_new_tokens=1)
