@@ -14,6 +14,8 @@ Example:
 from . import baseline, datasets
 from ._core import __version__
 from .capacity import CapacityResult, find_capacity
+from .compare import compare, comparison_table
+from .config import SweepSpec, dump_config, load_config, parse_config, save_config
 from .errors import (
     InvalidArgumentError,
     LlmbenchError,
@@ -60,6 +62,7 @@ __all__ = [
     "SimConfig",
     "SimServer",
     "SweepInterrupted",
+    "SweepSpec",
     "Target",
     "TargetError",
     "Timeouts",
@@ -68,15 +71,21 @@ __all__ = [
     "__version__",
     "arrival_schedule",
     "baseline",
+    "compare",
+    "comparison_table",
     "datasets",
     "default_prompts",
+    "dump_config",
     "find_capacity",
     "gpu_price",
     "kv_cache_study",
     "list_gpus",
+    "load_config",
     "load_prompts",
     "model_arch",
+    "parse_config",
     "prompt_order",
     "run_sweep",
     "run_sweep_async",
+    "save_config",
 ]

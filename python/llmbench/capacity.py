@@ -31,6 +31,10 @@ class CapacityResult:
         steps: one dict per probed point, in order: value, trials passed, passed.
         trials: every trial's summary row (with the SLO columns), as a DataFrame.
         statement: the result in words, with the evidence.
+
+    Example:
+        >>> cap = llmbench.find_capacity(target, {"ttft_ms": 500}, mode="batch_size")
+        >>> cap.capacity, cap.statement
     """
 
     capacity: float | None

@@ -293,6 +293,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(m, os.path.join("results", "metrics_study"), DEFAULT_BATCH_SIZES)
     m.add_argument(
+        "--config",
+        metavar="TOML",
+        default=None,
+        help="run the sweep a TOML file describes (targets and run_sweep settings; see "
+        "llmbench.config); the other sweep options are then ignored",
+    )
+    m.add_argument(
         "--resume",
         metavar="DIR",
         default=None,
@@ -338,6 +345,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="stop after this many seconds (default: until Ctrl-C)",
     )
     _add_sim_options(s, SimConfig(), prefix="")
+
+    cmp = sub.add_parser(
+        "compare",
+        help="compare saved runs (vLLM vs TGI vs the baseline) in one table and plots",
+        description="Read result folders written by `llmbench metrics` (or Results.save) and "
+        "write one comparison: comparison_summary.csv and the plots, one line per target.",
+    )
+    cmp.add_argument("runs", nargs="+", metavar="DIR")
+    cmp.add_argument("--out", default=os.path.join("results", "comparison"))
 
     b = sub.add_parser(
         "serve",
@@ -617,6 +633,38 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, comparison_table
+
+    res = compare(args.runs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res.summary.to_csv(out / "comparison_summary.csv", index=False)
+    paths = res.plot(out_dir=out, close=True)
+    pd = __import__("pandas")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(comparison_table(res).round(2).to_string())
+    print(f"comparison written to {out}/ (comparison_summary.csv, {len(paths)} plots)")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    spec = load_config(args.config)
+    options = {"out_dir": args.out, "progress": not args.quiet, **spec.options}
+    try:
+        res = spec.run(**options)
+    except SweepInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        _print_summary(stop.results)
+        return 130
+    _print_summary(res)
+    if options.get("out_dir"):
+        print(f"results written to {options['out_dir']}/")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     with BaselineServer(
         args.model,
@@ -659,8 +707,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_sim(args)
         if args.command == "serve":
             return _cmd_serve(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         if args.command == "capacity":
             return _cmd_capacity(args)
+        if args.command == "metrics" and args.config is not None:
+            return _cmd_config(args)
         if args.command == "metrics":
             if args.resume is not None:
                 args = _resumed_args(parser, args.resume, args.url)

@@ -207,6 +207,48 @@ class Results:
         all_requests = pd.concat(requests, ignore_index=True) if requests else pd.DataFrame()
         return cls(summary, _tidy_requests(all_requests), _concat_chunks(chunk_parts), manifest)
 
+    @classmethod
+    def concat(cls, runs: list[Results], labels: list[str] | None = None) -> Results:
+        """Several runs as one (e.g. vLLM, TGI and the baseline measured apart). A target
+        name found in more than one run gets that run's label appended.
+
+        Example:
+            >>> both = llmbench.Results.concat([vllm_res, tgi_res])
+        """
+        pd = _deps.pandas()
+        labels = labels or [f"run{i + 1}" for i in range(len(runs))]
+        seen: dict[str, int] = {}
+        for r in runs:
+            for t in set(r.summary["target"]) if len(r.summary) else ():
+                seen[t] = seen.get(t, 0) + 1
+        summaries, requests, chunks = [], [], []
+        for r, label in zip(runs, labels, strict=True):
+            rename = {t: f"{t} ({label})" for t, n in seen.items() if n > 1}
+            summaries.append(r.summary.replace({"target": rename}))
+            requests.append(r._all.replace({"target": rename}) if len(r._all) else r._all)
+            chunks.append(r._chunks)
+        manifest = {
+            "kind": "comparison",
+            "runs": [{"label": label, **r.manifest} for r, label in zip(runs, labels, strict=True)],
+        }
+        return cls(
+            pd.concat(summaries, ignore_index=True),
+            pd.concat(requests, ignore_index=True),
+            _concat_chunks(chunks),
+            manifest,
+        )
+
+    def log_wandb(self, *, timeout_s: float = 120.0, **settings: Any) -> str | None:
+        """Log to Weights & Biases (see `llmbench.wandb_log.log_wandb`); never raises for
+        a stalled or failing W&B service, and gives up after `timeout_s`.
+
+        Example:
+            >>> res.log_wandb(project="llmbench", name="vllm-h100")
+        """
+        from .wandb_log import log_wandb
+
+        return log_wandb(self, timeout_s=timeout_s, **settings)
+
     # ---- files ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -44,7 +44,13 @@ FAULTS = (
 
 @dataclass
 class SimConfig:
-    """Timings and capacity of the scripted server (times in ms)."""
+    """Timings, capacity and faults of the scripted server (times in ms).
+
+    Example:
+        >>> cfg = llmbench.SimConfig(ttft_ms=50, itl_ms=10, max_batch=64,
+        ...                          fault_rate=0.01, faults=["http_503"])
+        >>> sim = llmbench.SimServer(cfg)
+    """
 
     model: str = "llmbench-sim"
     ttft_ms: float = 50.0

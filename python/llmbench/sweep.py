@@ -382,6 +382,7 @@ def run_sweep(
     cooldown_s: float | None = None,
     trace: Trace | None = None,
     resume: bool = False,
+    wandb: bool | dict[str, Any] | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
 
@@ -443,6 +444,9 @@ def run_sweep(
         resume: continue an interrupted run with the same settings from the record files
             in `out_dir`: stages it completed are kept (their records and summaries), the
             stage that was cut short and those never started are run.
+        wandb: log the results to Weights & Biases once they are saved: True, or a dict
+            of `wandb.init` settings (`project`, `name`, `mode`, `timeout_s`, ...). A
+            stalled W&B service times out with a warning; it never costs the results.
 
     Example:
         >>> import llmbench
@@ -450,7 +454,7 @@ def run_sweep(
         >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8, 32], max_tokens=128)
         >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
     """
-    settings = {k: v for k, v in locals().items() if k not in ("targets", "progress")}
+    settings = {k: v for k, v in locals().items() if k not in ("targets", "progress", "wandb")}
     plan = _plan(targets, settings)
     target_list, configs, manifest = plan.target_list, plan.configs, plan.manifest
     telemetry, arch, slo_spec = plan.telemetry, plan.arch, plan.slo
@@ -479,7 +483,14 @@ def run_sweep(
     results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch, slo_spec)
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
+    _maybe_log_wandb(results, wandb)
     return results
+
+
+def _maybe_log_wandb(results: Results, wandb: bool | dict[str, Any] | None) -> None:
+    """Log to W&B after the files are written (a stalled W&B never costs the results)."""
+    if wandb:
+        results.log_wandb(**(wandb if isinstance(wandb, dict) else {}))
 
 
 def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
@@ -502,7 +513,9 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     except TypeError as e:
         raise InvalidArgumentError(f"run_sweep_async: {e}") from None
     bound.apply_defaults()
-    settings = {k: v for k, v in bound.arguments.items() if k not in ("targets", "progress")}
+    settings = {
+        k: v for k, v in bound.arguments.items() if k not in ("targets", "progress", "wandb")
+    }
     plan = _plan(targets, settings)
     plan.telemetry.start()
     outputs = []
@@ -513,7 +526,7 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     except BaseException:
         plan.telemetry.stop()
         raise
-    return _finish(
+    results = _finish(
         plan.target_list,
         outputs,
         plan.manifest,
@@ -522,3 +535,8 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
         plan.arch,
         plan.slo,
     )
+    if bound.arguments.get("wandb"):
+        import asyncio
+
+        await asyncio.to_thread(_maybe_log_wandb, results, bound.arguments["wandb"])
+    return results

@@ -46,7 +46,12 @@ class Timeouts:
 
 @dataclass
 class Target:
-    """Base class of targets; use `OpenAI` or `TGI`."""
+    """Base class of targets; use `OpenAI` or `TGI`.
+
+    Example:
+        >>> isinstance(llmbench.TGI("http://localhost:8080"), llmbench.Target)
+        True
+    """
 
     url: str
     model: str = ""
