@@ -90,8 +90,10 @@ def main() -> None:
             stage_duration_s=args.duration, max_tokens=args.tokens, out_dir=tmp,
             progress=False, server_metrics=False,
         )  # fmt: skip
+        t_returned = time.monotonic()
         records_bytes = sum(p.stat().st_size for p in Path(tmp).glob("requests_*.jsonl"))
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    t_run_end = t_returned - t0
     done.set()
     time.sleep(1.0)
     after_fds = fds()
@@ -100,7 +102,10 @@ def main() -> None:
     server.wait(timeout=30)
     s = res.summary.iloc[0]
     n_requests = len(res.requests)
-    during = [x for x in samples if x["t_s"] > 30]
+    # While the engine ran (after the first 30 s of ramp-up); later samples include building
+    # the pandas frames of the results, reported apart.
+    during = [x for x in samples if 30 < x["t_s"] < args.duration]
+    building = [x for x in samples if x["t_s"] >= args.duration]
     report = {
         "machine": {
             "host": platform.node(),
@@ -124,12 +129,17 @@ def main() -> None:
             "rss_mib_last": during[-1]["rss_mib"] if during else None,
         },
         "after": {"rss_mib": after_rss, "fds": after_fds[0], "sockets": after_fds[1]},
+        "results_build_rss_mib_max": max((x["rss_mib"] for x in building), default=None),
+        "engine_end_s": t_run_end,
         "records_jsonl_mib": records_bytes / 2**20,
         "samples": samples,
     }
-    if during:
+    if len(during) > 1:
         growth = during[-1]["rss_mib"] - during[0]["rss_mib"]
-        report["rss_growth_kib_per_request"] = growth * 1024 / max(n_requests, 1)
+        span = during[-1]["t_s"] - during[0]["t_s"]
+        # Requests completed over the same span (the rate is steady after ramp-up).
+        n_span = n_requests * span / args.duration
+        report["rss_growth_kib_per_request_during_run"] = growth * 1024 / max(n_span, 1)
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
