@@ -138,3 +138,14 @@ def test_model_errors_are_clear(tmp_path):
         llmbench.baseline.run("tiny", device="cuda", prompt_tokens=4, max_new_tokens=1)
     with pytest.raises(llmbench.InvalidArgumentError, match="one of prompts"):
         llmbench.baseline.run("tiny", prompt_tokens=4, prompt_ids=[[1, 2]])
+
+
+@pytest.mark.parametrize("dtype,size", [("float32", 4), ("float16", 2), ("bfloat16", 2)])
+def test_every_dtype_runs_and_sizes_its_cache_by_it(dtype, size):
+    res = llmbench.baseline.run(
+        "tiny", dtype=dtype, batch_sizes=[2], prompt_tokens=8, max_new_tokens=4, warmup_batches=0
+    )
+    s = res.summary.iloc[0]
+    assert s["n_ok"] == 2 and res.manifest["servers"]["baseline"]["dtype"] == dtype
+    # 2 × 4 layers × 4 kv heads × 32 head_dim × dtype bytes, 8 + 4 − 1 tokens, 2 rows.
+    assert s["kv_cache_bytes"] == s["kv_cache_formula_bytes"] == 2 * 4 * 4 * 32 * size * 11 * 2
