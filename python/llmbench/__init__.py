@@ -13,6 +13,7 @@ Example:
 
 from . import baseline, datasets
 from ._core import __version__
+from .calibrate import Calibration, calibrate
 from .capacity import CapacityResult, find_capacity
 from .compare import compare, comparison_table
 from .config import SweepSpec, dump_config, load_config, parse_config, save_config
@@ -49,6 +50,7 @@ __all__ = [
     "GPU_PRICES_USD_PER_HOUR",
     "SLO",
     "TGI",
+    "Calibration",
     "CapacityResult",
     "GpuSampler",
     "InvalidArgumentError",
@@ -71,6 +73,7 @@ __all__ = [
     "__version__",
     "arrival_schedule",
     "baseline",
+    "calibrate",
     "compare",
     "comparison_table",
     "datasets",

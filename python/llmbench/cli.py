@@ -346,6 +346,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_sim_options(s, SimConfig(), prefix="")
 
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure this host's client timing error against the scripted server's truth",
+        description="Run the scripted server (recording when it really sent each chunk) at "
+        "rising concurrency and token rates, and report the client's TTFT error and "
+        "per-chunk lag against it, and the highest load within the tolerance.",
+    )
+    cal.add_argument("--concurrency", type=_int_list, default=[1, 16, 64, 256])
+    cal.add_argument("--itl-ms", type=_float_list, default=[10.0, 2.0])
+    cal.add_argument("--tokens", type=int, default=64)
+    cal.add_argument("--tolerance-ms", type=float, default=1.0)
+    cal.add_argument("--out", default=os.path.join("results", "calibration"))
+
     cmp = sub.add_parser(
         "compare",
         help="compare saved runs (vLLM vs TGI vs the baseline) in one table and plots",
@@ -633,6 +646,20 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate, save
+
+    cal = calibrate(
+        args.concurrency, args.itl_ms, tokens=args.tokens, tolerance_ms=args.tolerance_ms
+    )
+    pd = __import__("pandas")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(cal.table.round(3).to_string(index=False))
+    print(cal.statement)
+    print(f"written to {save(cal, args.out)}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare, comparison_table
 
@@ -709,6 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "calibrate":
+            return _cmd_calibrate(args)
         if args.command == "capacity":
             return _cmd_capacity(args)
         if args.command == "metrics" and args.config is not None:

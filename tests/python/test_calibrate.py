@@ -1,0 +1,30 @@
+"""`llmbench calibrate`: the client's own error against the scripted server's truth."""
+
+from __future__ import annotations
+
+import json
+
+import llmbench
+from conftest import run_cli
+
+
+def test_calibration_compares_every_chunk_with_the_truth():
+    cal = llmbench.calibrate(concurrency=(1, 4), itl_ms=(5,), tokens=8, requests_per_point=8)
+    t = cal.table
+    assert list(t["concurrency"]) == [1, 4]
+    assert (t["checked_requests"] == 8).all() and (t["requests_ok"] == 8).all()
+    # A chunk cannot arrive before the server sent it; on an idle host the lag is small.
+    assert (t["ttft_err_p50_ms"] >= 0).all() and (t["chunk_lag_p50_ms"] >= 0).all()
+    assert (t["ttft_err_p50_ms"] < 20).all()
+    assert cal.statement.startswith("within 1 ms")
+    assert set(cal.max_streams_within) == {5.0}
+    json.dumps(cal.to_dict())
+
+
+def test_calibrate_command_writes_its_report(tmp_path):
+    r = run_cli(
+        "calibrate", "--concurrency", "2", "--itl-ms", "5", "--tokens", "4", "--out", str(tmp_path)
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "calibration.json").read_text())
+    assert data["table"][0]["concurrency"] == 2 and "within" in data["statement"]
