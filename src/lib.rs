@@ -15,6 +15,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod record;
 pub mod runtime;
+pub mod serve_util;
 pub mod sim;
 pub mod sink;
 pub mod sse;

@@ -72,31 +72,10 @@ impl RecordSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{RequestRecord, TokenSource};
+    use crate::record::RequestRecord;
 
     fn record(id: u64) -> RequestRecord {
-        RequestRecord {
-            id,
-            stage: 0,
-            batch_size: 1,
-            warmup: false,
-            prompt_index: 0,
-            t_sched: 1,
-            t_sent: 1,
-            t_headers: Some(2),
-            t_done: 3,
-            chunk_times: vec![2, 3],
-            chunk_tokens: vec![1, 1],
-            chunk_token_source: TokenSource::ServerUsage,
-            n_in: Some(4),
-            n_in_source: TokenSource::ServerUsage,
-            n_out: 2,
-            n_out_source: TokenSource::ServerUsage,
-            finish_reason: Some("length".into()),
-            http_status: Some(200),
-            error_kind: None,
-            error: None,
-        }
+        crate::test_support::record(id, 0, false, None)
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::record::{ErrorKind, RequestRecord, TokenSource};
 use crate::sse::{SseEvent, SseParser};
 
 /// The fixtures folder.
@@ -27,4 +28,31 @@ pub fn fixture_events(name: &str) -> (Vec<SseEvent>, bool) {
     p.feed(&fixture_bytes(name), &mut events).expect("parse");
     let truncated = p.finish();
     (events, truncated)
+}
+
+/// A small successful record (two one-token chunks), in `stage`, failed with `kind` if
+/// given: for tests of what stores, reads and sorts records.
+pub fn record(id: u64, stage: u32, warmup: bool, kind: Option<ErrorKind>) -> RequestRecord {
+    RequestRecord {
+        id,
+        stage,
+        batch_size: 1,
+        warmup,
+        prompt_index: 0,
+        t_sched: 1,
+        t_sent: 1,
+        t_headers: Some(2),
+        t_done: 3,
+        chunk_times: vec![2, 3],
+        chunk_tokens: vec![1, 1],
+        chunk_token_source: TokenSource::ServerUsage,
+        n_in: Some(4),
+        n_in_source: TokenSource::ServerUsage,
+        n_out: 2,
+        n_out_source: TokenSource::ServerUsage,
+        finish_reason: Some("length".into()),
+        http_status: Some(200),
+        error_kind: kind,
+        error: None,
+    }
 }

@@ -113,9 +113,9 @@ struct GpuMemory {
 impl GpuMemory {
     fn new(b: &Baseline) -> GpuMemory {
         let nvml = match b.model.device().location() {
-            candle_core::DeviceLocation::Cuda { gpu_id } => {
-                nvml_wrapper::Nvml::init().ok().map(|n| (n, gpu_id as u32))
-            }
+            candle_core::DeviceLocation::Cuda { gpu_id } => crate::telemetry::nvml::open()
+                .ok()
+                .map(|n| (n, gpu_id as u32)),
             _ => None,
         };
         GpuMemory { nvml }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -28,6 +28,7 @@ use super::generate::{generate, BatchRequest, Finish, SamplingParams};
 use super::tokenizer::TextCodec;
 use super::{Baseline, ModelSpec};
 use crate::error::{Error, Result};
+use crate::serve_util::{error_response, sse_response};
 
 /// How the server batches.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,12 +279,6 @@ fn schedule(
         stats.served.fetch_add(n, Ordering::Relaxed);
         stats.running.store(0, Ordering::Relaxed);
     }
-}
-
-fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
-    // The shape vLLM sends.
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
-    (status, Json(body)).into_response()
 }
 
 async fn models(State(st): State<Arc<Shared>>) -> Json<Value> {
@@ -634,17 +629,7 @@ fn stream_response(
         let b = rx.recv().await?;
         Some((Ok::<_, Infallible>(b), rx))
     });
-    let mut resp = Response::new(Body::from_stream(stream));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
-    resp
+    sse_response(Body::from_stream(stream))
 }
 
 async fn full_response(

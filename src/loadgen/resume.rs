@@ -103,31 +103,7 @@ fn rewrite(path: &Path, records: &[RequestRecord]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(id: u64, stage: u32, warmup: bool, kind: Option<ErrorKind>) -> RequestRecord {
-        RequestRecord {
-            id,
-            stage,
-            batch_size: 1,
-            warmup,
-            prompt_index: 0,
-            t_sched: 1,
-            t_sent: 1,
-            t_headers: None,
-            t_done: 2,
-            chunk_times: vec![2],
-            chunk_tokens: vec![1],
-            chunk_token_source: crate::record::TokenSource::ServerUsage,
-            n_in: None,
-            n_in_source: crate::record::TokenSource::Unknown,
-            n_out: 1,
-            n_out_source: crate::record::TokenSource::ServerUsage,
-            finish_reason: None,
-            http_status: Some(200),
-            error_kind: kind,
-            error: None,
-        }
-    }
+    use crate::test_support::record as rec;
 
     #[test]
     fn complete_stages_are_kept_and_a_cut_stage_and_line_are_dropped() {

@@ -64,11 +64,9 @@ fn expected(fault: Fault) -> Option<ErrorKind> {
 }
 
 fn read_records(path: &std::path::Path) -> Vec<RequestRecord> {
-    std::fs::read_to_string(path)
-        .expect("records file")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a whole JSON record per line"))
-        .collect()
+    let (records, bad) = crate::loadgen::resume::read_records(path).expect("records file");
+    assert_eq!(bad, 0, "every line a whole JSON record");
+    records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{Error, Result};
+use crate::serve_util::{error_response, sse_response};
 use faults::{ConnHandle, Fault, KillableListener};
 use protocol::{Format, Plan};
 pub use truth::TruthRecord;
@@ -265,12 +266,6 @@ impl Drop for SimServer {
     }
 }
 
-fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
-    // vLLM ≥ 0.10.1 shape.
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
-    (status, Json(body)).into_response()
-}
-
 async fn chat(
     State(st): State<Arc<SimState>>,
     ConnectInfo(conn): ConnectInfo<ConnHandle>,
@@ -395,17 +390,7 @@ async fn handle(
         }
         Some((Ok::<_, Infallible>(bytes), (rx, rec)))
     });
-    let mut resp = Response::new(Body::from_stream(stream));
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
-    resp
+    sse_response(Body::from_stream(stream))
 }
 
 /// Wait for a batch slot, then return the guard and the admission time.
