@@ -22,27 +22,13 @@ import time
 
 import llmbench
 import numpy as np
+from llmbench.calibrate import client_errors
 
 
-def client_errors(res, truth):
-    """Client TTFT error and per-chunk arrival lag against the server's send times (ms)."""
-    truth = truth.set_index("request_id")
-    req = res.requests
-    ttft_err, lags, late = [], [], []
-    chunks = res._chunks
-    offsets = chunks["offsets"]
-    all_rows = res._all.reset_index(drop=True)
-    for i, r in all_rows.iterrows():
-        if r["warmup"] or not r["ok"]:
-            continue
-        t = truth.loc[r["id"]]
-        c = chunks["t_ns"][int(offsets[i]) : int(offsets[i + 1])].astype(np.int64)
-        s = t["chunk_t_ns"].astype(np.int64)
-        lags.append((c - s) / 1e6)
-        ttft_err.append((c[0] - s[0]) / 1e6)
-        late.append((s[0] - int(t["t_received_ns"])) / 1e6)
-    assert len(ttft_err) == len(req)
-    return np.asarray(ttft_err), np.concatenate(lags), np.asarray(late)
+def server_lateness(res, truth):
+    """When the server sent each request's first chunk after receiving it (ms)."""
+    t = truth.set_index("request_id").loc[res.requests["id"]]
+    return (t["t_first_ns"].astype(np.int64) - t["t_received_ns"].astype(np.int64)) / 1e6
 
 
 def main() -> None:
@@ -74,7 +60,10 @@ def main() -> None:
             )
             wall = time.perf_counter() - t0
             s = res.summary.iloc[0]
-            errs = client_errors(res, sim.take_truth())
+            truth = sim.take_truth()
+            ttft_err, lags = client_errors(res, truth)
+            assert len(ttft_err) == len(res.requests)
+            errs = (ttft_err, lags, server_lateness(res, truth).to_numpy())
             per_request = (args.ttft_ms + (args.max_tokens - 1) * args.itl_ms) / 1e3
             ideal = math.ceil(n / bs) * per_request
             rows.append((bs, n, wall, ideal, s, errs))

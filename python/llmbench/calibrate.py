@@ -61,8 +61,14 @@ class Calibration:
         }
 
 
-def _errors(res: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per request TTFT error and per chunk lag (client arrival − server send), in ms."""
+def client_errors(res: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per request TTFT error and per chunk lag (client arrival − server send), in ms, for
+    the successful measured requests of `res` matched to the scripted server's `truth`
+    (`SimServer.take_truth()`).
+
+    Example:
+        >>> ttft_err, lags = client_errors(res, sim.take_truth())
+    """
     by_id = truth.set_index("request_id")
     offsets, times = res._chunks["offsets"], res._chunks["t_ns"]
     ttft, lags = [], []
@@ -116,7 +122,7 @@ def calibrate(
                     progress=False,
                     server_metrics=False,
                 )
-                ttft_err, lags = _errors(res, sim.take_truth())
+                ttft_err, lags = client_errors(res, sim.take_truth())
             s = res.summary.iloc[0]
 
             def pct(a: np.ndarray, q: float) -> float:

@@ -627,6 +627,16 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait(for_seconds: float | None) -> None:
+    """Keep a server command running until Ctrl-C or for `for_seconds`."""
+    deadline = None if for_seconds is None else time.monotonic() + for_seconds
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     cfg = _sim_config(args)
     cfg.model = args.model
@@ -636,12 +646,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             f"{json.dumps(asdict(cfg))}",
             flush=True,
         )
-        deadline = None if args.for_seconds is None else time.monotonic() + args.for_seconds
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        _wait(args.for_seconds)
         print(f"served {sim.served} requests", flush=True)
     return 0
 
@@ -711,12 +716,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"up to {args.max_batch}, loaded in {info['load_s']:.1f} s)",
             flush=True,
         )
-        deadline = None if args.for_seconds is None else time.monotonic() + args.for_seconds
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        _wait(args.for_seconds)
         print(f"served {server.served} requests", flush=True)
     return 0
 
