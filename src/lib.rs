@@ -8,6 +8,7 @@
 //! The Python bindings live only in `py` (feature `python`).
 
 pub mod baseline;
+pub mod chunks;
 pub mod client;
 pub mod clock;
 pub mod error;

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::chunks::Chunks;
+
 /// Why a request failed. A fixed taxonomy so summaries can count failures by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -126,10 +128,10 @@ pub struct RequestRecord {
     pub t_headers: Option<u64>,
     /// When the stream ended (`[DONE]`, final event, EOF or error).
     pub t_done: u64,
-    /// Arrival time of every event that carried output tokens.
-    pub chunk_times: Vec<u64>,
-    /// Tokens carried by each of those events (same length as `chunk_times`).
-    pub chunk_tokens: Vec<u32>,
+    /// Arrival time and token count of every event that carried output tokens, compactly
+    /// stored (written to files as the arrays `chunk_times` and `chunk_tokens`).
+    #[serde(flatten)]
+    pub chunks: Chunks,
     /// Where `chunk_tokens` came from.
     pub chunk_token_source: TokenSource,
     /// Prompt tokens, if known.
@@ -158,16 +160,16 @@ impl RequestRecord {
 
     /// Time of the first output token, if any.
     pub fn t_first(&self) -> Option<u64> {
-        self.chunk_times.first().copied()
+        self.chunks.first_time()
     }
 
     /// Time of the last output token, if any.
     pub fn t_last(&self) -> Option<u64> {
-        self.chunk_times.last().copied()
+        self.chunks.last_time()
     }
 
     /// Sum of per-chunk token counts (what was seen streaming).
     pub fn n_out_streamed(&self) -> u32 {
-        self.chunk_tokens.iter().sum()
+        self.chunks.total_tokens()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::record::{ErrorKind, RequestRecord, TokenSource};
+use crate::record::{Chunks, ErrorKind, RequestRecord, TokenSource};
 use crate::sse::{SseEvent, SseParser};
 
 /// The fixtures folder.
@@ -43,8 +43,7 @@ pub fn record(id: u64, stage: u32, warmup: bool, kind: Option<ErrorKind>) -> Req
         t_sent: 1,
         t_headers: Some(2),
         t_done: 3,
-        chunk_times: vec![2, 3],
-        chunk_tokens: vec![1, 1],
+        chunks: Chunks::from_parts(&[2, 3], &[1, 1]),
         chunk_token_source: TokenSource::ServerUsage,
         n_in: Some(4),
         n_in_source: TokenSource::ServerUsage,

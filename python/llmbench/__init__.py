@@ -14,6 +14,7 @@ Example:
 from . import baseline, datasets
 from ._core import __version__
 from .calibrate import Calibration, calibrate
+from .client_health import ClientLimitWarning
 from .capacity import CapacityResult, find_capacity
 from .compare import compare, comparison_table
 from .config import SweepSpec, dump_config, load_config, parse_config, save_config
@@ -52,6 +53,7 @@ __all__ = [
     "TGI",
     "Calibration",
     "CapacityResult",
+    "ClientLimitWarning",
     "GpuSampler",
     "InvalidArgumentError",
     "LlmbenchError",

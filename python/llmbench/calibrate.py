@@ -167,6 +167,16 @@ def calibrate(
     return Calibration(table, tolerance_ms, best, max_tok, statement, host)
 
 
+def save_default(cal: Calibration) -> Path:
+    """Keep `cal` where later runs on this host look for it (see `client_health`)."""
+    from .client_health import default_calibration_path
+
+    path = default_calibration_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cal.to_dict(), indent=1))
+    return path
+
+
 def save(cal: Calibration, out_dir: str | Path) -> Path:
     """Write `calibration.json` into `out_dir`."""
     out = Path(out_dir)

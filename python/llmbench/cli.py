@@ -87,6 +87,16 @@ def _fault_list(text: str) -> list[str]:
     return names
 
 
+def _flag(text: str) -> bool:
+    """A yes/no option value: 1/0, true/false, yes/no, on/off."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 1/0, true/false, yes/no or on/off, not {text!r}")
+
+
 def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: str) -> None:
     g = p.add_argument_group("scripted server timings (ms) and faults")
     for f in fields(SimConfig):
@@ -97,6 +107,8 @@ def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: st
         kind: Any = float if f.name.endswith("_ms") or f.name == "fault_rate" else int
         if f.name == "faults":
             kind = _fault_list
+        elif isinstance(default, bool):
+            kind = _flag
         g.add_argument(
             flag, dest=f"sim_{f.name}", type=kind, default=default, help=f"(default {default})"
         )
@@ -358,6 +370,12 @@ def _build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--tokens", type=int, default=64)
     cal.add_argument("--tolerance-ms", type=float, default=1.0)
     cal.add_argument("--out", default=os.path.join("results", "calibration"))
+    cal.add_argument(
+        "--no-remember",
+        action="store_true",
+        help="do not keep this calibration for later runs' client-limit warnings "
+        "(default: kept in $LLMBENCH_CALIBRATION or ~/.cache/llmbench/calibration.json)",
+    )
 
     cmp = sub.add_parser(
         "compare",
@@ -652,7 +670,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate, save
+    from .calibrate import calibrate, save, save_default
 
     cal = calibrate(
         args.concurrency, args.itl_ms, tokens=args.tokens, tolerance_ms=args.tolerance_ms
@@ -662,6 +680,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(cal.table.round(3).to_string(index=False))
     print(cal.statement)
     print(f"written to {save(cal, args.out)}")
+    if not args.no_remember:
+        print(f"remembered for later runs on this host: {save_default(cal)}")
     return 0
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import _core
+from . import _core, client_health
 from ._core import InvalidArgumentError, ResultsIOError
 from ._run_telemetry import RunTelemetry, add_stage_columns
 from .datasets import Dataset, Trace
@@ -258,7 +258,9 @@ def _finish(
     if outputs:
         manifest["clock"] = {
             "unix_anchor_ns": outputs[0]["unix_anchor_ns"],
-            "note": "t_*_ns columns are ns on one monotonic clock; unix = unix_anchor_ns + t",
+            "monotonic_anchor_ns": outputs[0].get("monotonic_anchor_ns"),
+            "note": "t_*_ns columns are ns on one monotonic clock; unix = unix_anchor_ns + t; "
+            "the machine's CLOCK_MONOTONIC (time.monotonic_ns()) = monotonic_anchor_ns + t",
         }
     results = Results.from_engine(
         [(t.describe(), o) for t, o in zip(target_list, outputs, strict=False)], manifest
@@ -281,6 +283,10 @@ def _finish(
         )
     if slo is not None and len(results.summary):
         add_slo_columns(results, slo)
+    health = client_health.check(results.summary, client_health.load_calibration())
+    # The engine already listed stages it found untrustworthy; add the calibration ones.
+    manifest["warnings"] += [m for m in health if "calibrated limit" in m]
+    client_health.warn_all(health)
     if out_dir is not None:
         try:
             results.save(out_dir)

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::loadgen::prompts::PromptOrder;
 use crate::loadgen::{StageResult, SweepOutput};
 use crate::metrics::{summarize_stage, Cell, Pricing};
-use crate::record::{ErrorKind, RequestRecord, TokenSource};
+use crate::record::{Chunks, ErrorKind, RequestRecord, TokenSource};
 use crate::sink::RecordSink;
 
 /// An in-process baseline run.
@@ -159,8 +159,7 @@ fn records_of(
                 t_sent: out.t_start,
                 t_headers: None,
                 t_done: row.times.last().copied().unwrap_or(out.t_end),
-                chunk_times: row.times.clone(),
-                chunk_tokens: vec![1; row.tokens.len()],
+                chunks: Chunks::from_parts(&row.times, &vec![1; row.tokens.len()]),
                 chunk_token_source: TokenSource::Model,
                 n_in: Some(prompts[pi].len() as u32),
                 n_in_source: TokenSource::Model,

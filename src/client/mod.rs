@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod openai;
+pub mod parse_bench;
 pub mod stream;
 pub mod tgi;
 

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::decode::{Decoded, Usage};
 use super::{Api, TargetSpec};
 use crate::clock::now_ns;
-use crate::record::{ErrorKind, RequestRecord, TokenSource};
+use crate::record::{Chunks, ErrorKind, RequestRecord, TokenSource};
 use crate::sse::{SseEvent, SseParser};
 use crate::tokens::TokenCounter;
 
@@ -566,8 +566,7 @@ fn build_record(
         t_sent,
         t_headers,
         t_done,
-        chunk_times: outcome.chunk_times,
-        chunk_tokens: outcome.chunk_tokens,
+        chunks: Chunks::from_parts(&outcome.chunk_times, &outcome.chunk_tokens),
         chunk_token_source: outcome.chunk_token_source,
         n_in,
         n_in_source,

@@ -2,6 +2,7 @@
 //! per-token ITL samples) and per stage (distributions, throughput, concurrency, cost).
 
 pub mod stats;
+pub mod streaming;
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{ErrorKind, RequestRecord, TokenSource};
 use stats::{censored_percentile, describe, Dist, PERCENTILES};
+use streaming::StreamingDist;
 
 const NS_PER_MS: f64 = 1e6;
 const NS_PER_S: f64 = 1e9;
@@ -54,28 +56,36 @@ impl RequestMetrics {
 /// Per-token inter-token latency samples of one request, in ms (design §4): chunk `i ≥ 2`
 /// with gap `g_i` and `k_i` tokens gives `k_i` samples of `g_i / k_i`; the first chunk's
 /// extra `k_1 − 1` tokens give samples of 0. So their mean equals TPOT whenever the chunk
-/// counts sum to `n_out`.
-pub fn itl_samples(r: &RequestRecord, out: &mut Vec<f64>) {
-    let Some(&k1) = r.chunk_tokens.first() else {
+/// counts sum to `n_out`. `add(value, count)` receives each value with its multiplicity.
+pub fn for_each_itl(r: &RequestRecord, mut add: impl FnMut(f64, u64)) {
+    let mut chunks = r.chunks.iter();
+    let Some((mut prev, k1)) = chunks.next() else {
         return;
     };
-    out.extend(std::iter::repeat_n(0.0, k1.saturating_sub(1) as usize));
-    for (w, &k) in r.chunk_times.windows(2).zip(&r.chunk_tokens[1..]) {
-        if k == 0 {
-            continue;
+    add(0.0, u64::from(k1.saturating_sub(1)));
+    for (t, k) in chunks {
+        let gap = t.wrapping_sub(prev) as i64 as f64 / NS_PER_MS;
+        prev = t;
+        if k > 0 {
+            add(gap / f64::from(k), u64::from(k));
         }
-        let gap = (w[1] - w[0]) as f64 / NS_PER_MS;
-        out.extend(std::iter::repeat_n(gap / f64::from(k), k as usize));
     }
 }
 
+/// [`for_each_itl`] into a vector.
+pub fn itl_samples(r: &RequestRecord, out: &mut Vec<f64>) {
+    for_each_itl(r, |v, n| out.extend(std::iter::repeat_n(v, n as usize)));
+}
+
 /// Raw gaps between consecutive output events of one request, in ms.
-pub fn chunk_gaps(r: &RequestRecord, out: &mut Vec<f64>) {
-    out.extend(
-        r.chunk_times
-            .windows(2)
-            .map(|w| (w[1] - w[0]) as f64 / NS_PER_MS),
-    );
+pub fn for_each_chunk_gap(r: &RequestRecord, mut add: impl FnMut(f64)) {
+    let mut prev = None;
+    for (t, _) in r.chunks.iter() {
+        if let Some(p) = prev {
+            add(t.wrapping_sub(p) as i64 as f64 / NS_PER_MS);
+        }
+        prev = Some(t);
+    }
 }
 
 /// Pricing used for cost columns.
@@ -237,21 +247,23 @@ pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary 
         .iter()
         .map(|r| RequestMetrics::of(r).send_lag_ms)
         .collect();
-    let mut itl = Vec::new();
-    let mut gaps = Vec::new();
+    // Per-token and per-chunk samples can number tens of millions: streamed.
+    let mut itl = StreamingDist::default();
+    let mut gaps = StreamingDist::default();
     for r in &ok {
-        itl_samples(r, &mut itl);
-        chunk_gaps(r, &mut gaps);
+        for_each_itl(r, |v, n| itl.add(v, n));
+        for_each_chunk_gap(r, |v| gaps.add(v, 1));
     }
 
     put_dist(&mut m, "ttft", describe(&mut ttft));
     put_censored(&mut m, "ttft", &ttft, n_failed);
     put_dist(&mut m, "ttft_sched", describe(&mut ttft_sched));
-    put_dist(&mut m, "itl", describe(&mut itl));
+    m.insert("itl_exact_percentiles", int(u8::from(itl.is_exact())));
+    put_dist(&mut m, "itl", itl.finish());
     put_dist(&mut m, "tpot", describe(&mut tpot));
     put_dist(&mut m, "e2e", describe(&mut e2e));
     put_censored(&mut m, "e2e", &e2e, n_failed);
-    put_dist(&mut m, "chunk_gap", describe(&mut gaps));
+    put_dist(&mut m, "chunk_gap", gaps.finish());
     put_dist(&mut m, "send_lag", describe(&mut send_lag));
     let mut e2e_sched = collect(|p| p.e2e_sched_ms);
     put_dist(&mut m, "e2e_sched", describe(&mut e2e_sched));
@@ -340,6 +352,8 @@ pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary 
 mod tests {
     use super::*;
 
+    use crate::record::Chunks;
+
     const MS: u64 = 1_000_000;
 
     fn rec(t_sched: u64, t_sent: u64, chunks: &[(u64, u32)], n_out: u32) -> RequestRecord {
@@ -353,8 +367,10 @@ mod tests {
             t_sent,
             t_headers: Some(t_sent),
             t_done: chunks.last().map(|c| c.0).unwrap_or(t_sent) + MS,
-            chunk_times: chunks.iter().map(|c| c.0).collect(),
-            chunk_tokens: chunks.iter().map(|c| c.1).collect(),
+            chunks: Chunks::from_parts(
+                &chunks.iter().map(|c| c.0).collect::<Vec<_>>(),
+                &chunks.iter().map(|c| c.1).collect::<Vec<_>>(),
+            ),
             chunk_token_source: TokenSource::ContinuousUsage,
             n_in: Some(10),
             n_in_source: TokenSource::ServerUsage,

@@ -93,7 +93,7 @@ pub fn records_to_columns<'py>(
     col!("n_out", |r: &RequestRecord| r.n_out);
     list!("n_out_source", |r: &RequestRecord| r.n_out_source.as_str());
     col!("n_out_streamed", |r: &RequestRecord| r.n_out_streamed());
-    col!("n_chunks", |r: &RequestRecord| r.chunk_times.len() as u32);
+    col!("n_chunks", |r: &RequestRecord| r.chunks.len() as u32);
     list!("chunk_token_source", |r: &RequestRecord| r
         .chunk_token_source
         .as_str());
@@ -107,13 +107,15 @@ pub fn chunks_to_columns<'py>(
     records: &[RequestRecord],
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut offsets = Vec::with_capacity(records.len() + 1);
-    let total: usize = records.iter().map(|r| r.chunk_times.len()).sum();
+    let total: usize = records.iter().map(|r| r.chunks.len()).sum();
     let mut times = Vec::with_capacity(total);
     let mut tokens = Vec::with_capacity(total);
     offsets.push(0u64);
     for r in records {
-        times.extend_from_slice(&r.chunk_times);
-        tokens.extend_from_slice(&r.chunk_tokens);
+        for (t, k) in r.chunks.iter() {
+            times.push(t);
+            tokens.push(k);
+        }
         offsets.push(times.len() as u64);
     }
     let d = PyDict::new(py);
@@ -184,5 +186,6 @@ pub fn sweep_to_dict<'py>(py: Python<'py>, out: &SweepOutput) -> PyResult<Bound<
     d.set_item("interrupted", out.interrupted)?;
     d.set_item("t_start_ns", out.t_start_ns)?;
     d.set_item("unix_anchor_ns", crate::clock::unix_anchor_ns())?;
+    d.set_item("monotonic_anchor_ns", crate::clock::monotonic_anchor_ns())?;
     Ok(d)
 }

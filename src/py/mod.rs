@@ -200,6 +200,30 @@ fn prompt_order(n_prompts: usize, stage: u32, requests: u64, seed: u64) -> Vec<u
     (0..requests).map(|j| order.index(stage, j)).collect()
 }
 
+/// Parse `requests` scripted streams of `tokens` tokens on this thread, handed over in
+/// reads of `read_bytes` (0: one event per read), timestamping every read: the client's
+/// parse speed without a socket. Returns `{"tokens", "bytes", "seconds", "tokens_per_s"}`.
+#[pyfunction]
+#[pyo3(signature = (api="chat", requests=1000, tokens=64, read_bytes=0))]
+fn parse_speed<'py>(
+    py: Python<'py>,
+    api: &str,
+    requests: u32,
+    tokens: u32,
+    read_bytes: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let api: crate::client::Api = serde_json::from_value(serde_json::json!(api))
+        .map_err(|_| to_pyerr(Error::InvalidArgument(format!("unknown api {api:?}"))))?;
+    let s =
+        py.detach(|| crate::client::parse_bench::parse_speed(api, requests, tokens, read_bytes));
+    let d = PyDict::new(py);
+    d.set_item("tokens", s.tokens)?;
+    d.set_item("bytes", s.bytes)?;
+    d.set_item("seconds", s.seconds)?;
+    d.set_item("tokens_per_s", s.tokens_per_s())?;
+    Ok(d)
+}
+
 /// Prompts of exactly `n_tokens` tokens each under the given `tokenizer.json`, made of
 /// words from `words`, seeded (prompt `i` uses `seed + i`).
 #[pyfunction]
@@ -345,6 +369,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prompt_order, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic_prompts, m)?)?;
     m.add_function(wrap_pyfunction!(count_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_speed, m)?)?;
     m.add_class::<PySimServer>()?;
     m.add_class::<baseline::PyBaselineServer>()?;
     m.add_function(wrap_pyfunction!(baseline::baseline_run, m)?)?;

@@ -114,7 +114,7 @@ async fn every_fault_is_recorded_with_its_kind_and_the_run_goes_on() {
             for r in measured.iter().filter(|r| r.prompt_index != 5) {
                 assert!(r.ok(), "{what}: a normal request failed: {:?}", r.error);
                 assert_eq!(r.n_out, TOKENS, "{what}");
-                let ttft = (r.chunk_times[0] - r.t_sent) as f64 / 1e6;
+                let ttft = (r.t_first().expect("a first token") - r.t_sent) as f64 / 1e6;
                 assert!((20.0..400.0).contains(&ttft), "{what}: ttft {ttft}");
             }
             // Everything is on disk, faulty request included.

@@ -41,6 +41,12 @@ use truth::{TruthLog, TruthRecorder};
 /// matched to the client's record request by request.
 pub const REQUEST_ID_HEADER: &str = "x-llmbench-request-id";
 
+/// `GET` this path to take (and clear) the truth records collected so far: JSON
+/// `{"monotonic_anchor_ns": …, "records": [TruthRecord…]}`, times on this process's clock
+/// (add the anchor for the machine's `CLOCK_MONOTONIC`). How a client in another process
+/// is checked against the truth.
+pub const TRUTH_PATH: &str = "/llmbench/truth";
+
 /// How the scripted server behaves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -194,6 +200,7 @@ impl SimServer {
             )
             .route("/info", get(info))
             .route("/metrics", get(metrics))
+            .route(TRUTH_PATH, get(take_truth))
             .with_state(state.clone());
         // Connections that handlers can reset (faults); TCP_NODELAY is set on accept.
         let listener = KillableListener(listener);
@@ -391,6 +398,53 @@ async fn handle(
         Some((Ok::<_, Infallible>(bytes), (rx, rec)))
     });
     sse_response(Body::from_stream(stream))
+}
+
+async fn take_truth(State(st): State<Arc<SimState>>) -> Response {
+    if !st.config.record_truth {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            "truth recording is off: start the server with record_truth (--record-truth 1)".into(),
+        );
+    }
+    Json(json!({
+        "monotonic_anchor_ns": crate::clock::monotonic_anchor_ns(),
+        "records": st.truth.take(),
+    }))
+    .into_response()
+}
+
+/// The exact bytes the scripted server streams for one request of `n_tokens` tokens (one
+/// per chunk) on `api`, usage included: the input of the client's parse benchmark.
+pub fn stream_bytes(api: crate::client::Api, n_tokens: u32) -> Vec<u8> {
+    use crate::client::Api;
+    let cfg = SimConfig::default();
+    let (format, body) = match api {
+        Api::Chat => (
+            Format::Chat,
+            json!({"model": cfg.model, "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": n_tokens, "stream": true, "stream_options": {"include_usage": true}}),
+        ),
+        Api::Completions => (
+            Format::Completions,
+            json!({"model": cfg.model, "prompt": "hi", "max_tokens": n_tokens, "stream": true,
+                "stream_options": {"include_usage": true}}),
+        ),
+        Api::Tgi => (
+            Format::Tgi,
+            json!({"inputs": "hi", "parameters": {"max_new_tokens": n_tokens, "details": true}}),
+        ),
+    };
+    let Ok(plan) = Plan::from_request(&cfg, &body, format) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for i in 0..plan.n_out {
+        out.extend_from_slice(&plan.chunk_bytes(0, i, i, 1));
+    }
+    out.extend_from_slice(&plan.trailer_bytes(0));
+    out
 }
 
 /// Wait for a batch slot, then return the guard and the admission time.

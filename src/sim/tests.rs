@@ -153,11 +153,11 @@ async fn natural_eos_and_multi_token_chunks() {
         for r in out.records.iter().filter(|r| !r.warmup) {
             assert!(r.ok(), "{:?}", r.error);
             assert_eq!(r.n_out, 10, "{api:?}");
-            assert_eq!(r.n_out_streamed(), 10, "{api:?} {:?}", r.chunk_tokens);
+            assert_eq!(r.n_out_streamed(), 10, "{api:?} {:?}", r.chunks.tokens());
             let fr = r.finish_reason.as_deref();
             assert!(matches!(fr, Some("stop") | Some("eos_token")), "{fr:?}");
             if api == Api::Chat {
-                assert_eq!(r.chunk_tokens, vec![4, 4, 2]);
+                assert_eq!(r.chunks.tokens(), vec![4, 4, 2]);
             }
         }
     }
@@ -180,16 +180,39 @@ async fn client_chunk_times_match_the_servers_truth() {
     )
     .await
     .expect("sweep");
-    let truth = server.take_truth();
+    // Taken over HTTP, as a benchmark with the server in another process does.
+    let body = reqwest::get(format!("{}{}", server.url(), super::TRUTH_PATH))
+        .await
+        .expect("GET truth")
+        .text()
+        .await
+        .expect("truth body");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        body["monotonic_anchor_ns"].as_u64(),
+        Some(crate::clock::monotonic_anchor_ns())
+    );
+    let truth: Vec<super::TruthRecord> = body["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|v| super::TruthRecord {
+            request_id: v["request_id"].as_u64(),
+            t_received: v["t_received"].as_u64().expect("t_received"),
+            chunk_times: serde_json::from_value(v["chunk_times"].clone()).expect("times"),
+            chunk_tokens: serde_json::from_value(v["chunk_tokens"].clone()).expect("tokens"),
+        })
+        .collect();
     assert_eq!(truth.len(), out.records.len());
+    assert!(server.take_truth().is_empty(), "taking clears the log");
     let mut lags = Vec::new();
     for r in &out.records {
         let t = truth
             .iter()
             .find(|t| t.request_id == Some(r.id))
             .expect("truth for every record");
-        assert_eq!(t.chunk_tokens, r.chunk_tokens);
-        for (client, server) in r.chunk_times.iter().zip(&t.chunk_times) {
+        assert_eq!(t.chunk_tokens, r.chunks.tokens());
+        for (client, server) in r.chunks.times().iter().zip(&t.chunk_times) {
             assert!(
                 client >= server,
                 "the client cannot see a chunk before it is sent"

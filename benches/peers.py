@@ -1,0 +1,738 @@
+"""llmbench against the peers, every tool checked against the server's own truth.
+
+The built-in scripted server (`llmbench sim --record-truth 1`, TTFT 50 ms, 10 ms per token,
+one token per chunk) runs in its own process on one core; each tool runs on the other core
+(`taskset`), against the same server, with the same request shape (chat completions,
+streaming, a ~128-token prompt, 64 output tokens, `ignore_eos`; open loop at constant
+arrivals, the one process all four offer). After each tool's run the
+script takes the server's truth (`GET /llmbench/truth`: when each request arrived and when
+each chunk was handed to the socket) and compares it with what the tool reported:
+
+- TTFT p50 / p99: reported minus true (true = first chunk handed to the socket minus the
+  request's arrival at the server);
+- ITL: the tool's figure against the true figure of the same definition (per-chunk gaps:
+  llmbench `itl`, vLLM `itl`, AIPerf `inter_chunk_latency`; per-request mean gap: GuideLLM
+  `inter_token_latency`, compared with the true TPOT); see design §4 on the naming clash;
+- achieved request rate (server side) against the target, and the most requests the
+  server really had in flight;
+- client CPU-seconds per 1,000 streamed tokens: CPU of the tool's whole process tree while
+  the server was streaming to it (start-up and report writing excluded);
+- streamed tokens per second (server side) while the tool ran.
+
+The tools: llmbench (this checkout), a minimal raw-socket client (`benches/raw_client`,
+built here with cargo; closed loop only), AIPerf, GuideLLM and `vllm bench serve`, each
+installed by this script in its own virtualenv under `--peers-dir`.
+
+Usage:
+    python benches/peers.py [--quick] [--out docs/data/peers.json]
+    python benches/peers.py --setup-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+
+PEERS = {"aiperf": "aiperf==0.13.0", "guidellm": "guidellm==0.8.1", "vllm": "vllm==0.33.0"}
+TOOLS = ("llmbench", "raw", "vllm", "aiperf", "guidellm")
+CONCURRENCY = (1, 64, 256, 1024)
+RATES = (100, 1000, 5000)
+MODEL = "llmbench-sim"
+OUTPUT_TOKENS = 64
+PROMPT_TOKENS = 128
+TTFT_MS, ITL_MS = 50.0, 10.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- setup
+
+
+def setup_peers(peers_dir: Path, python: str, wanted: list[str]) -> dict[str, Path]:
+    """Each peer in its own virtualenv (created and installed once; a marker names the pin)."""
+    bins = {}
+    for name in wanted:
+        spec = PEERS[name]
+        venv = peers_dir / name
+        marker = venv / f".installed-{spec}"
+        if not marker.is_file():
+            print(f"installing {spec} into {venv} ...", flush=True)
+            subprocess.run([python, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", spec], check=True, timeout=3600
+            )
+            marker.write_text(spec)
+        bins[name] = venv / "bin"
+    return bins
+
+
+def build_raw_client() -> Path:
+    target = ROOT / "target" / "raw_client"
+    subprocess.run(
+        [
+            "cargo",
+            "build",
+            "--release",
+            "--quiet",
+            "--manifest-path",
+            str(ROOT / "benches" / "raw_client" / "Cargo.toml"),
+            "--target-dir",
+            str(target),
+        ],
+        check=True,
+    )
+    return target / "release" / "raw-stream-client"
+
+
+def tokenizer_dir(where: Path) -> Path:
+    """A Hugging Face tokenizer folder (the real 32k LLaMA-2 tokenizer) every tool can load."""
+    from tiny_model import tokenizer_json
+
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tokenizer_json(), where / "tokenizer.json")
+    (where / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "model_max_length": 4096,
+                "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+            }
+        )
+    )
+    return where
+
+
+# ---------------------------------------------------------------- server and truth
+
+
+class Server:
+    """`llmbench sim` with truth recording, in its own process on its own core."""
+
+    def __init__(self, core: int, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                str(core),
+                sys.executable,
+                "-m",
+                "llmbench.cli",
+                "sim",
+                "--port",
+                str(port),
+                "--ttft-ms",
+                str(TTFT_MS),
+                "--itl-ms",
+                str(ITL_MS),
+                "--max-batch",
+                "1000000",
+                "--record-truth",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
+
+    def take_truth(self) -> tuple[int, list[dict[str, Any]]]:
+        with urllib.request.urlopen(self.url + "/llmbench/truth", timeout=120) as r:
+            body = json.load(r)
+        return int(body["monotonic_anchor_ns"]), body["records"]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def truth_stats(anchor: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The server's side of a run: true TTFT, gaps and TPOT, window, rate, in flight."""
+    recs = [r for r in records if r["chunk_times"]]
+    ttft = np.array([(r["chunk_times"][0] - r["t_received"]) / 1e6 for r in recs])
+    gaps = np.concatenate([np.diff(r["chunk_times"]) / 1e6 for r in recs]) if recs else []
+    tpot = np.array(
+        [
+            (r["chunk_times"][-1] - r["chunk_times"][0]) / 1e6 / (sum(r["chunk_tokens"]) - 1)
+            for r in recs
+            if sum(r["chunk_tokens"]) > 1
+        ]
+    )
+    received = np.sort([r["t_received"] for r in records])
+    start = int(received[0]) if len(received) else 0
+    end = max((r["chunk_times"][-1] for r in recs), default=start)
+    tokens = sum(sum(r["chunk_tokens"]) for r in recs)
+    # Streams open at the server at once: +1 at arrival, -1 at the last chunk.
+    events = sorted(
+        [(r["t_received"], 1) for r in recs] + [(r["chunk_times"][-1], -1) for r in recs]
+    )
+    level = peak = 0
+    for _, d in events:
+        level += d
+        peak = max(peak, level)
+    span = (received[-1] - received[0]) / 1e9 if len(received) > 1 else float("nan")
+    return {
+        "requests": len(records),
+        "streams_completed": len(recs),
+        "ttft_ms": ttft,
+        "gaps_ms": np.asarray(gaps),
+        "tpot_ms": tpot,
+        "window_ns": (anchor + start, anchor + end),
+        "tokens": tokens,
+        "tok_s": tokens / ((end - start) / 1e9) if end > start else float("nan"),
+        "arrival_rate": (len(received) - 1) / span if span and span > 0 else float("nan"),
+        "peak_in_flight": peak,
+        "anchor": anchor,
+        "records": records,
+    }
+
+
+# ---------------------------------------------------------------- client CPU
+
+
+def _tree_ticks(root: int) -> int:
+    """utime + stime (clock ticks) of `root` and every live descendant, plus the CPU of
+    children they have already waited for (cutime + cstime)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        stats[pid] = fields
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        f = stats.get(pid)
+        if f is None:
+            continue
+        total += sum(int(x) for x in f[11:15])
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class CpuWatch:
+    """Samples a process tree's CPU time every 20 ms on the machine's monotonic clock."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[tuple[int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic_ns(), _tree_ticks(self.pid) / CLK_TCK))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, t0: int, t1: int) -> float:
+        """CPU seconds used in [t0, t1] (machine monotonic ns), interpolated."""
+        if len(self.samples) < 2:
+            return float("nan")
+        ts = np.array([s[0] for s in self.samples], dtype=np.float64)
+        cpu = np.array([s[1] for s in self.samples])
+        return float(np.interp(t1, ts, cpu) - np.interp(t0, ts, cpu))
+
+
+# ---------------------------------------------------------------- the tools
+
+
+def _prompt() -> str:
+    # About PROMPT_TOKENS tokens with the LLaMA-2 tokenizer (one token per short word).
+    words = "the quick brown fox jumps over the lazy dog and keeps running far away".split()
+    return " ".join(words[i % len(words)] for i in range(PROMPT_TOKENS - 2))
+
+
+def cmd_llmbench(url: str, load: dict[str, Any], n: int, work: Path, _: Path) -> list[str]:
+    driver = work / "driver.py"
+    driver.write_text(
+        f"""
+import json, sys, warnings
+import llmbench
+warnings.simplefilter("ignore")
+target = llmbench.OpenAI({url!r}, model={MODEL!r}, api="chat",
+                         extra_body={{"ignore_eos": True}})
+kw = dict(batch_sizes=[{load.get("concurrency", 1)}]) if {"concurrency" in load} else dict(
+    rates=[{load.get("rate", 0)}], arrival="constant")
+res = llmbench.run_sweep(target, requests_per_stage={n}, max_tokens={OUTPUT_TOKENS},
+                         prompts=[{_prompt()!r}], warmup_requests=0, progress=False,
+                         server_metrics=False, **kw)
+s = res.summary.iloc[0]
+chunks = res._chunks
+out = dict(
+    summary={{k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()}},
+    anchor=res.manifest["clock"]["monotonic_anchor_ns"],
+)
+# Every request's chunk times (client clock), for the per-chunk lag matched by id.
+firsts = {{}}
+for i, row in res._all.reset_index(drop=True).iterrows():
+    if row["ok"] and not row["warmup"]:
+        a, b = int(chunks["offsets"][i]), int(chunks["offsets"][i + 1])
+        firsts[int(row["id"])] = [int(t) for t in chunks["t_ns"][a:b]]
+out["chunks"] = firsts
+json.dump(out, open(sys.argv[1], "w"))
+"""
+    )
+    return [sys.executable, str(driver), str(work / "llmbench.json")]
+
+
+def chunk_lags(chunks: dict[str, list[int]], to_machine_ns: int, truth: dict[str, Any]) -> Any:
+    """Every chunk's arrival at the client minus its hand-off at the server (ms), matched
+    by the request id the client sent; `to_machine_ns` turns client times into the
+    machine's monotonic clock."""
+    by_id = {r["request_id"]: r for r in truth["records"] if r["request_id"] is not None}
+    lags: list[float] = []
+    for rid, times in chunks.items():
+        t = by_id.get(int(rid))
+        if t and len(t["chunk_times"]) == len(times):
+            sent = np.asarray(t["chunk_times"], dtype=np.int64) + truth["anchor"]
+            got = np.asarray(times, dtype=np.int64) + to_machine_ns
+            lags.extend(((got - sent) / 1e6).tolist())
+    return np.asarray(lags)
+
+
+def _lag_pcts(lags: Any) -> dict[str, float]:
+    if not len(lags):
+        return {"chunk_lag_p50": float("nan"), "chunk_lag_p99": float("nan")}
+    return {
+        "chunk_lag_p50": float(np.percentile(lags, 50)),
+        "chunk_lag_p99": float(np.percentile(lags, 99)),
+        "chunk_lag_max": float(lags.max()),
+    }
+
+
+def read_llmbench(work: Path, truth: dict[str, Any]) -> dict[str, Any]:
+    d = json.loads((work / "llmbench.json").read_text())
+    s = d["summary"]
+    return {
+        "ttft_p50": s["ttft_p50_ms"],
+        "ttft_p99": s["ttft_p99_ms"],
+        "itl_p50": s["itl_p50_ms"],
+        "itl_p99": s["itl_p99_ms"],
+        "itl_kind": "chunk",
+        "ok": s["n_ok"],
+        **_lag_pcts(chunk_lags(d["chunks"], d["anchor"], truth)),
+        "client_task_lag_p99": s.get("client_task_lag_p99_ms"),
+        "client_trustworthy": s.get("client_trustworthy"),
+    }
+
+
+def cmd_raw(url: str, load: dict[str, Any], n: int, work: Path, binary: Path) -> list[str]:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": _prompt()}],
+        "max_tokens": OUTPUT_TOKENS,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    (work / "body.json").write_text(json.dumps(body))
+    hostport = url.removeprefix("http://")
+    return [
+        str(binary),
+        hostport,
+        "/v1/chat/completions",
+        str(work / "body.json"),
+        str(load["concurrency"]),
+        str(n),
+    ]
+
+
+def read_raw(work: Path, truth: dict[str, Any]) -> dict[str, Any]:
+    d = json.loads((work / "stdout.txt").read_text())
+    return {
+        "ttft_p50": float(np.percentile(d["ttft_ms"], 50)),
+        "ttft_p99": float(np.percentile(d["ttft_ms"], 99)),
+        "itl_p50": float(np.percentile(d["gaps_ms"], 50)),
+        "itl_p99": float(np.percentile(d["gaps_ms"], 99)),
+        "itl_kind": "chunk",
+        "ok": d["ok"],
+        **_lag_pcts(chunk_lags(d["chunks"], 0, truth)),
+    }
+
+
+def cmd_vllm(url: str, load: dict[str, Any], n: int, work: Path, bins: Path) -> list[str]:
+    # A gamma process of huge shape is vLLM's way to constant arrivals.
+    rate = (
+        ["--request-rate", str(load["rate"]), "--burstiness", "1000000"]
+        if "rate" in load
+        else ["--request-rate", "inf"]
+    )
+    conc = ["--max-concurrency", str(load["concurrency"])] if "concurrency" in load else []
+    return [
+        str(bins / "vllm"),
+        "bench",
+        "serve",
+        "--backend",
+        "openai-chat",
+        "--base-url",
+        url,
+        "--endpoint",
+        "/v1/chat/completions",
+        "--model",
+        MODEL,
+        "--tokenizer",
+        str(work.parent / "tokenizer"),
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(PROMPT_TOKENS),
+        "--random-output-len",
+        str(OUTPUT_TOKENS),
+        "--num-prompts",
+        str(n),
+        "--ignore-eos",
+        "--num-warmups",
+        "0",
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,99",
+        "--disable-tqdm",
+        "--save-result",
+        "--result-dir",
+        str(work),
+        "--result-filename",
+        "vllm.json",
+        "--seed",
+        "0",
+        *rate,
+        *conc,
+    ]
+
+
+def read_vllm(work: Path, _: dict[str, Any]) -> dict[str, Any]:
+    d = json.loads((work / "vllm.json").read_text())
+    return {
+        "ttft_p50": d["p50_ttft_ms"],
+        "ttft_p99": d["p99_ttft_ms"],
+        "itl_p50": d["p50_itl_ms"],
+        "itl_p99": d["p99_itl_ms"],
+        "itl_kind": "chunk",
+        "ok": d["completed"],
+    }
+
+
+def cmd_aiperf(url: str, load: dict[str, Any], n: int, work: Path, bins: Path) -> list[str]:
+    mode = (
+        ["--concurrency", str(load["concurrency"])]
+        if "concurrency" in load
+        else ["--request-rate", str(load["rate"]), "--arrival-pattern", "constant"]
+    )
+    return [
+        str(bins / "aiperf"),
+        "profile",
+        "--model",
+        MODEL,
+        "--url",
+        url,
+        "--endpoint-type",
+        "chat",
+        "--streaming",
+        "--request-count",
+        str(n),
+        "--isl",
+        str(PROMPT_TOKENS),
+        "--osl",
+        str(OUTPUT_TOKENS),
+        "--extra-inputs",
+        "ignore_eos:true",
+        "--use-server-token-count",
+        "--tokenizer",
+        str(work.parent / "tokenizer"),
+        "--artifact-dir",
+        str(work / "aiperf"),
+        "--ui",
+        "none",
+        "--no-server-metrics",
+        "--no-gpu-telemetry",
+        "--random-seed",
+        "0",
+        *mode,
+    ]
+
+
+def read_aiperf(work: Path, _: dict[str, Any]) -> dict[str, Any]:
+    d = json.loads((work / "aiperf" / "profile_export_aiperf.json").read_text())
+    return {
+        "ttft_p50": d["time_to_first_token"]["p50"],
+        "ttft_p99": d["time_to_first_token"]["p99"],
+        "itl_p50": d["inter_chunk_latency"]["p50"],
+        "itl_p99": d["inter_chunk_latency"]["p99"],
+        "itl_kind": "chunk",
+        "ok": int(d["request_count"]["avg"]),
+    }
+
+
+def cmd_guidellm(url: str, load: dict[str, Any], n: int, work: Path, bins: Path) -> list[str]:
+    profile = (
+        {"kind": "concurrent", "streams": [load["concurrency"]]}
+        if "concurrency" in load
+        else {"kind": "constant", "rate": [load["rate"]]}
+    )
+    scenario = {
+        "spec": {
+            "backend": {
+                "kind": "openai_http",
+                "target": url,
+                "model": MODEL,
+                "request_format": "/v1/chat/completions",
+            },
+            "profile": profile,
+            "data": [
+                {
+                    "kind": "synthetic_text",
+                    "prompt_tokens": PROMPT_TOKENS,
+                    "output_tokens": OUTPUT_TOKENS,
+                }
+            ],
+            "tokenizer": {"kind": "huggingface_auto", "model": str(work.parent / "tokenizer")},
+            "constraints": [{"kind": "max_requests", "count": n}],
+            "outputs": [{"kind": "json", "path": str(work / "guidellm.json")}],
+        }
+    }
+    (work / "scenario.json").write_text(json.dumps(scenario))
+    return [
+        str(bins / "guidellm"),
+        "run",
+        "-c",
+        str(work / "scenario.json"),
+        "--disable-console-interactive",
+    ]
+
+
+def read_guidellm(work: Path, _: dict[str, Any]) -> dict[str, Any]:
+    d = json.loads((work / "guidellm.json").read_text())
+    m = d["benchmarks"][0]["metrics"]
+
+    def p(name: str, q: str) -> float:
+        return float(m[name]["successful"]["percentiles"][q])
+
+    return {
+        "ttft_p50": p("time_to_first_token_ms", "p50"),
+        "ttft_p99": p("time_to_first_token_ms", "p99"),
+        # Per request: (last − first) / (tokens − 1), i.e. TPOT in llmbench's terms.
+        "itl_p50": p("inter_token_latency_ms", "p50"),
+        "itl_p99": p("inter_token_latency_ms", "p99"),
+        "itl_kind": "request_mean",
+        "ok": int(m["request_totals"]["successful"]),
+    }
+
+
+COMMANDS = {
+    "llmbench": (cmd_llmbench, read_llmbench),
+    "raw": (cmd_raw, read_raw),
+    "vllm": (cmd_vllm, read_vllm),
+    "aiperf": (cmd_aiperf, read_aiperf),
+    "guidellm": (cmd_guidellm, read_guidellm),
+}
+
+
+# ---------------------------------------------------------------- one measurement
+
+
+def measure(
+    tool: str,
+    load: dict[str, Any],
+    n: int,
+    server: Server,
+    client_core: int,
+    work: Path,
+    extra: Any,
+    timeout_s: float,
+) -> dict[str, Any]:
+    cmd_fn, read_fn = COMMANDS[tool]
+    work.mkdir(parents=True, exist_ok=True)
+    server.take_truth()  # clear
+    cmd = ["taskset", "-c", str(client_core), *cmd_fn(server.url, load, n, work, extra)]
+    t0 = time.monotonic()
+    with open(work / "stdout.txt", "w") as out, open(work / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=work, start_new_session=True)
+        watch = CpuWatch(proc.pid)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            rc = "timeout"
+        watch.stop()
+    wall = time.monotonic() - t0
+    anchor, records = server.take_truth()
+    row: dict[str, Any] = {"tool": tool, **load, "requests": n, "rc": rc, "wall_s": wall}
+    if not records:
+        return {**row, "error": f"no request reached the server (rc {rc})"}
+    truth = truth_stats(anchor, records)
+    cpu = watch.between(*truth["window_ns"])
+    row.update(
+        {
+            "true_ttft_p50": float(np.percentile(truth["ttft_ms"], 50)),
+            "true_ttft_p99": float(np.percentile(truth["ttft_ms"], 99)),
+            "true_gap_p50": float(np.percentile(truth["gaps_ms"], 50)),
+            "true_gap_p99": float(np.percentile(truth["gaps_ms"], 99)),
+            "true_tpot_p50": float(np.percentile(truth["tpot_ms"], 50)),
+            "true_tpot_p99": float(np.percentile(truth["tpot_ms"], 99)),
+            "server_requests": truth["requests"],
+            "server_peak_in_flight": truth["peak_in_flight"],
+            "server_arrival_rate": truth["arrival_rate"],
+            "server_tok_s": truth["tok_s"],
+            "tokens": truth["tokens"],
+            "client_cpu_s": cpu,
+            "cpu_s_per_1k_tokens": cpu / (truth["tokens"] / 1000) if truth["tokens"] else None,
+        }
+    )
+    try:
+        rep = read_fn(work, truth)
+    except (OSError, KeyError, ValueError, IndexError, TypeError) as e:
+        return {**row, "error": f"cannot read the tool's report: {type(e).__name__}: {e}"}
+    row.update({f"reported_{k}" if k not in ("itl_kind",) else k: v for k, v in rep.items()})
+    true_itl = "gap" if rep["itl_kind"] == "chunk" else "tpot"
+    for q in ("p50", "p99"):
+        row[f"ttft_err_{q}_ms"] = rep[f"ttft_{q}"] - row[f"true_ttft_{q}"]
+        row[f"ttft_err_{q}_pct"] = 100 * row[f"ttft_err_{q}_ms"] / row[f"true_ttft_{q}"]
+        row[f"itl_err_{q}_ms"] = rep[f"itl_{q}"] - row[f"true_{true_itl}_{q}"]
+        row[f"itl_err_{q}_pct"] = 100 * row[f"itl_err_{q}_ms"] / row[f"true_{true_itl}_{q}"]
+    return row
+
+
+def requests_for(load: dict[str, Any], quick: bool) -> int:
+    if "concurrency" in load:
+        c = load["concurrency"]
+        return max(2 * c, 32) if quick else max(4 * c, 64)
+    return int(load["rate"] * (1 if quick else 4))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
+    ap.add_argument("--rates", default=",".join(map(str, RATES)))
+    ap.add_argument("--quick", action="store_true", help="fewer requests per point")
+    ap.add_argument("--peers-dir", type=Path, default=ROOT / "benches" / ".peers")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for the peers' venvs")
+    ap.add_argument("--port", type=int, default=18931)
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--setup-only", action="store_true")
+    args = ap.parse_args()
+
+    tools = [t for t in args.tools.split(",") if t]
+    bins = setup_peers(args.peers_dir, args.python, [t for t in tools if t in PEERS])
+    raw = build_raw_client() if "raw" in tools else None
+    if args.setup_only:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_core = cores[-1], cores[0]
+    import llmbench
+
+    machine = {
+        "host": platform.node(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "server_core": server_core,
+        "client_core": client_core,
+        "llmbench": llmbench.__version__,
+        "peers": PEERS,
+        "python": platform.python_version(),
+    }
+    print(json.dumps(machine))
+    loads = [{"concurrency": int(c)} for c in args.concurrency.split(",") if c] + [
+        {"rate": float(r)} for r in args.rates.split(",") if r
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="llmbench-peers-") as tmp:
+        tokenizer_dir(Path(tmp) / "tokenizer")
+        server = Server(server_core, args.port)
+        try:
+            for load in loads:
+                for tool in tools:
+                    if tool == "raw" and "rate" in load:
+                        continue  # closed loop only
+                    extra = raw if tool == "raw" else bins.get(tool)
+                    n = requests_for(load, args.quick)
+                    name = "_".join(f"{k}{v:g}" for k, v in load.items())
+                    row = measure(
+                        tool,
+                        load,
+                        n,
+                        server,
+                        client_core,
+                        Path(tmp) / f"{tool}_{name}",
+                        extra,
+                        args.timeout,
+                    )
+                    rows.append(row)
+                    print(_line(row), flush=True)
+                    if args.out:
+                        _save(args.out, machine, rows)
+        finally:
+            server.stop()
+    if args.out:
+        _save(args.out, machine, rows)
+        print(f"written to {args.out}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _line(r: dict[str, Any]) -> str:
+    load = f"c={r['concurrency']}" if "concurrency" in r else f"rate={r['rate']:g}"
+    if "error" in r:
+        return f"{r['tool']:>9} {load:>10}: {r['error']}"
+    return (
+        f"{r['tool']:>9} {load:>10}: ok {r.get('reported_ok')}/{r['requests']} "
+        f"TTFT err p50 {r['ttft_err_p50_ms']:+8.2f} ms p99 {r['ttft_err_p99_ms']:+8.2f} ms | "
+        f"ITL err p50 {r['itl_err_p50_ms']:+7.3f} ms p99 {r['itl_err_p99_ms']:+7.2f} | "
+        f"in flight {r['server_peak_in_flight']} | rate {r['server_arrival_rate']:.0f}/s | "
+        f"{r['server_tok_s']:.0f} tok/s | CPU {r['cpu_s_per_1k_tokens']:.4f} s/1k tok"
+    )
+
+
+def _save(path: Path, machine: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows
+    ]
+    path.write_text(json.dumps({"machine": machine, "rows": clean}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Is the client, not the server, setting the numbers? Every stage of a run carries the
+client's own health, measured by the engine while the stage ran:
+
+- `client_task_lag_p50_ms` / `_p99_ms` / `_max_ms`: how long a ready task waited before
+  the client's runtime polled it, the delay every chunk timestamp suffers when the
+  client is saturated;
+- `client_cpu_s`, `client_cpu_share` (of `client_cores`): CPU the whole process used;
+- `send_lag_*` (open loop): how late requests left against their schedule;
+- `client_trustworthy` (1 or 0) and `client_health` (why not, in words).
+
+When `llmbench calibrate` has measured this host, the stage's load is also compared with
+the highest load the client sustained there within the tolerance
+(`client_load_vs_calibration`: 1.0 is the calibrated limit). Stages that are not
+trustworthy, or at ≥ 80% of the calibrated limit, raise a `ClientLimitWarning` and are
+listed in the manifest's warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+NEAR_LIMIT = 0.8
+CALIBRATION_ENV = "LLMBENCH_CALIBRATION"
+
+
+class ClientLimitWarning(UserWarning):
+    """A stage's load was near or beyond what the client measures faithfully on this host."""
+
+
+def default_calibration_path() -> Path:
+    """Where `llmbench calibrate` leaves this host's calibration for later runs
+    (`$LLMBENCH_CALIBRATION`, else `$XDG_CACHE_HOME/llmbench/calibration.json`)."""
+    if os.environ.get(CALIBRATION_ENV):
+        return Path(os.environ[CALIBRATION_ENV])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "llmbench" / "calibration.json"
+
+
+def load_calibration(path: str | Path | None = None) -> dict[str, Any] | None:
+    """The saved calibration of this host, or None when there is none (or it is unreadable)."""
+    p = Path(path) if path is not None else default_calibration_path()
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "max_streams_within" in data else None
+
+
+def load_ratio(stage: Any, calibration: dict[str, Any]) -> float:
+    """The stage's load against the calibrated limit (1.0 = at it; NaN if unknown): the larger
+    of streams in flight over the most streams calibrated within tolerance at the nearest
+    token interval, and output tokens/s over the highest calibrated token rate."""
+    ratios = []
+    limits = {
+        float(k): v for k, v in calibration.get("max_streams_within", {}).items() if v is not None
+    }
+    streams = _num(stage.get("achieved_concurrency"))
+    itl = _num(stage.get("itl_p50_ms"))
+    if limits and math.isfinite(streams):
+        # Shorter token intervals are harder: use the nearest calibrated one not longer
+        # than the stage's, else the shortest calibrated.
+        shorter = [k for k in limits if not math.isfinite(itl) or k <= itl]
+        key = max(shorter) if shorter else min(limits)
+        ratios.append(streams / limits[key])
+    max_tok = _num(calibration.get("max_tok_s_within"))
+    tok = _num(stage.get("output_tok_s"))
+    if math.isfinite(max_tok) and max_tok > 0 and math.isfinite(tok):
+        ratios.append(tok / max_tok)
+    return max(ratios) if ratios else math.nan
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def check(summary: Any, calibration: dict[str, Any] | None) -> list[str]:
+    """Add `client_load_vs_calibration` to `summary` (in place) and return one message per
+    stage whose client health or load is suspect."""
+    messages = []
+    ratios = []
+    for _, stage in summary.iterrows():
+        where = f"{stage.get('target', '')} stage {stage.get('stage', '?')}".strip()
+        ratio = load_ratio(stage, calibration) if calibration else math.nan
+        ratios.append(ratio)
+        if _num(stage.get("client_trustworthy")) == 0.0:
+            messages.append(f"{where}: measurements not trustworthy: {stage['client_health']}")
+        if ratio >= NEAR_LIMIT:
+            state = "beyond" if ratio > 1 else "near"
+            messages.append(
+                f"{where}: load is {ratio:.0%} of what the client measured within "
+                f"{calibration.get('tolerance_ms', 1)} ms on this host ({state} the "
+                "calibrated limit; see `llmbench calibrate`)"
+            )
+    if len(summary):
+        summary["client_load_vs_calibration"] = ratios
+    return messages
+
+
+def warn_all(messages: list[str]) -> None:
+    for m in messages:
+        warnings.warn(m, ClientLimitWarning, stacklevel=3)
