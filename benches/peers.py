@@ -629,7 +629,7 @@ def measure(
 def requests_for(load: dict[str, Any], quick: bool) -> int:
     if "concurrency" in load:
         c = load["concurrency"]
-        return max(2 * c, 32) if quick else max(4 * c, 64)
+        return max(2 * c, 16) if quick else max(4 * c, 32)
     return int(load["rate"] * (1 if quick else 4))
 
 
@@ -645,7 +645,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--setup-only", action="store_true")
+    ap.add_argument("--report", type=Path, help="print the tables of a saved run and stop")
     args = ap.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
 
     tools = [t for t in args.tools.split(",") if t]
     bins = setup_peers(args.peers_dir, args.python, [t for t in tools if t in PEERS])
@@ -701,6 +705,97 @@ def main() -> None:
     if args.out:
         _save(args.out, machine, rows)
         print(f"written to {args.out}")
+
+
+def report(data: dict[str, Any]) -> str:
+    """The run as Markdown tables: each figure per tool and load, with each peer's figure as
+    a ratio to llmbench's from the same run."""
+    rows = [r for r in data["rows"] if "error" not in r]
+    tools = [t for t in TOOLS if any(r["tool"] == t for r in rows)]
+    loads: list[str] = []
+    for r in rows:
+        if _load(r) not in loads:
+            loads.append(_load(r))
+    cell = {(r["tool"], _load(r)): r for r in rows}
+
+    def table(title: str, fmt: Any, ratio: bool = False) -> str:
+        head = "| load | " + " | ".join(tools) + " |"
+        out = [f"**{title}**", "", head, "|" + "---|" * (len(tools) + 1)]
+        for load in loads:
+            ours = cell.get(("llmbench", load))
+            parts = []
+            for t in tools:
+                r = cell.get((t, load))
+                if r is None:
+                    parts.append("—")
+                    continue
+                text = fmt(r)
+                if ratio and ours is not None and t != "llmbench":
+                    a, b = ratio_of(r), ratio_of(ours)
+                    if a is not None and b:
+                        text += f" ({a / b:.1f}×)"
+                parts.append(text)
+            out.append(f"| {load} | " + " | ".join(parts) + " |")
+        return "\n".join(out)
+
+    ratio_of: Any = None
+
+    def err(key: str, pct: str) -> Any:
+        def f(r: dict[str, Any]) -> str:
+            return f"{r[key]:+.2f} ms ({r[pct]:+.1f}%)"
+
+        return f
+
+    failed = [r for r in data["rows"] if "error" in r]
+    parts = []
+    parts.append(table("TTFT p50: reported − true", err("ttft_err_p50_ms", "ttft_err_p50_pct")))
+    parts.append(table("TTFT p99: reported − true", err("ttft_err_p99_ms", "ttft_err_p99_pct")))
+    parts.append(table("ITL p50: reported − true", err("itl_err_p50_ms", "itl_err_p50_pct")))
+    parts.append(table("ITL p99: reported − true", err("itl_err_p99_ms", "itl_err_p99_pct")))
+    parts.append(
+        table(
+            "Per-chunk lag behind the server's hand-off, matched by request id (p50 / p99)",
+            lambda r: (
+                f"{r['reported_chunk_lag_p50']:.3f} / {r['reported_chunk_lag_p99']:.2f} ms"
+                if r.get("reported_chunk_lag_p50") is not None
+                else "— (not matchable)"
+            ),
+        )
+    )
+    parts.append(
+        table(
+            "Requests in flight at the server (peak) and arrival rate (server side)",
+            lambda r: f"{r['server_peak_in_flight']} · {r['server_arrival_rate']:.0f}/s",
+        )
+    )
+    ratio_of = lambda r: r["cpu_s_per_1k_tokens"]  # noqa: E731
+    parts.append(
+        table(
+            "Client CPU-seconds per 1,000 streamed tokens (peer ÷ llmbench)",
+            lambda r: f"{r['cpu_s_per_1k_tokens']:.4f}",
+            ratio=True,
+        )
+    )
+    ratio_of = lambda r: r["server_tok_s"]  # noqa: E731
+    parts.append(
+        table(
+            "Streamed tokens per second while the tool ran (server side; peer ÷ llmbench)",
+            lambda r: f"{r['server_tok_s']:,.0f}",
+            ratio=True,
+        )
+    )
+    if failed:
+        parts.append(
+            "**Runs that produced no comparable figures**\n\n"
+            + "\n".join(f"- {r['tool']} at {_load(r)}: {r['error']}" for r in failed)
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def _load(r: dict[str, Any]) -> str:
+    if r.get("concurrency") is not None:
+        return f"{r['concurrency']} streams"
+    return f"{r['rate']:g} req/s"
 
 
 def _cpu_model() -> str:

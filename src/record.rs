@@ -172,4 +172,36 @@ impl RequestRecord {
     pub fn n_out_streamed(&self) -> u32 {
         self.chunks.total_tokens()
     }
+
+    /// Bytes this record holds in memory: the struct and what it owns on the heap.
+    pub fn memory_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<Self>()
+            + self.chunks.heap_bytes()
+            + text(&self.finish_reason)
+            + text(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_64_token_stream_is_kept_in_under_8_bytes_per_token() {
+        // One token per chunk every 10-30 ms, as a real stream at batch load.
+        let mut r = crate::test_support::record(0, 0, false, None);
+        let times: Vec<u64> = (0..64u64)
+            .map(|i| 9_000_000_000 + i * 10_000_000 + (i * 7919 % 20) * 1_000_000)
+            .collect();
+        r.chunks = Chunks::from_parts(&times, &[1; 64]);
+        r.finish_reason = Some("length".into());
+        let per_token = r.memory_bytes() as f64 / 64.0;
+        assert!(per_token <= 8.0, "{per_token} bytes per token");
+        assert_eq!(
+            r.chunks.heap_bytes(),
+            4 * 64 - 3,
+            "4 bytes per gap, 1 for the first"
+        );
+    }
 }

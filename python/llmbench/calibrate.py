@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _deps
 from ._core import InvalidArgumentError
+from .client_health import calibrating, default_calibration_path
 from .sim import SimServer
 from .sweep import run_sweep
 
@@ -32,7 +33,9 @@ class Calibration:
     Attributes:
         table: one row per (token interval, concurrency): achieved output tok/s, the
             client's TTFT error and per-chunk lag against the truth (p50, p99, max, ms),
-            and whether both p99s are within the tolerance.
+            its send lag (p50, p99), the health signals a real run reports
+            (`client_task_lag_p99_ms`, `client_cpu_share`), and whether both error p99s
+            are within the tolerance.
         max_streams_within: per token interval (ms), the highest concurrency within it.
         max_tok_s_within: the highest output token rate measured within it.
         statement: the result in words.
@@ -111,9 +114,12 @@ def calibrate(
     for itl in itl_ms:
         for c in sorted(int(x) for x in concurrency):
             n = requests_per_point or max(4 * c, 32)
-            with SimServer(
-                ttft_ms=ttft_ms, itl_ms=itl, max_batch=max(c, 1) * 2, record_truth=True
-            ) as sim:
+            with (
+                SimServer(
+                    ttft_ms=ttft_ms, itl_ms=itl, max_batch=max(c, 1) * 2, record_truth=True
+                ) as sim,
+                calibrating(),
+            ):
                 res = run_sweep(
                     sim.target("completions", name="calibration"),
                     batch_sizes=[c],
@@ -140,6 +146,11 @@ def calibrate(
                 "chunk_lag_p99_ms": pct(lags, 99),
                 "chunk_lag_max_ms": float(lags.max()) if len(lags) else float("nan"),
                 "checked_requests": len(ttft_err),
+                # The client's own health signals at this load, as a real run reports them.
+                "send_lag_p50_ms": float(s["send_lag_p50_ms"]),
+                "send_lag_p99_ms": float(s["send_lag_p99_ms"]),
+                "client_task_lag_p99_ms": float(s["client_task_lag_p99_ms"]),
+                "client_cpu_share": float(s["client_cpu_share"]),
             }
             row["within"] = bool(
                 row["checked_requests"] > 0
@@ -169,8 +180,6 @@ def calibrate(
 
 def save_default(cal: Calibration) -> Path:
     """Keep `cal` where later runs on this host look for it (see `client_health`)."""
-    from .client_health import default_calibration_path
-
     path = default_calibration_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(cal.to_dict(), indent=1))

@@ -3,7 +3,7 @@
 //! it (the delay every chunk timestamp suffers when the client is saturated) and how much
 //! CPU the process used against the cores it may run on.
 //!
-//! The probe is a task that wakes every millisecond, yields, and measures how long it took
+//! The probe is a task that wakes every 5 ms, yields, and measures how long it took
 //! to be polled again: that is the run-queue wait of any task woken at that moment, such
 //! as a stream whose chunk just arrived.
 
@@ -19,8 +19,13 @@ use crate::metrics::streaming::StreamingDist;
 
 /// Task lag (p99) above which a stage's timestamps are not trustworthy, in ms.
 pub const TASK_LAG_LIMIT_MS: f64 = 1.0;
+/// Send lag (p99) above which the client did not send the load it was asked for, in ms.
+pub const SEND_LAG_LIMIT_MS: f64 = 1.0;
 /// Share of the usable cores above which the client is saturated.
 pub const CPU_LIMIT: f64 = 0.9;
+/// How often the probe runs: often enough for a p99 over a few seconds, rarely enough to
+/// cost nothing measurable (each wake-up is a timer and a syscall).
+const PROBE_PERIOD: Duration = Duration::from_millis(5);
 
 /// What the monitor saw during one stage.
 #[derive(Debug, Clone)]
@@ -41,9 +46,16 @@ impl ClientHealth {
         self.cpu_s / (self.wall_s * self.cores as f64)
     }
 
-    /// Why the stage's measurements are not trustworthy (empty when they are).
-    pub fn problems(&self) -> Vec<String> {
+    /// Why the stage's measurements are not trustworthy (empty when they are), given the
+    /// stage's send lag p99 (ms; NaN when unknown).
+    pub fn problems(&self, send_lag_p99_ms: f64) -> Vec<String> {
         let mut out = Vec::new();
+        if send_lag_p99_ms > SEND_LAG_LIMIT_MS {
+            out.push(format!(
+                "send lag p99 {send_lag_p99_ms:.2} ms > {SEND_LAG_LIMIT_MS} ms: requests left \
+                 later than scheduled"
+            ));
+        }
         if let Some(p99) = self.task_lag.map(|d| d.pct[3]) {
             if p99 > TASK_LAG_LIMIT_MS {
                 out.push(format!(
@@ -120,7 +132,7 @@ impl HealthMonitor {
 }
 
 async fn probe(stop: CancellationToken, lags: Arc<Mutex<StreamingDist>>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut tick = tokio::time::interval(PROBE_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -143,22 +155,27 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn an_idle_runtime_is_healthy_and_a_blocked_one_is_not() {
         let m = HealthMonitor::start();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let idle = m.finish().await;
         assert!(idle.task_lag.is_some_and(|d| d.n >= 10), "{idle:?}");
-        assert!(idle.problems().is_empty(), "{:?}", idle.problems());
+        assert!(idle.problems(0.0).is_empty(), "{:?}", idle.problems(0.0));
 
         // A task that hogs the only worker for 5 ms at a time delays every other task.
         let m = HealthMonitor::start();
         let hog = tokio::spawn(async {
             for _ in 0..20 {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(10));
                 tokio::task::yield_now().await;
             }
         });
         hog.await.expect("hog task");
         let busy = m.finish().await;
-        assert!(busy.task_lag.expect("probed").max >= 4.0, "{busy:?}");
-        assert!(!busy.problems().is_empty());
+        assert!(busy.task_lag.expect("probed").max >= 8.0, "{busy:?}");
+        assert!(!busy.problems(0.0).is_empty());
+        assert_eq!(
+            idle.problems(2.5).len(),
+            1,
+            "late sends alone make a stage suspect"
+        );
     }
 }

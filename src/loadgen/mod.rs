@@ -608,7 +608,18 @@ pub async fn run_sweep(
         }
         let stage_records: Vec<&RequestRecord> = records[first..].iter().collect();
         let mut summary = summarize_stage(&stage_records, config.pricing);
-        let problems = client_health.problems();
+        // Waiting for a slot under a configured `max_in_flight` is the user's cap, not the
+        // client falling behind.
+        let capped = config
+            .open_loop
+            .as_ref()
+            .is_some_and(|o| o.max_in_flight.is_some());
+        let send_lag = if capped {
+            f64::NAN
+        } else {
+            summary.f64("send_lag_p99_ms")
+        };
+        let problems = client_health.problems(send_lag);
         if !problems.is_empty() {
             let load = rate.map_or(format!("batch size {batch_size}"), |r| format!("{r} req/s"));
             warnings.push(format!(
@@ -616,7 +627,7 @@ pub async fn run_sweep(
                 problems.join("; ")
             ));
         }
-        put_health(&mut summary, Some(&client_health));
+        put_health(&mut summary, Some((&client_health, problems)));
         stages.push(StageResult {
             index,
             batch_size,
@@ -650,7 +661,11 @@ pub async fn run_sweep(
 
 /// The client-health columns of a stage (NaN where the stage was not watched, e.g. one
 /// kept from an interrupted run).
-fn put_health(summary: &mut Summary, h: Option<&health::ClientHealth>) {
+fn put_health(summary: &mut Summary, watched: Option<(&health::ClientHealth, Vec<String>)>) {
+    let (h, problems) = match watched {
+        Some((h, p)) => (Some(h), Some(p)),
+        None => (None, None),
+    };
     let lag = h.and_then(|h| h.task_lag);
     let f = |x: Option<f64>| Cell::Num(x.unwrap_or(f64::NAN));
     summary.insert("client_task_lag_p50_ms", f(lag.map(|d| d.pct[0])));
@@ -659,7 +674,6 @@ fn put_health(summary: &mut Summary, h: Option<&health::ClientHealth>) {
     summary.insert("client_cpu_s", f(h.map(|h| h.cpu_s)));
     summary.insert("client_cpu_share", f(h.map(|h| h.cpu_share())));
     summary.insert("client_cores", Cell::Int(h.map_or(0, |h| h.cores as u64)));
-    let problems = h.map(|h| h.problems());
     summary.insert(
         "client_trustworthy",
         Cell::Num(match &problems {

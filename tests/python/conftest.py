@@ -15,6 +15,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_calibration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read or leave a calibration in the user's cache (`llmbench calibrate`
+    remembers one there by default, and runs compare their load with it)."""
+    path = tmp_path_factory.mktemp("calibration") / "calibration.json"
+    old = os.environ.get("LLMBENCH_CALIBRATION")
+    os.environ["LLMBENCH_CALIBRATION"] = str(path)
+    yield
+    if old is None:
+        os.environ.pop("LLMBENCH_CALIBRATION", None)
+    else:
+        os.environ["LLMBENCH_CALIBRATION"] = old
+
+
 @pytest.fixture
 def sim() -> Iterator[llmbench.SimServer]:
     """Scripted server: TTFT 40 ms, 5 ms per token, one token per chunk."""

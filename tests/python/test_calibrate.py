@@ -17,14 +17,30 @@ def test_calibration_compares_every_chunk_with_the_truth():
     assert (t["ttft_err_p50_ms"] >= 0).all() and (t["chunk_lag_p50_ms"] >= 0).all()
     assert (t["ttft_err_p50_ms"] < 20).all()
     assert cal.statement.startswith("within 1 ms")
+    # The health signals a real run reports are calibrated beside the errors.
+    assert (t["send_lag_p99_ms"] >= 0).all() and (t["client_task_lag_p99_ms"] >= 0).all()
+    assert ((t["client_cpu_share"] >= 0) & (t["client_cpu_share"] <= 1.5)).all()
     assert set(cal.max_streams_within) == {5.0}
     json.dumps(cal.to_dict())
 
 
 def test_calibrate_command_writes_its_report(tmp_path):
+    remembered = tmp_path / "remembered.json"
     r = run_cli(
-        "calibrate", "--concurrency", "2", "--itl-ms", "5", "--tokens", "4", "--out", str(tmp_path)
+        "calibrate",
+        "--concurrency",
+        "2",
+        "--itl-ms",
+        "5",
+        "--tokens",
+        "4",
+        "--out",
+        str(tmp_path),
+        env={"LLMBENCH_CALIBRATION": str(remembered)},
     )
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "calibration.json").read_text())
     assert data["table"][0]["concurrency"] == 2 and "within" in data["statement"]
+    # Kept for later runs' client-limit warnings.
+    assert json.loads(remembered.read_text()) == data
+    assert str(remembered) in r.stdout

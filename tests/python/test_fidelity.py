@@ -1,0 +1,174 @@
+"""Measurement fidelity: the server's truth over HTTP on the machine clock, the client's
+health in every stage, warnings near the calibrated limit, compact records, parse speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import warnings
+
+import llmbench
+import numpy as np
+import pytest
+from conftest import popen
+from llmbench import _core
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_truth_of_a_server_in_another_process_matches_every_chunk():
+    port = _free_port()
+    server = popen(
+        [
+            sys.executable,
+            "-m",
+            "llmbench.cli",
+            "sim",
+            "--port",
+            str(port),
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "3",
+            "--record-truth",
+            "1",
+            "--for-seconds",
+            "120",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert "scripted server" in server.stdout.readline()
+        target = llmbench.OpenAI(f"http://127.0.0.1:{port}", model="llmbench-sim", api="chat")
+        res = llmbench.run_sweep(
+            target, batch_sizes=[4], requests_per_stage=12, max_tokens=10, progress=False
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/llmbench/truth") as r:
+            truth = json.load(r)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    by_id = {t["request_id"]: t for t in truth["records"]}
+    shift = res.manifest["clock"]["monotonic_anchor_ns"] - truth["monotonic_anchor_ns"]
+    offsets, times = res._chunks["offsets"], res._chunks["t_ns"]
+    checked = 0
+    for i, row in res._all.reset_index(drop=True).iterrows():
+        t = by_id[int(row["id"])]  # every request, warm-up included, has its truth
+        got = times[int(offsets[i]) : int(offsets[i + 1])].astype(np.int64) + shift
+        sent = np.asarray(t["chunk_times"], dtype=np.int64)
+        assert len(got) == len(sent) == 10
+        # On one machine clock a chunk is never seen before the server sent it.
+        assert (got - sent).min() > -50_000, (got - sent).min()
+        checked += 1
+    assert checked == 13
+
+
+def test_truth_endpoint_says_when_recording_is_off(sim):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(sim.url + "/llmbench/truth")
+    assert e.value.code == 404 and b"record_truth" in e.value.read()
+
+
+def test_every_stage_reports_the_clients_health(sim):
+    res = llmbench.run_sweep(
+        sim.target("chat"),
+        batch_sizes=[1, 8],
+        requests_per_stage=16,
+        max_tokens=8,
+        progress=False,
+        server_metrics=False,
+    )
+    s = res.summary
+    for col in (
+        "client_task_lag_p50_ms",
+        "client_task_lag_p99_ms",
+        "client_task_lag_max_ms",
+        "client_cpu_s",
+        "client_cpu_share",
+    ):
+        assert (s[col] >= 0).all(), col
+    assert (s["client_cores"] >= 1).all()
+    assert set(s["client_trustworthy"]) <= {0.0, 1.0}
+    ok = s["client_trustworthy"] == 1.0
+    assert (s.loc[ok, "client_health"] == "").all()
+    assert (s.loc[~ok, "client_health"].str.contains("client")).all()
+    assert (s["itl_exact_percentiles"] == 1).all()
+    # No calibration on record here: the load ratio is unknown, and nothing warns of it.
+    assert s["client_load_vs_calibration"].isna().all()
+
+
+def test_a_load_near_the_calibrated_limit_warns(sim, tmp_path, monkeypatch):
+    cal = {
+        "tolerance_ms": 1.0,
+        "max_streams_within": {"5.0": 4, "1.0": 2},
+        "max_tok_s_within": 1e9,
+    }
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(cal))
+    monkeypatch.setenv("LLMBENCH_CALIBRATION", str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = llmbench.run_sweep(
+            sim.target("chat"),
+            batch_sizes=[1, 8],
+            requests_per_stage=16,
+            max_tokens=8,
+            progress=False,
+            server_metrics=False,
+        )
+    ratio = res.summary["client_load_vs_calibration"]
+    # 5 ms per token: compared with the 4 streams calibrated at 5 ms.
+    assert ratio.iloc[0] < 0.8
+    assert 1.5 < ratio.iloc[1] <= 2.0
+    limit = [w for w in caught if issubclass(w.category, llmbench.ClientLimitWarning)]
+    assert any("beyond the calibrated limit" in str(w.message) for w in limit)
+    assert any("calibrated limit" in w for w in res.manifest["warnings"])
+
+
+def test_calibrate_remembers_its_result_for_later_runs(tmp_path, monkeypatch):
+    from llmbench.calibrate import save_default
+    from llmbench.client_health import load_calibration
+
+    monkeypatch.setenv("LLMBENCH_CALIBRATION", str(tmp_path / "remembered.json"))
+    cal = llmbench.calibrate(concurrency=(1,), itl_ms=(5,), tokens=4, requests_per_point=4)
+    path = save_default(cal)
+    assert path == llmbench.client_health.default_calibration_path()
+    assert str(path) == os.environ["LLMBENCH_CALIBRATION"]
+    assert load_calibration()["max_streams_within"] == {"5.0": cal.max_streams_within[5.0]}
+
+
+@pytest.mark.parametrize("api", ["chat", "completions", "tgi"])
+def test_parse_speed_counts_every_token(api):
+    for read_bytes in (0, 5, 16384):
+        r = _core.parse_speed(api, 20, 64, read_bytes)
+        assert r["tokens"] == 20 * 64
+        assert r["seconds"] > 0 and r["tokens_per_s"] > 0
+    with pytest.raises(llmbench.InvalidArgumentError):
+        _core.parse_speed("grpc", 1, 1, 0)
+
+
+def test_record_files_keep_plain_chunk_arrays(sim, tmp_path):
+    llmbench.run_sweep(
+        sim.target("completions"),
+        batch_sizes=[2],
+        requests_per_stage=4,
+        max_tokens=5,
+        progress=False,
+        out_dir=tmp_path,
+    )
+    (jsonl,) = tmp_path.glob("requests_*.jsonl")
+    rec = json.loads(jsonl.read_text().splitlines()[-1])
+    assert len(rec["chunk_times"]) == len(rec["chunk_tokens"]) == 5
+    assert rec["chunk_times"] == sorted(rec["chunk_times"])
+    assert rec["chunk_tokens"] == [1] * 5
