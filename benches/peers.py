@@ -742,7 +742,11 @@ def report(data: dict[str, Any]) -> str:
 
     def err(key: str, pct: str) -> Any:
         def f(r: dict[str, Any]) -> str:
-            return f"{r[key]:+.2f} ms ({r[pct]:+.1f}%)"
+            # A percentage of a true value near zero (a saturated server sending chunks
+            # back to back) says nothing: give the milliseconds only.
+            truth = r[key] / (r[pct] / 100) if r[pct] else float("inf")
+            rel = f" ({r[pct]:+.1f}%)" if abs(truth) >= 1.0 else " (true ≈ 0)"
+            return f"{r[key]:+.2f} ms{rel}"
 
         return f
 
@@ -794,7 +798,8 @@ def report(data: dict[str, Any]) -> str:
 
 def _load(r: dict[str, Any]) -> str:
     if r.get("concurrency") is not None:
-        return f"{r['concurrency']} streams"
+        n = r["concurrency"]
+        return f"{n} stream" + ("s" if n != 1 else "")
     return f"{r['rate']:g} req/s"
 
 

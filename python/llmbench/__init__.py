@@ -14,8 +14,8 @@ Example:
 from . import baseline, datasets
 from ._core import __version__
 from .calibrate import Calibration, calibrate
-from .client_health import ClientLimitWarning
 from .capacity import CapacityResult, find_capacity
+from .client_health import ClientLimitWarning
 from .compare import compare, comparison_table
 from .config import SweepSpec, dump_config, load_config, parse_config, save_config
 from .errors import (

@@ -24,6 +24,7 @@ __all__ = [
     "model_arch",
     "now_ns",
     "parse_metrics",
+    "parse_speed",
     "prompt_order",
     "run_sweep",
     "run_sweep_async",

@@ -608,13 +608,14 @@ pub async fn run_sweep(
         }
         let stage_records: Vec<&RequestRecord> = records[first..].iter().collect();
         let mut summary = summarize_stage(&stage_records, config.pricing);
-        // Waiting for a slot under a configured `max_in_flight` is the user's cap, not the
-        // client falling behind.
+        // Send lag matters where a schedule sets the load (open loop); waiting for a slot
+        // under a configured `max_in_flight` is the user's cap, not the client falling
+        // behind, and a closed loop's first wave leaves at once by design.
         let capped = config
             .open_loop
             .as_ref()
             .is_some_and(|o| o.max_in_flight.is_some());
-        let send_lag = if capped {
+        let send_lag = if capped || rate.is_none() {
             f64::NAN
         } else {
             summary.f64("send_lag_p99_ms")
