@@ -307,7 +307,11 @@ async fn preconnect(shared: &Shared, n: u32) {
         // Read the body so the connection goes back to the pool.
         let _ = tokio::time::timeout(timeout, async { req.send().await?.bytes().await }).await;
     };
-    futures_util::future::join_all((0..n).map(|_| one())).await;
+    // A cancelled run (Ctrl-C) does not wait for slow answers.
+    tokio::select! {
+        _ = futures_util::future::join_all((0..n).map(|_| one())) => {}
+        _ = shared.cancel.cancelled() => {}
+    }
 }
 
 fn model_ids(info: &Value) -> Vec<String> {
