@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import llmbench
+from _host import cpu_model
 from llmbench import _core
 
 try:  # the fastest JSON decoder a Python peer could use
@@ -94,7 +95,7 @@ def main() -> None:
     os.sched_setaffinity(0, {core})
     machine = {
         "host": platform.node(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "core": core,
         "llmbench": llmbench.__version__,
         "python": platform.python_version(),
@@ -127,16 +128,6 @@ def main() -> None:
         )
     if args.out:
         args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _host import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "python"))
@@ -662,7 +663,7 @@ def main() -> None:
 
     machine = {
         "host": platform.node(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "server_core": server_core,
         "client_core": client_core,
@@ -801,16 +802,6 @@ def _load(r: dict[str, Any]) -> str:
         n = r["concurrency"]
         return f"{n} stream" + ("s" if n != 1 else "")
     return f"{r['rate']:g} req/s"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _line(r: dict[str, Any]) -> str:

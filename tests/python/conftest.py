@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,6 +48,27 @@ def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedP
         env=env,
         **kwargs,
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sim_process(port: int, *flags: str) -> subprocess.Popen:
+    """`llmbench sim` in its own process on `port`, ready when this returns (its first
+    line, read here, says where it listens)."""
+    proc = popen(
+        [sys.executable, "-m", "llmbench.cli", "sim", "--port", str(port), *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "scripted server on" in line, line
+    return proc
 
 
 def _default_sigint() -> None:

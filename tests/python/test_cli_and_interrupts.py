@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pandas as pd
-from conftest import REPO, popen, run_cli
+from conftest import REPO, popen, run_cli, sim_process
 
 SUMMARY_COLUMNS = {
     "batch_size",
@@ -70,27 +70,8 @@ def test_metrics_on_the_embedded_default_target(tmp_path):
 
 def test_metrics_against_a_separately_started_server(tmp_path):
     port = 18765
-    sim = popen(
-        [
-            sys.executable,
-            "-m",
-            "llmbench.cli",
-            "sim",
-            "--port",
-            str(port),
-            "--ttft-ms",
-            "10",
-            "--itl-ms",
-            "1",
-            "--for-seconds",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    sim = sim_process(port, "--ttft-ms", "10", "--itl-ms", "1", "--for-seconds", "60")
     try:
-        assert sim.stdout is not None
-        assert "scripted server on" in sim.stdout.readline()
         r = run_cli(
             "metrics",
             "--url",

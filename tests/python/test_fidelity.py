@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import warnings
@@ -15,41 +12,28 @@ import warnings
 import llmbench
 import numpy as np
 import pytest
-from conftest import popen
+from conftest import free_port, sim_process
 from llmbench import _core
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _sweep(sim: llmbench.SimServer) -> llmbench.Results:
+    """Two short stages (1 and 8 streams) against the in-process scripted server."""
+    return llmbench.run_sweep(
+        sim.target("chat"),
+        batch_sizes=[1, 8],
+        requests_per_stage=16,
+        max_tokens=8,
+        progress=False,
+        server_metrics=False,
+    )
 
 
 def test_truth_of_a_server_in_another_process_matches_every_chunk():
-    port = _free_port()
-    server = popen(
-        [
-            sys.executable,
-            "-m",
-            "llmbench.cli",
-            "sim",
-            "--port",
-            str(port),
-            "--ttft-ms",
-            "20",
-            "--itl-ms",
-            "3",
-            "--record-truth",
-            "1",
-            "--for-seconds",
-            "120",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    port = free_port()
+    server = sim_process(
+        port, "--ttft-ms", "20", "--itl-ms", "3", "--record-truth", "1", "--for-seconds", "120"
     )
     try:
-        assert server.stdout is not None
-        assert "scripted server" in server.stdout.readline()
         target = llmbench.OpenAI(f"http://127.0.0.1:{port}", model="llmbench-sim", api="chat")
         res = llmbench.run_sweep(
             target, batch_sizes=[4], requests_per_stage=12, max_tokens=10, progress=False
@@ -81,15 +65,7 @@ def test_truth_endpoint_says_when_recording_is_off(sim):
 
 
 def test_every_stage_reports_the_clients_health(sim):
-    res = llmbench.run_sweep(
-        sim.target("chat"),
-        batch_sizes=[1, 8],
-        requests_per_stage=16,
-        max_tokens=8,
-        progress=False,
-        server_metrics=False,
-    )
-    s = res.summary
+    s = _sweep(sim).summary
     for col in (
         "client_task_lag_p50_ms",
         "client_task_lag_p99_ms",
@@ -119,14 +95,7 @@ def test_a_load_near_the_calibrated_limit_warns(sim, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMBENCH_CALIBRATION", str(path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = llmbench.run_sweep(
-            sim.target("chat"),
-            batch_sizes=[1, 8],
-            requests_per_stage=16,
-            max_tokens=8,
-            progress=False,
-            server_metrics=False,
-        )
+        res = _sweep(sim)
     ratio = res.summary["client_load_vs_calibration"]
     # 5 ms per token: compared with the 4 streams calibrated at 5 ms.
     assert ratio.iloc[0] < 0.8

@@ -8,7 +8,6 @@ fields such as `ignore_eos` rejected (422), `generation_config` forcing the leng
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import llmbench
 import pytest
+from conftest import free_port
 
 N_OUT = 12
 
@@ -40,19 +40,13 @@ if not _have_transformers():
     pytest.skip("transformers serve not installed", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     sys.path.insert(0, str(Path(__file__).parent))
     from tiny_model import build
 
     model_dir = build(tmp_path_factory.mktemp("tiny-llama"))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     log = open(model_dir / "serve.log", "w")
     proc = subprocess.Popen(
