@@ -299,12 +299,12 @@ out = dict(
     anchor=res.manifest["clock"]["monotonic_anchor_ns"],
 )
 # Every request's chunk times (client clock), for the per-chunk lag matched by id.
-firsts = {{}}
+chunk_times = {{}}
 for i, row in res._all.reset_index(drop=True).iterrows():
     if row["ok"] and not row["warmup"]:
         a, b = int(chunks["offsets"][i]), int(chunks["offsets"][i + 1])
-        firsts[int(row["id"])] = [int(t) for t in chunks["t_ns"][a:b]]
-out["chunks"] = firsts
+        chunk_times[int(row["id"])] = [int(t) for t in chunks["t_ns"][a:b]]
+out["chunks"] = chunk_times
 json.dump(out, open(sys.argv[1], "w"))
 """
     )
@@ -719,7 +719,9 @@ def report(data: dict[str, Any]) -> str:
             loads.append(_load(r))
     cell = {(r["tool"], _load(r)): r for r in rows}
 
-    def table(title: str, fmt: Any, ratio: bool = False) -> str:
+    def table(title: str, fmt: Any, ratio_key: str | None = None) -> str:
+        """One figure per tool and load; with `ratio_key`, each peer's value of that key
+        as a multiple of llmbench's in the same row."""
         head = "| load | " + " | ".join(tools) + " |"
         out = [f"**{title}**", "", head, "|" + "---|" * (len(tools) + 1)]
         for load in loads:
@@ -731,15 +733,13 @@ def report(data: dict[str, Any]) -> str:
                     parts.append("—")
                     continue
                 text = fmt(r)
-                if ratio and ours is not None and t != "llmbench":
-                    a, b = ratio_of(r), ratio_of(ours)
+                if ratio_key and ours is not None and t != "llmbench":
+                    a, b = r[ratio_key], ours[ratio_key]
                     if a is not None and b:
                         text += f" ({a / b:.1f}×)"
                 parts.append(text)
             out.append(f"| {load} | " + " | ".join(parts) + " |")
         return "\n".join(out)
-
-    ratio_of: Any = None
 
     def err(key: str, pct: str) -> Any:
         def f(r: dict[str, Any]) -> str:
@@ -773,20 +773,18 @@ def report(data: dict[str, Any]) -> str:
             lambda r: f"{r['server_peak_in_flight']} · {r['server_arrival_rate']:.0f}/s",
         )
     )
-    ratio_of = lambda r: r["cpu_s_per_1k_tokens"]  # noqa: E731
     parts.append(
         table(
             "Client CPU-seconds per 1,000 streamed tokens (peer ÷ llmbench)",
             lambda r: f"{r['cpu_s_per_1k_tokens']:.4f}",
-            ratio=True,
+            ratio_key="cpu_s_per_1k_tokens",
         )
     )
-    ratio_of = lambda r: r["server_tok_s"]  # noqa: E731
     parts.append(
         table(
             "Streamed tokens per second while the tool ran (server side; peer ÷ llmbench)",
             lambda r: f"{r['server_tok_s']:,.0f}",
-            ratio=True,
+            ratio_key="server_tok_s",
         )
     )
     if failed:

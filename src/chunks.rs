@@ -123,11 +123,6 @@ impl Chunks {
         (self.len > 0).then_some(self.last)
     }
 
-    /// Token count of the first chunk.
-    pub fn first_tokens(&self) -> Option<u32> {
-        self.iter().next().map(|(_, k)| k)
-    }
-
     /// Sum of the token counts (saturating at `u32::MAX`).
     pub fn total_tokens(&self) -> u32 {
         u32::try_from(self.tokens).unwrap_or(u32::MAX)

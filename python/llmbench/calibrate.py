@@ -178,18 +178,17 @@ def calibrate(
     return Calibration(table, tolerance_ms, best, max_tok, statement, host)
 
 
-def save_default(cal: Calibration) -> Path:
-    """Keep `cal` where later runs on this host look for it (see `client_health`)."""
-    path = default_calibration_path()
+def _write(cal: Calibration, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(cal.to_dict(), indent=1))
     return path
 
 
+def save_default(cal: Calibration) -> Path:
+    """Keep `cal` where later runs on this host look for it (see `client_health`)."""
+    return _write(cal, default_calibration_path())
+
+
 def save(cal: Calibration, out_dir: str | Path) -> Path:
     """Write `calibration.json` into `out_dir`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "calibration.json"
-    path.write_text(json.dumps(cal.to_dict(), indent=1))
-    return path
+    return _write(cal, Path(out_dir) / "calibration.json")

@@ -98,27 +98,29 @@ def _num(v: Any) -> float:
         return math.nan
 
 
-def check(summary: Any, calibration: dict[str, Any] | None) -> list[str]:
-    """Add `client_load_vs_calibration` to `summary` (in place) and return one message per
-    stage whose client health or load is suspect."""
-    messages = []
+def check(summary: Any, calibration: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """Add `client_load_vs_calibration` to `summary` (in place) and return the messages of
+    the stages whose client the engine found not trustworthy, and of those whose load is
+    near or beyond the calibrated limit."""
+    untrusted: list[str] = []
+    near_limit: list[str] = []
     ratios = []
     for _, stage in summary.iterrows():
         where = f"{stage.get('target', '')} stage {stage.get('stage', '?')}".strip()
         ratio = load_ratio(stage, calibration) if calibration else math.nan
         ratios.append(ratio)
         if _num(stage.get("client_trustworthy")) == 0.0:
-            messages.append(f"{where}: measurements not trustworthy: {stage['client_health']}")
+            untrusted.append(f"{where}: measurements not trustworthy: {stage['client_health']}")
         if ratio >= NEAR_LIMIT:
             state = "beyond" if ratio > 1 else "near"
-            messages.append(
+            near_limit.append(
                 f"{where}: load is {ratio:.0%} of what the client measured within "
                 f"{calibration.get('tolerance_ms', 1)} ms on this host ({state} the "
                 "calibrated limit; see `llmbench calibrate`)"
             )
     if len(summary):
         summary["client_load_vs_calibration"] = ratios
-    return messages
+    return untrusted, near_limit
 
 
 def warn_all(messages: list[str]) -> None:

@@ -283,10 +283,10 @@ def _finish(
         )
     if slo is not None and len(results.summary):
         add_slo_columns(results, slo)
-    health = client_health.check(results.summary, client_health.load_calibration())
-    # The engine already listed stages it found untrustworthy; add the calibration ones.
-    manifest["warnings"] += [m for m in health if "calibrated limit" in m]
-    client_health.warn_all(health)
+    untrusted, near_limit = client_health.check(results.summary, client_health.load_calibration())
+    # The engine already listed the untrustworthy stages in its warnings.
+    manifest["warnings"] += near_limit
+    client_health.warn_all(untrusted + near_limit)
     if out_dir is not None:
         try:
             results.save(out_dir)
