@@ -5,11 +5,10 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 /// An error response in vLLM's shape (≥ 0.10.1: a nested `error` object).
 pub fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
+    let body = crate::protocol::openai::error_body(&message, kind, status.as_u16());
     (status, Json(body)).into_response()
 }
 

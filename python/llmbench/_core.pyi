@@ -19,15 +19,19 @@ __all__ = [
     "__version__",
     "arrival_schedule",
     "baseline_run",
+    "check_sweep",
     "count_tokens",
+    "default_requests_for",
     "list_gpus",
     "model_arch",
     "now_ns",
     "parse_metrics",
     "parse_speed",
     "prompt_order",
+    "redact_url",
     "run_sweep",
     "run_sweep_async",
+    "settings",
     "synthetic_prompts",
 ]
 
@@ -42,12 +46,12 @@ class TokenizerError(LlmbenchError): ...
 class NvmlUnavailableError(LlmbenchError): ...
 class ModelError(LlmbenchError): ...
 
-def baseline_run(config_json: str) -> dict[str, Any]: ...
+def baseline_run(config: dict[str, Any]) -> dict[str, Any]: ...
 
 @final
 class BaselineServer:
     def __new__(
-        cls, config_json: str, host: str = "127.0.0.1", port: int = 0
+        cls, config: dict[str, Any], host: str = "127.0.0.1", port: int = 0
     ) -> BaselineServer: ...
     @property
     def url(self) -> str: ...
@@ -61,15 +65,19 @@ class BaselineServer:
     def close(self) -> None: ...
 
 def run_sweep(
-    config_json: str, progress: Callable[[dict[str, Any]], object] | None = None
+    config: dict[str, Any], progress: Callable[[dict[str, Any]], object] | None = None
 ) -> dict[str, Any]: ...
-def run_sweep_async(config_json: str) -> Any: ...
+def run_sweep_async(config: dict[str, Any]) -> Any: ...
 def now_ns() -> int: ...
+def settings() -> dict[str, Any]: ...
+def check_sweep(config: dict[str, Any]) -> None: ...
+def default_requests_for(batch_size: int) -> int: ...
+def redact_url(url: str) -> str: ...
 
 @final
 class SimServer:
     def __new__(
-        cls, config_json: str = "{}", host: str = "127.0.0.1", port: int = 0
+        cls, config: dict[str, Any] | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> SimServer: ...
     @property
     def url(self) -> str: ...
@@ -95,7 +103,7 @@ def model_arch(
 
 @final
 class GpuSampler:
-    def __new__(cls, config_json: str = "{}") -> GpuSampler: ...
+    def __new__(cls, config: dict[str, Any] | None = None) -> GpuSampler: ...
     def stop(self) -> dict[str, Any]: ...
 
 @final
@@ -104,7 +112,7 @@ class MetricsScraper:
     def stop(self) -> str: ...
 
 def arrival_schedule(
-    arrival_json: str,
+    arrival: dict[str, Any],
     max_requests: int | None = None,
     duration_s: float | None = None,
     seed: int = 0,

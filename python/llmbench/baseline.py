@@ -25,6 +25,7 @@ from typing import Any
 
 from . import _core
 from ._core import InvalidArgumentError
+from ._settings import BASELINE_MODEL, BASELINE_RUN, BASELINE_SERVER
 from .errors import SweepInterrupted
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
@@ -49,19 +50,19 @@ def _model_spec(
 def run(
     model: str | Path = "tiny",
     *,
-    batch_sizes: Sequence[int] = (1, 8, 32),
+    batch_sizes: Sequence[int] = tuple(BASELINE_RUN["batch_sizes"]),
     prompts: Any = None,
     prompt_ids: Sequence[Sequence[int]] | None = None,
     prompt_tokens: int | None = None,
-    max_new_tokens: int = 128,
-    batches_per_stage: int = 1,
-    warmup_batches: int = 1,
-    ignore_eos: bool = True,
+    max_new_tokens: int = BASELINE_RUN["max_new_tokens"],
+    batches_per_stage: int = BASELINE_RUN["batches_per_stage"],
+    warmup_batches: int = BASELINE_RUN["warmup_batches"],
+    ignore_eos: bool = BASELINE_RUN["ignore_eos"],
     temperature: float | None = None,
     top_p: float | None = None,
     dtype: str | None = None,
-    device: str = "cpu",
-    seed: int = 0,
+    device: str = BASELINE_MODEL["device"],
+    seed: int = BASELINE_RUN["seed"],
     tokenizer: str | Path | None = None,
     gpu_hourly_usd: str | float | None = None,
     n_gpus: int = 1,
@@ -89,12 +90,6 @@ def run(
         >>> res.summary[["batch_size", "decode_tok_s", "kv_cache_bytes"]]
     """
     sizes = [int(b) for b in batch_sizes]
-    if not sizes or min(sizes) < 1:
-        raise InvalidArgumentError("batch_sizes must be a non-empty list of integers >= 1")
-    if max_new_tokens < 1 or batches_per_stage < 1 or warmup_batches < 0:
-        raise InvalidArgumentError(
-            "max_new_tokens and batches_per_stage must be >= 1, warmup_batches >= 0"
-        )
     given = sum(x is not None for x in (prompt_ids, prompt_tokens))
     if given > 1 or (given and prompts is not None):
         raise InvalidArgumentError("give one of prompts, prompt_ids or prompt_tokens")
@@ -132,7 +127,7 @@ def run(
             else {"prompt_tokens": prompt_tokens, "n_ids": len(prompt_ids or [])}
         ),
     }
-    out = _core.baseline_run(json.dumps(config))
+    out = _core.baseline_run(config)
     info = json.loads(out["server_info_json"])["baseline"]
     manifest["servers"] = {name: info}
     manifest["model_arch"] = {
@@ -168,25 +163,23 @@ class BaselineServer:
         self,
         model: str | Path = "tiny",
         *,
-        max_batch: int = 32,
-        batch_window_ms: float = 2.0,
-        default_max_tokens: int = 256,
+        max_batch: int = BASELINE_SERVER["max_batch"],
+        batch_window_ms: float = BASELINE_SERVER["batch_window_ms"],
+        default_max_tokens: int = BASELINE_SERVER["default_max_tokens"],
         dtype: str | None = None,
-        device: str = "cpu",
-        seed: int = 0,
+        device: str = BASELINE_MODEL["device"],
+        seed: int = BASELINE_MODEL["seed"],
         tokenizer: str | Path | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if max_batch < 1:
-            raise InvalidArgumentError("max_batch must be >= 1")
         config = {
             "model": _model_spec(model, dtype, device, seed, tokenizer),
             "max_batch": int(max_batch),
             "batch_window_ms": float(batch_window_ms),
             "default_max_tokens": int(default_max_tokens),
         }
-        self._server = _core.BaselineServer(json.dumps(config), host, port)
+        self._server = _core.BaselineServer(config, host, port)
         self.max_batch = max_batch
 
     @property

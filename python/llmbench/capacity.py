@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import _deps
+from . import _core, _deps
 from ._core import InvalidArgumentError
 from .slo import SLO
 from .sweep import run_sweep
@@ -92,7 +92,7 @@ def find_capacity(
         kwargs["warmup_requests"] = kwargs.get("warmup_requests", 1) if warm[0] else 0
         warm[0] = False
         if mode == "batch_size":
-            n = requests_per_trial or max(4 * int(x), 16)
+            n = requests_per_trial or _core.default_requests_for(int(x))
             res = run_sweep(
                 target,
                 batch_sizes=[int(x)] * trials,

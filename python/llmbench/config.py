@@ -22,7 +22,6 @@ from a file (they come from the environment).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +41,10 @@ _TIMEOUT_FIELDS = {f.name for f in dataclasses.fields(Timeouts)}
 
 
 def _sweep_fields() -> set[str]:
-    from .sweep import run_sweep
+    from .sweep import SweepOptions
 
-    return set(inspect.signature(run_sweep).parameters) - {"targets", "trace", "resume"}
+    options = {f.name for f in dataclasses.fields(SweepOptions)} | {"progress", "wandb"}
+    return options - {"trace", "resume"}
 
 
 @dataclass

@@ -8,8 +8,10 @@ an NVIDIA L4.
 from __future__ import annotations
 
 from ._core import InvalidArgumentError
+from ._settings import PRICING
 
-DEFAULT_GPU_HOURLY_USD = 2.93
+# The engine's default (`Pricing::default()`): an NVIDIA L4 on demand.
+DEFAULT_GPU_HOURLY_USD: float = PRICING["usd_per_gpu_hour"]
 
 GPU_PRICES_USD_PER_HOUR: dict[str, float] = {
     "L4": 2.93,

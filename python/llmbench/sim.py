@@ -16,30 +16,15 @@ a stall, a slow first byte, no tokens, a non-SSE answer).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import _core
+from ._settings import CHOICES, SIM
 from .targets import TGI, OpenAI, Target
 
-FAULTS = (
-    "reset_before_headers",
-    "reset_mid_stream",
-    "http_429",
-    "http_500",
-    "http_503",
-    "in_band_error",
-    "malformed_json",
-    "split_writes",
-    "invalid_utf8",
-    "huge_line",
-    "no_finish",
-    "stall_mid_stream",
-    "slow_first_byte",
-    "empty_output",
-    "non_sse",
-)
+# The engine's fault names (`Fault::ALL`).
+FAULTS = CHOICES["faults"]
 
 
 @dataclass
@@ -52,20 +37,21 @@ class SimConfig:
         >>> sim = llmbench.SimServer(cfg)
     """
 
-    model: str = "llmbench-sim"
-    ttft_ms: float = 50.0
-    ttft_per_running_ms: float = 0.0
-    itl_ms: float = 10.0
-    itl_per_running_ms: float = 0.0
-    tokens_per_chunk: int = 1
-    output_tokens: int | None = None
-    max_batch: int = 256
-    default_max_tokens: int = 16
-    record_truth: bool = False
-    fault_rate: float = 0.0
-    faults: list[str] = field(default_factory=list)
-    fault_seed: int = 0
-    fault_delay_ms: float = 60_000.0
+    # Each default is the engine's (`SimConfig::default()` in `src/sim/mod.rs`).
+    model: str = SIM["model"]
+    ttft_ms: float = SIM["ttft_ms"]
+    ttft_per_running_ms: float = SIM["ttft_per_running_ms"]
+    itl_ms: float = SIM["itl_ms"]
+    itl_per_running_ms: float = SIM["itl_per_running_ms"]
+    tokens_per_chunk: int = SIM["tokens_per_chunk"]
+    output_tokens: int | None = SIM["output_tokens"]
+    max_batch: int = SIM["max_batch"]
+    default_max_tokens: int = SIM["default_max_tokens"]
+    record_truth: bool = SIM["record_truth"]
+    fault_rate: float = SIM["fault_rate"]
+    faults: list[str] = field(default_factory=lambda: list(SIM["faults"]))
+    fault_seed: int = SIM["fault_seed"]
+    fault_delay_ms: float = SIM["fault_delay_ms"]
 
 
 # The embedded default target of `llmbench metrics`: a batching server whose latency grows
@@ -103,7 +89,7 @@ class SimServer:
             raise _core.InvalidArgumentError(f"unknown SimServer settings: {sorted(unknown)}")
         cfg.update(overrides)
         self.config = SimConfig(**cfg)
-        self._server = _core.SimServer(json.dumps(cfg), host, port)
+        self._server = _core.SimServer(cfg, host, port)
 
     @property
     def url(self) -> str:

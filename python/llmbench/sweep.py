@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import os
 import platform
@@ -18,6 +17,7 @@ from typing import Any
 from . import _core, client_health
 from ._core import InvalidArgumentError, ResultsIOError
 from ._run_telemetry import RunTelemetry, add_stage_columns
+from ._settings import OPEN_LOOP, SWEEP, check_choice
 from .datasets import Dataset, Trace
 from .errors import SweepInterrupted
 from .kv import model_arch as _model_arch
@@ -27,7 +27,8 @@ from .results import Results
 from .slo import SLO, add_slo_columns
 from .targets import Target
 
-DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+# The engine's default concurrency points (the seed workflow's).
+DEFAULT_BATCH_SIZES = tuple(SWEEP["batch_sizes"])
 
 
 def _slug(name: str) -> str:
@@ -72,24 +73,97 @@ def _host() -> dict[str, Any]:
     }
 
 
-def _prepare(
-    targets: Target | Iterable[Target],
-    batch_sizes: Sequence[int],
-    requests_per_stage: int | None,
-    stage_duration_s: float | None,
-    max_tokens: int,
-    prompts: Any,
-    seed: int,
-    warmup_requests: int,
-    tokenizer: str | Path | None,
-    gpu_hourly_usd: str | float | None,
-    n_gpus: int,
-    out_dir: str | Path | None,
-    open_loop: dict[str, Any] | None = None,
-    warmup_s: float | None = None,
-    cooldown_s: float | None = None,
-    resume: bool = False,
-) -> tuple[list[Target], list[dict[str, Any]], dict[str, Any]]:
+@dataclass(frozen=True)
+class SweepOptions:
+    """The settings of `run_sweep` besides its targets, progress line and W&B logging,
+    with the engine's defaults (`run_sweep` documents each). `llmbench.config` reads its
+    fields as the keys a `[sweep]` table may set."""
+
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    requests_per_stage: int | None = SWEEP["requests_per_stage"]
+    max_tokens: int = SWEEP["max_tokens"]
+    prompts: str | Path | Iterable[str] | Dataset | None = None
+    gpu_hourly_usd: str | float | None = None
+    out_dir: str | Path | None = None
+    stage_duration_s: float | None = SWEEP["stage_duration_s"]
+    seed: int = SWEEP["seed"]
+    warmup_requests: int = SWEEP["warmup_requests"]
+    tokenizer: str | Path | None = None
+    n_gpus: int = SWEEP["pricing"]["n_gpus"]
+    gpu: bool | float = False
+    server_metrics: bool | float = True
+    model_arch: str | Path | None = None
+    rates: Sequence[float] | None = None
+    arrival: str = OPEN_LOOP["process"]
+    burstiness: float = OPEN_LOOP["burstiness"]
+    max_in_flight: int | None = None
+    slo: SLO | dict[str, float] | None = None
+    warmup_s: float | None = SWEEP["warmup_s"]
+    cooldown_s: float | None = SWEEP["cooldown_s"]
+    trace: Trace | None = None
+    resume: bool = SWEEP["resume"]
+
+    def open_loop(self) -> dict[str, Any] | None:
+        """The engine's open-loop settings, or None for closed-loop batch-size stages."""
+        if self.trace is not None:
+            if self.rates is not None:
+                raise InvalidArgumentError("give rates or a trace, not both")
+            return {
+                "rates": [self.trace.rate()],
+                "process": "trace",
+                "trace_times_s": list(self.trace.times_s),
+                "in_order": True,
+                "max_in_flight": self.max_in_flight,
+            }
+        if self.rates is None:
+            return None
+        rate_list = [float(r) for r in self.rates]
+        check_choice("arrival", self.arrival, "arrival")
+        ramp_end = None
+        if self.arrival == "ramp":
+            # One stage whose rate rises linearly from the first rate to the second.
+            if len(rate_list) != 2:
+                raise InvalidArgumentError("a ramp takes rates=[start, end] (one stage)")
+            rate_list, ramp_end = rate_list[:1], rate_list[1]
+        return {
+            "rates": rate_list,
+            "process": self.arrival,
+            "burstiness": float(self.burstiness),
+            "max_in_flight": self.max_in_flight,
+            "ramp_end_rate": ramp_end,
+        }
+
+    def engine_config(
+        self, target: Target, open_loop: dict[str, Any] | None, records_path: Path | None
+    ) -> dict[str, Any]:
+        """The engine's `SweepConfig` for one target (checked by the engine, which names
+        any key or value it refuses)."""
+        dataset = self.prompts if isinstance(self.prompts, Dataset) else None
+        if self.trace is not None:
+            dataset = self.trace.dataset
+        return {
+            "target": target.to_spec(),
+            "batch_sizes": [int(b) for b in self.batch_sizes],
+            "requests_per_stage": (
+                len(self.trace.times_s) if self.trace is not None else self.requests_per_stage
+            ),
+            "stage_duration_s": self.stage_duration_s,
+            "max_tokens": int(self.max_tokens),
+            "prompts": dataset.prompts if dataset is not None else load_prompts(self.prompts),
+            "max_tokens_per_prompt": dataset.max_tokens if dataset is not None else None,
+            "seed": int(self.seed),
+            "warmup_requests": int(self.warmup_requests),
+            "tokenizer": str(self.tokenizer) if self.tokenizer is not None else None,
+            "records_path": str(records_path) if records_path is not None else None,
+            "pricing": {"usd_per_gpu_hour": gpu_price(self.gpu_hourly_usd), "n_gpus": self.n_gpus},
+            "open_loop": open_loop,
+            "warmup_s": self.warmup_s,
+            "cooldown_s": self.cooldown_s,
+            "resume": bool(self.resume),
+        }
+
+
+def _target_list(targets: Target | Iterable[Target]) -> list[Target]:
     target_list = [targets] if isinstance(targets, Target) else list(targets)
     if not target_list:
         raise InvalidArgumentError("no target given")
@@ -98,107 +172,41 @@ def _prepare(
     names = [t.name for t in target_list]
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"target names must be unique, got {names}")
-    batch_sizes = [int(b) for b in batch_sizes]
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise InvalidArgumentError("batch_sizes must be a non-empty list of integers >= 1")
-    if max_tokens < 1:
-        raise InvalidArgumentError("max_tokens must be >= 1")
-    if requests_per_stage is not None and requests_per_stage < 1:
-        raise InvalidArgumentError("requests_per_stage must be >= 1")
-    if warmup_requests < 0:
-        raise InvalidArgumentError("warmup_requests must be >= 0")
-    if n_gpus < 1:
-        raise InvalidArgumentError("n_gpus must be >= 1")
-    dataset = prompts if isinstance(prompts, Dataset) else None
-    prompt_list = dataset.prompts if dataset is not None else load_prompts(prompts)
-    price = gpu_price(gpu_hourly_usd)
-    out = Path(out_dir) if out_dir is not None else None
-    if resume and out is None:
-        raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
-    configs = []
-    for t in target_list:
-        records_path = None
-        if out is not None:
-            records_path = out / f"requests_{_slug(t.name)}.jsonl"
-            # A fresh run replaces the previous run's live record file of this target; a
-            # resumed one continues it.
-            if records_path.exists() and not resume:
-                records_path.unlink()
-        configs.append(
-            {
-                "target": t.to_spec(),
-                "batch_sizes": batch_sizes,
-                "requests_per_stage": requests_per_stage,
-                "stage_duration_s": stage_duration_s,
-                "max_tokens": int(max_tokens),
-                "prompts": prompt_list,
-                "max_tokens_per_prompt": dataset.max_tokens if dataset is not None else None,
-                "seed": int(seed),
-                "warmup_requests": int(warmup_requests),
-                "tokenizer": str(tokenizer) if tokenizer is not None else None,
-                "records_path": str(records_path) if records_path is not None else None,
-                "pricing": {"usd_per_gpu_hour": price, "n_gpus": int(n_gpus)},
-                "open_loop": open_loop,
-                "warmup_s": warmup_s,
-                "cooldown_s": cooldown_s,
-                "resume": bool(resume),
-            }
-        )
-    manifest = {
+    return target_list
+
+
+def _manifest(
+    target_list: list[Target], opts: SweepOptions, config: dict[str, Any]
+) -> dict[str, Any]:
+    open_loop = config["open_loop"]
+    dataset = opts.prompts if isinstance(opts.prompts, Dataset) else None
+    if opts.trace is not None:
+        dataset = opts.trace.dataset
+    prompt_list = config["prompts"]
+    return {
         "llmbench_version": _core.__version__,
         "kind": "open_loop_sweep" if open_loop else "closed_loop_sweep",
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "targets": [t.describe() for t in target_list],
         "settings": {
-            "batch_sizes": batch_sizes,
-            "requests_per_stage": requests_per_stage,
-            "stage_duration_s": stage_duration_s,
-            "max_tokens": max_tokens,
-            "seed": seed,
-            "warmup_requests": warmup_requests,
-            "tokenizer": str(tokenizer) if tokenizer is not None else None,
-            "gpu_hourly_usd": price,
-            "n_gpus": n_gpus,
+            "batch_sizes": config["batch_sizes"],
+            "requests_per_stage": config["requests_per_stage"],
+            "stage_duration_s": opts.stage_duration_s,
+            "max_tokens": opts.max_tokens,
+            "seed": opts.seed,
+            "warmup_requests": opts.warmup_requests,
+            "tokenizer": config["tokenizer"],
+            "gpu_hourly_usd": config["pricing"]["usd_per_gpu_hour"],
+            "n_gpus": opts.n_gpus,
             "open_loop": open_loop,
-            "warmup_s": warmup_s,
-            "cooldown_s": cooldown_s,
+            "warmup_s": opts.warmup_s,
+            "cooldown_s": opts.cooldown_s,
         },
         "prompts": dataset.describe()
         if dataset is not None
         else {"n": len(prompt_list), "sha256": prompts_hash(prompt_list)},
         "host": _host(),
         "gpu": None,
-    }
-    return target_list, configs, manifest
-
-
-def _open_loop(
-    rates: Sequence[float] | None, arrival: str, burstiness: float, max_in_flight: int | None
-) -> dict[str, Any] | None:
-    """The engine's open-loop settings, or None for closed-loop batch-size stages."""
-    if rates is None:
-        return None
-    rate_list = [float(r) for r in rates]
-    if not rate_list or min(rate_list) <= 0:
-        raise InvalidArgumentError("rates must be a non-empty list of positive requests/s")
-    if arrival not in ("poisson", "constant", "gamma", "ramp"):
-        raise InvalidArgumentError(
-            f"arrival must be 'poisson', 'constant', 'gamma' or 'ramp', got {arrival!r}"
-        )
-    ramp_end = None
-    if arrival == "ramp":
-        # One stage whose rate rises linearly from the first rate to the second.
-        if len(rate_list) != 2:
-            raise InvalidArgumentError("a ramp takes rates=[start, end] (one stage)")
-        rate_list, ramp_end = rate_list[:1], rate_list[1]
-    if max_in_flight is not None and max_in_flight < 1:
-        raise InvalidArgumentError("max_in_flight must be >= 1")
-    return {
-        "rates": rate_list,
-        "process": arrival,
-        "burstiness": float(burstiness),
-        "max_in_flight": max_in_flight,
-        "ramp_end_rate": ramp_end,
     }
 
 
@@ -209,7 +217,7 @@ def arrival_schedule(
     requests: int | None = None,
     duration_s: float | None = None,
     seed: int = 0,
-    burstiness: float = 1.0,
+    burstiness: float = OPEN_LOOP["burstiness"],
 ) -> Any:
     """The arrival offsets (seconds from the stage start) an open-loop stage uses: the
     same numbers as the engine's, from the same seed. A sweep's stage `i` uses seed
@@ -222,7 +230,7 @@ def arrival_schedule(
     spec: dict[str, Any] = {"kind": arrival, "rate": float(rate)}
     if arrival == "gamma":
         spec["burstiness"] = float(burstiness)
-    ns = _core.arrival_schedule(json.dumps(spec), requests, duration_s, int(seed))
+    ns = _core.arrival_schedule(spec, requests, duration_s, int(seed))
     return ns / 1e9
 
 
@@ -313,81 +321,66 @@ class _Plan:
     telemetry: RunTelemetry
     arch: dict[str, Any] | None
     slo: SLO | None
+    out_dir: str | Path | None
 
 
-def _plan(targets: Target | Iterable[Target], s: dict[str, Any]) -> _Plan:
-    """Check the arguments of `run_sweep` (all of them, in `s`) and build the engine's
-    configs, the manifest and the (not yet started) telemetry."""
-    rates, trace = s["rates"], s["trace"]
-    requests_per_stage, prompts = s["requests_per_stage"], s["prompts"]
-    open_loop = _open_loop(rates, s["arrival"], s["burstiness"], s["max_in_flight"])
-    if trace is not None:
-        if rates is not None:
-            raise InvalidArgumentError("give rates or a trace, not both")
-        prompts = trace.dataset
-        open_loop = {
-            "rates": [trace.rate()],
-            "process": "trace",
-            "trace_times_s": list(trace.times_s),
-            "in_order": True,
-            "max_in_flight": s["max_in_flight"],
-        }
-        requests_per_stage = len(trace.times_s)
-    target_list, configs, manifest = _prepare(
-        targets,
-        s["batch_sizes"],
-        requests_per_stage,
-        s["stage_duration_s"],
-        s["max_tokens"],
-        prompts,
-        s["seed"],
-        s["warmup_requests"],
-        s["tokenizer"],
-        s["gpu_hourly_usd"],
-        s["n_gpus"],
-        s["out_dir"],
-        open_loop,
-        s["warmup_s"],
-        s["cooldown_s"],
-        s["resume"],
-    )
+def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _Plan:
+    """Check the settings and build the engine's configs (checked by the engine before
+    any load is sent), the manifest and the (not yet started) telemetry."""
+    target_list = _target_list(targets)
+    open_loop = opts.open_loop()
+    out = Path(opts.out_dir) if opts.out_dir is not None else None
+    if opts.resume and out is None:
+        raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
+    configs = []
+    for t in target_list:
+        records_path = out / f"requests_{_slug(t.name)}.jsonl" if out is not None else None
+        config = opts.engine_config(t, open_loop, records_path)
+        _core.check_sweep(config)
+        configs.append(config)
+    if out is not None and not opts.resume:
+        # A fresh run replaces the previous run's live record files; a resumed one
+        # continues them.
+        for config in configs:
+            Path(config["records_path"]).unlink(missing_ok=True)
     return _Plan(
         target_list,
         configs,
-        manifest,
-        RunTelemetry(s["gpu"], s["server_metrics"]),
-        _model_arch(s["model_arch"]),
-        SLO.of(s["slo"]) if s["slo"] is not None else None,
+        _manifest(target_list, opts, configs[0]),
+        RunTelemetry(opts.gpu, opts.server_metrics),
+        _model_arch(opts.model_arch),
+        SLO.of(opts.slo) if opts.slo is not None else None,
+        opts.out_dir,
     )
 
 
 def run_sweep(
     targets: Target | Iterable[Target],
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    requests_per_stage: int | None = None,
-    max_tokens: int = 128,
+    batch_sizes: Sequence[int] = SweepOptions.batch_sizes,
+    requests_per_stage: int | None = SweepOptions.requests_per_stage,
+    max_tokens: int = SweepOptions.max_tokens,
     prompts: str | Path | Iterable[str] | Dataset | None = None,
     gpu_hourly_usd: str | float | None = None,
     out_dir: str | Path | None = None,
     *,
-    stage_duration_s: float | None = None,
-    seed: int = 0,
-    warmup_requests: int = 1,
+    stage_duration_s: float | None = SweepOptions.stage_duration_s,
+    seed: int = SweepOptions.seed,
+    warmup_requests: int = SweepOptions.warmup_requests,
     tokenizer: str | Path | None = None,
-    n_gpus: int = 1,
+    n_gpus: int = SweepOptions.n_gpus,
     progress: bool = True,
-    gpu: bool | float = False,
-    server_metrics: bool | float = True,
+    gpu: bool | float = SweepOptions.gpu,
+    server_metrics: bool | float = SweepOptions.server_metrics,
     model_arch: str | Path | None = None,
     rates: Sequence[float] | None = None,
-    arrival: str = "poisson",
-    burstiness: float = 1.0,
+    arrival: str = SweepOptions.arrival,
+    burstiness: float = SweepOptions.burstiness,
     max_in_flight: int | None = None,
     slo: SLO | dict[str, float] | None = None,
-    warmup_s: float | None = None,
-    cooldown_s: float | None = None,
+    warmup_s: float | None = SweepOptions.warmup_s,
+    cooldown_s: float | None = SweepOptions.cooldown_s,
     trace: Trace | None = None,
-    resume: bool = False,
+    resume: bool = SweepOptions.resume,
     wandb: bool | dict[str, Any] | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
@@ -460,8 +453,34 @@ def run_sweep(
         >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8, 32], max_tokens=128)
         >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
     """
-    settings = {k: v for k, v in locals().items() if k not in ("targets", "progress", "wandb")}
-    plan = _plan(targets, settings)
+    plan = _plan(
+        targets,
+        SweepOptions(
+            batch_sizes=batch_sizes,
+            requests_per_stage=requests_per_stage,
+            max_tokens=max_tokens,
+            prompts=prompts,
+            gpu_hourly_usd=gpu_hourly_usd,
+            out_dir=out_dir,
+            stage_duration_s=stage_duration_s,
+            seed=seed,
+            warmup_requests=warmup_requests,
+            tokenizer=tokenizer,
+            n_gpus=n_gpus,
+            gpu=gpu,
+            server_metrics=server_metrics,
+            model_arch=model_arch,
+            rates=rates,
+            arrival=arrival,
+            burstiness=burstiness,
+            max_in_flight=max_in_flight,
+            slo=slo,
+            warmup_s=warmup_s,
+            cooldown_s=cooldown_s,
+            trace=trace,
+            resume=resume,
+        ),
+    )
     target_list, configs, manifest = plan.target_list, plan.configs, plan.manifest
     telemetry, arch, slo_spec = plan.telemetry, plan.arch, plan.slo
     telemetry.start()
@@ -471,7 +490,7 @@ def run_sweep(
             printer = _ProgressLine(target.name, len(config["batch_sizes"]), config["batch_sizes"])
             try:
                 with telemetry.scraping(target):
-                    out = _core.run_sweep(json.dumps(config), printer if progress else None)
+                    out = _core.run_sweep(config, printer if progress else None)
             finally:
                 if progress:
                     printer.done()
@@ -514,21 +533,19 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     Example:
         >>> res = await llmbench.run_sweep_async(target, batch_sizes=[1, 4])
     """
+    wandb = kwargs.pop("wandb", None)
+    kwargs.pop("progress", None)
     try:
-        bound = inspect.signature(run_sweep).bind(targets, **kwargs)
+        opts = SweepOptions(**kwargs)
     except TypeError as e:
         raise InvalidArgumentError(f"run_sweep_async: {e}") from None
-    bound.apply_defaults()
-    settings = {
-        k: v for k, v in bound.arguments.items() if k not in ("targets", "progress", "wandb")
-    }
-    plan = _plan(targets, settings)
+    plan = _plan(targets, opts)
     plan.telemetry.start()
     outputs = []
     try:
         for target, config in zip(plan.target_list, plan.configs, strict=True):
             with plan.telemetry.scraping(target):
-                outputs.append(await _core.run_sweep_async(json.dumps(config)))
+                outputs.append(await _core.run_sweep_async(config))
     except BaseException:
         plan.telemetry.stop()
         raise
@@ -536,13 +553,13 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
         plan.target_list,
         outputs,
         plan.manifest,
-        settings["out_dir"],
+        plan.out_dir,
         plan.telemetry,
         plan.arch,
         plan.slo,
     )
-    if bound.arguments.get("wandb"):
+    if wandb:
         import asyncio
 
-        await asyncio.to_thread(_maybe_log_wandb, results, bound.arguments["wandb"])
+        await asyncio.to_thread(_maybe_log_wandb, results, wandb)
     return results

@@ -11,7 +11,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import _core
 from ._core import InvalidArgumentError
+from ._settings import TARGET, TIMEOUTS, check_choice
 
 Api = Literal["chat", "completions", "tgi"]
 
@@ -30,10 +32,10 @@ class Timeouts:
         >>> llmbench.OpenAI(url, model=m, timeouts=llmbench.Timeouts(ttft=30, idle=10))
     """
 
-    connect: float = 10.0
-    ttft: float = 600.0
-    idle: float = 300.0
-    total: float = 1800.0
+    connect: float = TIMEOUTS["connect_s"]
+    ttft: float = TIMEOUTS["ttft_s"]
+    idle: float = TIMEOUTS["idle_s"]
+    total: float = TIMEOUTS["total_s"]
 
     def to_spec(self) -> dict[str, float]:
         return {
@@ -59,23 +61,17 @@ class Target:
     name: str = ""
     api_key: str | None = field(default=None, repr=False)
     extra_body: dict[str, Any] = field(default_factory=dict)
-    temperature: float = 0.0
-    include_usage: bool = True
-    continuous_usage: bool = True
+    temperature: float = TARGET["temperature"]
+    include_usage: bool = TARGET["include_usage"]
+    continuous_usage: bool = TARGET["continuous_usage"]
     timeouts: Timeouts = field(default_factory=Timeouts)
-    verify_tls: bool = True
-    force_output_len: str | None = None
+    verify_tls: bool = TARGET["verify_tls"]
+    force_output_len: str | None = TARGET["force_output_len"]
 
     def __post_init__(self) -> None:
-        if self.api not in ("chat", "completions", "tgi"):
-            raise InvalidArgumentError(
-                f"api must be 'chat', 'completions' or 'tgi', got {self.api!r}"
-            )
-        if self.force_output_len not in (None, "vllm", "transformers"):
-            raise InvalidArgumentError(
-                "force_output_len must be 'vllm' (ignore_eos + min_tokens) or 'transformers' "
-                f"(generation_config min_new_tokens), got {self.force_output_len!r}"
-            )
+        check_choice("api", self.api, "api")
+        if self.force_output_len is not None:
+            check_choice("force_output_len", self.force_output_len, "force_output_len")
         if not self.name:
             self.name = self.model or self.api
         if self.api_key is None:
@@ -113,11 +109,9 @@ class Target:
 
     def describe(self) -> dict[str, Any]:
         """What results and manifests record about the target: no key, no credentials."""
-        from ._redact import redact_url
-
         return {
             "name": self.name,
-            "url": redact_url(self.url),
+            "url": _core.redact_url(self.url),
             "model": self.model,
             "api": self.api,
             "extra_body": dict(self.extra_body),

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _core, _deps
 from ._core import NvmlUnavailableError
+from ._settings import GPU_SAMPLER
 
 __all__ = ["GpuSampler", "MetricsScraper", "NvmlUnavailableError", "list_gpus"]
 
@@ -56,11 +57,11 @@ class GpuSampler:
 
     def __init__(
         self,
-        period_ms: float = 10.0,
+        period_ms: float = GPU_SAMPLER["period_ms"],
         gpus: list[int] | None = None,
-        aux_period_ms: float = 50.0,
-        energy_period_ms: float = 1000.0,
-        process_period_ms: float = 200.0,
+        aux_period_ms: float = GPU_SAMPLER["aux_period_ms"],
+        energy_period_ms: float = GPU_SAMPLER["energy_period_ms"],
+        process_period_ms: float = GPU_SAMPLER["process_period_ms"],
     ) -> None:
         config = {
             "period_ms": float(period_ms),
@@ -69,7 +70,7 @@ class GpuSampler:
             "energy_period_ms": float(energy_period_ms),
             "process_period_ms": float(process_period_ms),
         }
-        self._sampler: Any = _core.GpuSampler(json.dumps(config))
+        self._sampler: Any = _core.GpuSampler(config)
         self._raw: dict[str, Any] | None = None
 
     def stop(self) -> GpuSampler:

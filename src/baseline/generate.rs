@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 
 /// How to pick the next token.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct SamplingParams {
     /// 0 or absent: greedy (argmax).
     #[serde(default)]

@@ -28,6 +28,7 @@ use super::generate::{generate, BatchRequest, Finish, SamplingParams};
 use super::tokenizer::TextCodec;
 use super::{Baseline, ModelSpec};
 use crate::error::{Error, Result};
+use crate::protocol::{openai, push_event, DONE_EVENT};
 use crate::serve_util::{error_response, sse_response};
 
 /// How the server batches.
@@ -341,22 +342,16 @@ async fn metrics(State(st): State<Arc<Shared>>) -> String {
     out
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Api {
-    Completions,
-    Chat,
-}
-
 async fn completions(State(st): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
-    handle(st, body, Api::Completions).await
+    handle(st, body, false).await
 }
 
 async fn chat(State(st): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
-    handle(st, body, Api::Chat).await
+    handle(st, body, true).await
 }
 
 /// A request, checked.
-struct Plan {
+struct Request {
     prompt: Vec<u32>,
     max_tokens: usize,
     ignore_eos: bool,
@@ -405,8 +400,8 @@ fn chat_prompt(messages: &[Value]) -> std::result::Result<String, Rejection> {
     Ok(out)
 }
 
-impl Plan {
-    fn from_request(st: &Shared, body: &Value, api: Api) -> std::result::Result<Plan, Rejection> {
+impl Request {
+    fn parse(st: &Shared, body: &Value, chat: bool) -> std::result::Result<Request, Rejection> {
         let model = body.get("model").and_then(Value::as_str);
         if let Some(m) = model.filter(|m| *m != st.name) {
             return Err((
@@ -418,8 +413,17 @@ impl Plan {
                 ),
             ));
         }
-        let prompt = match api {
-            Api::Completions => match body.get("prompt") {
+        let prompt = if chat {
+            let msgs = body
+                .get("messages")
+                .and_then(Value::as_array)
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| bad("messages must be a non-empty list"))?;
+            st.codec
+                .encode(&chat_prompt(msgs)?)
+                .map_err(|e| bad(e.to_string()))?
+        } else {
+            match body.get("prompt") {
                 Some(Value::String(s)) => st.codec.encode(s).map_err(|e| bad(e.to_string()))?,
                 Some(Value::Array(a)) if a.iter().all(Value::is_u64) => a
                     .iter()
@@ -427,16 +431,6 @@ impl Plan {
                     .map(|v| v as u32)
                     .collect(),
                 _ => return Err(bad("prompt must be a string or a list of token ids")),
-            },
-            Api::Chat => {
-                let msgs = body
-                    .get("messages")
-                    .and_then(Value::as_array)
-                    .filter(|m| !m.is_empty())
-                    .ok_or_else(|| bad("messages must be a non-empty list"))?;
-                st.codec
-                    .encode(&chat_prompt(msgs)?)
-                    .map_err(|e| bad(e.to_string()))?
             }
         };
         if prompt.is_empty() {
@@ -484,7 +478,7 @@ impl Plan {
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
         };
-        Ok(Plan {
+        Ok(Request {
             prompt,
             max_tokens,
             ignore_eos,
@@ -496,15 +490,17 @@ impl Plan {
     }
 }
 
-async fn handle(st: Arc<Shared>, body: Value, api: Api) -> Response {
-    let plan = match Plan::from_request(&st, &body, api) {
+/// Serve one chat (`chat`) or completions request.
+async fn handle(st: Arc<Shared>, body: Value, chat: bool) -> Response {
+    let plan = match Request::parse(&st, &body, chat) {
         Ok(p) => p,
         Err((status, kind, msg)) => return error_response(status, kind, msg),
     };
     let n = st.next_id.fetch_add(1, Ordering::Relaxed);
-    let id = match api {
-        Api::Completions => format!("cmpl-{n}"),
-        Api::Chat => format!("chatcmpl-{n}"),
+    let id = if chat {
+        format!("chatcmpl-{n}")
+    } else {
+        format!("cmpl-{n}")
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let job = Job {
@@ -528,57 +524,45 @@ async fn handle(st: Arc<Shared>, body: Value, api: Api) -> Response {
     }
     st.stats.waiting.fetch_add(1, Ordering::Relaxed);
     if plan.stream {
-        stream_response(st, plan, api, id, rx)
+        stream_response(st, plan, chat, id, rx)
     } else {
-        full_response(st, plan, api, id, rx).await
+        full_response(st, plan, chat, id, rx).await
     }
 }
 
 fn usage(prompt: usize, out: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out})
-}
-
-fn chunk(st: &Shared, api: Api, id: &str, text: &str, finish: Option<&str>, first: bool) -> Value {
-    match api {
-        Api::Completions => json!({
-            "id": id, "object": "text_completion", "created": st.created, "model": st.name,
-            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}]
-        }),
-        Api::Chat => {
-            let delta = if first {
-                json!({"role": "assistant", "content": text})
-            } else if finish.is_some() && text.is_empty() {
-                json!({})
-            } else {
-                json!({"content": text})
-            };
-            json!({
-                "id": id, "object": "chat.completion.chunk", "created": st.created, "model": st.name,
-                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
-            })
-        }
-    }
+    openai::usage(prompt as u64, out as u64)
 }
 
 fn sse(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
+    let mut out = Vec::new();
+    push_event(&mut out, v);
+    Bytes::from(out)
 }
 
 /// Stream one event per token whose text is complete (a token that only starts a UTF-8
 /// sequence is sent with the next), then the finish, the usage and `[DONE]`.
 fn stream_response(
     st: Arc<Shared>,
-    plan: Plan,
-    api: Api,
+    plan: Request,
+    chat: bool,
     id: String,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) -> Response {
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Bytes>();
     tokio::spawn(async move {
+        let r = openai::Response {
+            chat,
+            id: &id,
+            created: st.created,
+            model: &st.name,
+        };
         let mut text = st.codec.stream();
         let mut n_out = 0usize;
-        let mut first = true;
         let prompt = plan.prompt.len();
+        if r.chat && out_tx.send(sse(&r.role_chunk())).is_err() {
+            return;
+        }
         while let Some(ev) = rx.recv().await {
             let (bytes, last) = match ev {
                 Event::Token(tok) => {
@@ -586,39 +570,41 @@ fn stream_response(
                     let piece = match text.push(tok) {
                         Ok(p) => p,
                         Err(e) => {
-                            let _ = out_tx.send(sse(&json!({"error": {"message": e.to_string(), "type": "InternalServerError", "code": 500}})));
+                            let _ = out_tx.send(sse(&openai::error_body(
+                                &e.to_string(),
+                                "InternalServerError",
+                                500,
+                            )));
                             return;
                         }
                     };
                     if piece.is_empty() {
                         continue;
                     }
-                    let mut c = chunk(&st, api, &id, &piece, None, first);
-                    first = false;
+                    let mut c = r.text_chunk(&piece, None);
                     if plan.continuous_usage {
                         c["usage"] = usage(prompt, n_out);
                     }
                     (sse(&c), false)
                 }
                 Event::Done(finish) => {
-                    let mut c = chunk(&st, api, &id, "", Some(finish.as_str()), first);
+                    let mut c = r.finish_chunk(finish.as_str());
                     let mut b = Vec::new();
                     if plan.include_usage {
-                        b.extend_from_slice(&sse(&c));
-                        c = json!({"id": id, "object": c["object"], "created": st.created,
-                                   "model": st.name, "choices": [], "usage": usage(prompt, n_out)});
+                        push_event(&mut b, &c);
+                        c = r.usage_chunk(usage(prompt, n_out));
                     } else {
                         // Usage on the final chunk, as TGI and transformers serve send it.
                         c["usage"] = usage(prompt, n_out);
                     }
-                    b.extend_from_slice(&sse(&c));
-                    b.extend_from_slice(b"data: [DONE]\n\n");
+                    push_event(&mut b, &c);
+                    b.extend_from_slice(DONE_EVENT);
                     (Bytes::from(b), true)
                 }
-                Event::Failed(msg) => {
-                    let e = json!({"error": {"message": msg, "type": "InternalServerError", "code": 500}});
-                    (sse(&e), true)
-                }
+                Event::Failed(msg) => (
+                    sse(&openai::error_body(&msg, "InternalServerError", 500)),
+                    true,
+                ),
             };
             if out_tx.send(bytes).is_err() || last {
                 return;
@@ -634,8 +620,8 @@ fn stream_response(
 
 async fn full_response(
     st: Arc<Shared>,
-    plan: Plan,
-    api: Api,
+    plan: Request,
+    chat: bool,
     id: String,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) -> Response {
@@ -666,23 +652,17 @@ async fn full_response(
             )
         }
     };
-    let choice = match api {
-        Api::Completions => {
-            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish.as_str()})
-        }
-        Api::Chat => {
-            json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish.as_str()})
-        }
+    let r = openai::Response {
+        chat,
+        id: &id,
+        created: st.created,
+        model: &st.name,
     };
-    let object = if api == Api::Chat {
-        "chat.completion"
-    } else {
-        "text_completion"
-    };
-    Json(json!({
-        "id": id, "object": object, "created": st.created, "model": st.name,
-        "choices": [choice], "usage": usage(plan.prompt.len(), tokens.len()),
-        "llmbench_token_ids": tokens,
-    }))
-    .into_response()
+    let mut answer = r.full(
+        &text,
+        finish.as_str(),
+        usage(plan.prompt.len(), tokens.len()),
+    );
+    answer["llmbench_token_ids"] = json!(tokens);
+    Json(answer).into_response()
 }

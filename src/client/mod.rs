@@ -1,45 +1,24 @@
 //! HTTP streaming clients for the targets llmbench measures: OpenAI-compatible completions
 //! and chat (vLLM, TGI's messages API, `transformers serve`, ...) and TGI's native
-//! `/generate_stream`. One shared `reqwest` client with connection pooling serves a run.
+//! `/generate_stream`. One shared `reqwest` client with connection pooling serves a run;
+//! the formats themselves live in `crate::protocol`.
 
-pub mod decode;
-pub mod openai;
-pub mod parse_bench;
 pub mod stream;
-pub mod tgi;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-/// Which protocol a target speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Api {
-    /// `POST /v1/chat/completions`.
-    Chat,
-    /// `POST /v1/completions`.
-    Completions,
-    /// TGI's native `POST /generate_stream`.
-    Tgi,
-}
-
-impl Api {
-    /// Decode one SSE event's data with this protocol's decoder.
-    pub fn decode(self, data: &str) -> std::result::Result<decode::Decoded, String> {
-        match self {
-            Api::Chat | Api::Completions => openai::decode(data),
-            Api::Tgi => tgi::decode(data),
-        }
-    }
-}
+pub use crate::protocol::openai::ForceLen;
+pub use crate::protocol::Api;
+use crate::protocol::{openai, tgi};
 
 /// Timeouts applied to every request.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
     /// TCP (and TLS) connect.
     pub connect_s: f64,
@@ -67,6 +46,7 @@ impl Default for Timeouts {
 /// Everything needed to send requests to one target. The API key lives only here and in
 /// the Authorization header; it is skipped when the spec is serialized.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TargetSpec {
     /// A name for tables and plots.
     #[serde(default)]
@@ -104,16 +84,6 @@ pub struct TargetSpec {
     /// (`generation_config` with `min_new_tokens`). TGI's HTTP API cannot force it.
     #[serde(default)]
     pub force_output_len: Option<ForceLen>,
-}
-
-/// A server's way of forcing the output length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ForceLen {
-    /// vLLM (and SGLang): `ignore_eos: true`, `min_tokens: N`.
-    Vllm,
-    /// `transformers serve`: `generation_config: '{"min_new_tokens": N}'`.
-    Transformers,
 }
 
 fn yes() -> bool {
@@ -169,63 +139,22 @@ impl TargetSpec {
 
     /// The JSON body of a streaming request for `prompt` with at most `max_tokens` output.
     pub fn request_body(&self, prompt: &str, max_tokens: u32) -> Value {
-        let mut body = match self.api {
-            Api::Tgi => {
-                let mut params = Map::new();
-                params.insert("max_new_tokens".into(), json!(max_tokens));
-                params.insert("details".into(), json!(true));
-                if self.temperature > 0.0 {
-                    params.insert("do_sample".into(), json!(true));
-                    params.insert("temperature".into(), json!(self.temperature));
-                } else {
-                    // TGI rejects temperature 0: greedy is do_sample=false.
-                    params.insert("do_sample".into(), json!(false));
-                }
-                for (k, v) in &self.extra_body {
-                    params.insert(k.clone(), v.clone());
-                }
-                return json!({"inputs": prompt, "parameters": params, "stream": true});
-            }
-            Api::Chat => json!({
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": max_tokens,
-                "temperature": self.temperature,
-                "stream": true,
-            }),
-            Api::Completions => json!({
-                "model": self.model,
-                "prompt": prompt,
-                "max_tokens": max_tokens,
-                "temperature": self.temperature,
-                "stream": true,
-            }),
-        };
-        match self.force_output_len {
-            Some(ForceLen::Vllm) => {
-                body["ignore_eos"] = json!(true);
-                body["min_tokens"] = json!(max_tokens);
-            }
-            Some(ForceLen::Transformers) => {
-                body["generation_config"] =
-                    json!(json!({"min_new_tokens": max_tokens}).to_string());
-            }
-            None => {}
+        match self.api {
+            Api::Tgi => tgi::request_body(prompt, max_tokens, self.temperature, &self.extra_body),
+            Api::Chat | Api::Completions => openai::request_body(
+                self.api == Api::Chat,
+                prompt,
+                max_tokens,
+                &openai::RequestSettings {
+                    model: &self.model,
+                    temperature: self.temperature,
+                    include_usage: self.include_usage,
+                    continuous_usage: self.continuous_usage,
+                    force_output_len: self.force_output_len,
+                    extra_body: &self.extra_body,
+                },
+            ),
         }
-        if self.include_usage {
-            let mut opts = Map::new();
-            opts.insert("include_usage".into(), json!(true));
-            if self.continuous_usage {
-                opts.insert("continuous_usage_stats".into(), json!(true));
-            }
-            body["stream_options"] = Value::Object(opts);
-        }
-        if let Value::Object(map) = &mut body {
-            for (k, v) in &self.extra_body {
-                map.insert(k.clone(), v.clone());
-            }
-        }
-        body
     }
 
     /// Check the spec before a run, with messages a user can act on.
@@ -295,6 +224,7 @@ pub fn build_http_client(spec: &TargetSpec, pool_size: usize) -> Result<reqwest:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec(api: Api, url: &str) -> TargetSpec {
         serde_json::from_value(json!({"url": url, "model": "m", "api": api})).expect("spec")

@@ -10,9 +10,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 
-use super::decode::{Decoded, Usage};
 use super::{Api, TargetSpec};
 use crate::clock::now_ns;
+use crate::protocol::decode::{Decoded, Usage};
 use crate::record::{Chunks, ErrorKind, RequestRecord, TokenSource};
 use crate::sse::{SseEvent, SseParser};
 use crate::tokens::TokenCounter;
@@ -343,7 +343,7 @@ pub async fn send(shared: &Shared, job: Job<'_>) -> RequestRecord {
         .header(CONTENT_TYPE, "application/json")
         .header("accept", "text/event-stream")
         // Lets a server (the scripted one records truth by it) match its logs to our record.
-        .header(crate::sim::REQUEST_ID_HEADER, job.id.to_string())
+        .header(crate::protocol::REQUEST_ID_HEADER, job.id.to_string())
         .body(body.to_string());
     if let Some(key) = &spec.api_key {
         if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {key}")) {
@@ -618,13 +618,13 @@ async fn read_error_body(resp: &mut reqwest::Response) -> String {
             let e = v.get("error").cloned().unwrap_or(v.clone());
             match &e {
                 serde_json::Value::Object(m) if m.contains_key("message") => {
-                    Some(super::decode::error_message(&e))
+                    Some(crate::protocol::decode::error_message(&e))
                 }
                 serde_json::Value::String(s) => Some(s.clone()),
                 _ => v
                     .get("message")
                     .or(v.get("detail"))
-                    .map(super::decode::error_message),
+                    .map(crate::protocol::decode::error_message),
             }
         })
         .unwrap_or_else(|| text.trim().to_string());

@@ -37,8 +37,10 @@ use prompts::PromptOrder;
 /// Default batch sizes of a sweep (the seed workflow's).
 pub const DEFAULT_BATCH_SIZES: [u32; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 
-/// A whole sweep, as the Python side describes it.
+/// A whole sweep, as the Python side describes it. Unknown keys are errors: a misspelt
+/// setting must never silently become its default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SweepConfig {
     /// The target.
     pub target: TargetSpec,
@@ -97,9 +99,9 @@ pub struct SweepConfig {
 pub struct OpenLoop {
     /// Target request rates, per second.
     pub rates: Vec<f64>,
-    /// "poisson", "constant" or "gamma".
-    #[serde(default = "default_process")]
-    pub process: String,
+    /// The arrival process.
+    #[serde(default)]
+    pub process: Process,
     /// Shape of the gamma process (1 = Poisson).
     #[serde(default = "one")]
     pub burstiness: f64,
@@ -118,9 +120,33 @@ pub struct OpenLoop {
     pub in_order: bool,
 }
 
-fn default_process() -> String {
-    "poisson".into()
+/// The arrival process of an open-loop stage, by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Process {
+    /// Exponential gaps.
+    #[default]
+    Poisson,
+    /// Evenly spaced.
+    Constant,
+    /// Gamma gaps of shape `burstiness`.
+    Gamma,
+    /// A linear ramp from the stage's rate to `ramp_end_rate`.
+    Ramp,
+    /// Replay of `trace_times_s`.
+    Trace,
 }
+
+impl Process {
+    /// The processes a user picks by name; a trace is chosen by giving its times.
+    pub const BY_NAME: [Process; 4] = [
+        Process::Poisson,
+        Process::Constant,
+        Process::Gamma,
+        Process::Ramp,
+    ];
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -128,14 +154,14 @@ fn one() -> f64 {
 impl OpenLoop {
     /// The arrival process at `rate`.
     pub fn arrival(&self, rate: f64) -> Result<Arrival> {
-        match self.process.as_str() {
-            "poisson" => Ok(Arrival::Poisson { rate }),
-            "constant" => Ok(Arrival::Constant { rate }),
-            "gamma" => Ok(Arrival::Gamma {
+        match self.process {
+            Process::Poisson => Ok(Arrival::Poisson { rate }),
+            Process::Constant => Ok(Arrival::Constant { rate }),
+            Process::Gamma => Ok(Arrival::Gamma {
                 rate,
                 burstiness: self.burstiness,
             }),
-            "ramp" => match self.ramp_end_rate {
+            Process::Ramp => match self.ramp_end_rate {
                 Some(end_rate) => Ok(Arrival::Ramp {
                     start_rate: rate,
                     end_rate,
@@ -144,7 +170,7 @@ impl OpenLoop {
                     "the ramp process needs ramp_end_rate".into(),
                 )),
             },
-            "trace" => match &self.trace_times_s {
+            Process::Trace => match &self.trace_times_s {
                 Some(times) => Ok(Arrival::Trace {
                     times_s: times.clone(),
                 }),
@@ -152,9 +178,6 @@ impl OpenLoop {
                     "the trace process needs trace_times_s".into(),
                 )),
             },
-            other => Err(Error::InvalidArgument(format!(
-                "unknown arrival process {other:?}: use poisson, constant, gamma, ramp or trace"
-            ))),
         }
     }
 }
@@ -173,10 +196,11 @@ impl SweepConfig {
     /// Requests in the stage of concurrency `batch_size`.
     pub fn requests_for(&self, batch_size: u32) -> u64 {
         self.requests_per_stage
-            .unwrap_or_else(|| (4 * u64::from(batch_size)).max(16))
+            .unwrap_or_else(|| crate::settings::default_requests_for(batch_size))
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Check every setting, with messages a user can act on.
+    pub fn validate(&self) -> Result<()> {
         self.target.validate()?;
         if let Some(o) = &self.open_loop {
             if o.rates.is_empty() || o.rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
@@ -185,6 +209,11 @@ impl SweepConfig {
                 ));
             }
             o.arrival(1.0)?;
+            if o.max_in_flight == Some(0) {
+                return Err(Error::InvalidArgument(
+                    "max_in_flight must be at least 1".into(),
+                ));
+            }
         } else if self.batch_sizes.is_empty() || self.batch_sizes.contains(&0) {
             return Err(Error::InvalidArgument(
                 "batch_sizes must be a non-empty list of positive integers".into(),

@@ -90,6 +90,7 @@ pub fn for_each_chunk_gap(r: &RequestRecord, mut add: impl FnMut(f64)) {
 
 /// Pricing used for cost columns.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pricing {
     /// Price of one GPU for one hour, in USD.
     pub usd_per_gpu_hour: f64,

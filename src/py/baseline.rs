@@ -5,18 +5,21 @@ use pyo3::types::PyDict;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::to_pyerr;
-use super::{convert, parse_json, wait_detached};
+use super::{convert, from_py, wait_detached};
 use crate::baseline::bench::{run, BaselineRun};
 use crate::baseline::serve::{BaselineServer, ServeConfig};
 use crate::error::Error;
 use crate::runtime::runtime;
 
-/// Run the in-process baseline study described by `config_json` (see `BaselineRun`).
+/// Run the in-process baseline study described by `config` (a dict of `BaselineRun`).
 /// Blocks with the GIL released; Ctrl-C stops at the next decode step and returns what
 /// was measured (`interrupted` true). Returns the same dict as `run_sweep`.
 #[pyfunction]
-pub fn baseline_run<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, PyDict>> {
-    let config: BaselineRun = parse_json("baseline config", config_json)?;
+pub fn baseline_run<'py>(
+    py: Python<'py>,
+    config: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let config: BaselineRun = from_py("baseline config", config)?;
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let fut = async move {
@@ -40,9 +43,9 @@ pub struct PyBaselineServer {
 #[pymethods]
 impl PyBaselineServer {
     #[new]
-    #[pyo3(signature = (config_json, host="127.0.0.1", port=0))]
-    fn new(py: Python<'_>, config_json: &str, host: &str, port: u16) -> PyResult<Self> {
-        let config: ServeConfig = parse_json("baseline server config", config_json)?;
+    #[pyo3(signature = (config, host="127.0.0.1", port=0))]
+    fn new(py: Python<'_>, config: &Bound<'_, PyAny>, host: &str, port: u16) -> PyResult<Self> {
+        let config: ServeConfig = from_py("baseline server config", config)?;
         let host = host.to_string();
         let server = py
             .detach(|| runtime().block_on(BaselineServer::start(config, &host, port)))

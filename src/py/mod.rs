@@ -28,9 +28,40 @@ use crate::runtime::runtime;
 use crate::sim::{SimConfig, SimServer};
 use errors::to_pyerr;
 
-fn parse_json<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
-    serde_json::from_str(json)
-        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid {what}: {e}")))
+/// A setting struct from the dict Python built: unknown keys and wrong types are errors
+/// naming the key (`crate::settings::parse`), never a silent default.
+fn from_py<T: serde::de::DeserializeOwned>(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<T> {
+    let value: serde_json::Value = pythonize::depythonize(obj)
+        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid {what}: {e}")))?;
+    crate::settings::parse(what, value).map_err(to_pyerr)
+}
+
+/// Every setting's default and every choice, from the engine's definitions
+/// (`crate::settings::defaults`).
+#[pyfunction]
+fn settings(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    pythonize::pythonize(py, &crate::settings::defaults())
+        .map_err(|e| errors::LlmbenchError::new_err(e.to_string()))
+}
+
+/// Check a sweep config (the dict `run_sweep` takes) without running it.
+#[pyfunction]
+fn check_sweep(config: &Bound<'_, PyAny>) -> PyResult<()> {
+    let value: serde_json::Value = pythonize::depythonize(config)
+        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid sweep config: {e}")))?;
+    crate::settings::check_sweep(value).map_err(to_pyerr)
+}
+
+/// Requests in a closed-loop stage of `batch_size` when none are given.
+#[pyfunction]
+fn default_requests_for(batch_size: u32) -> u64 {
+    crate::settings::default_requests_for(batch_size)
+}
+
+/// The URL with credentials and secret query values removed (the engine's redaction).
+#[pyfunction]
+fn redact_url(url: &str) -> String {
+    crate::util::redact_url(url)
 }
 
 /// Catch a panic inside an engine future and turn it into an error, so no panic ever
@@ -127,18 +158,18 @@ fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDi
     Ok(d)
 }
 
-/// Run a sweep described by `config_json` (see `SweepConfig`). Blocks with the GIL
+/// Run a sweep described by `config` (a dict of `SweepConfig`). Blocks with the GIL
 /// released; `progress`, if given, is called about twice a second with a dict of counters.
 /// Returns a dict: `records` (columns), `chunks`, `stages`, `server_info_json`, `warnings`,
 /// `interrupted` (true after Ctrl-C, with everything measured before it).
 #[pyfunction]
-#[pyo3(signature = (config_json, progress=None))]
+#[pyo3(signature = (config, progress=None))]
 fn run_sweep<'py>(
     py: Python<'py>,
-    config_json: &str,
+    config: &Bound<'py, PyAny>,
     progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let config: SweepConfig = parse_json("sweep config", config_json)?;
+    let config: SweepConfig = from_py("sweep config", config)?;
     let cancel = CancellationToken::new();
     let counters = Arc::new(Progress::default());
     let fut = engine_run_sweep(config, cancel.clone(), counters.clone());
@@ -158,8 +189,11 @@ fn run_sweep<'py>(
 /// The async twin of `run_sweep`, for notebooks with a running event loop. Cancelling the
 /// awaitable cancels the sweep; records already on disk stay there.
 #[pyfunction]
-fn run_sweep_async<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, PyAny>> {
-    let config: SweepConfig = parse_json("sweep config", config_json)?;
+fn run_sweep_async<'py>(
+    py: Python<'py>,
+    config: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let config: SweepConfig = from_py("sweep config", config)?;
     pyo3_async_runtimes::tokio::future_into_py(py, async move {
         let cancel = CancellationToken::new();
         // Dropping this future (asyncio cancellation) drops the guard, cancelling the run.
@@ -178,15 +212,15 @@ fn run_sweep_async<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'p
 /// An open-loop arrival schedule (offsets in ns from the stage start), exactly as a sweep
 /// with the same process, bounds and seed uses it.
 #[pyfunction]
-#[pyo3(signature = (arrival_json, max_requests=None, duration_s=None, seed=0))]
+#[pyo3(signature = (arrival, max_requests=None, duration_s=None, seed=0))]
 fn arrival_schedule<'py>(
     py: Python<'py>,
-    arrival_json: &str,
+    arrival: &Bound<'py, PyAny>,
     max_requests: Option<u64>,
     duration_s: Option<f64>,
     seed: u64,
 ) -> PyResult<Bound<'py, numpy::PyArray1<u64>>> {
-    let arrival: crate::loadgen::arrival::Arrival = parse_json("arrival process", arrival_json)?;
+    let arrival: crate::loadgen::arrival::Arrival = from_py("arrival process", arrival)?;
     let offsets = crate::loadgen::arrival::schedule(&arrival, max_requests, duration_s, seed)
         .map_err(to_pyerr)?;
     Ok(numpy::PyArray1::from_vec(py, offsets))
@@ -214,8 +248,7 @@ fn parse_speed<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let api: crate::client::Api = serde_json::from_value(serde_json::json!(api))
         .map_err(|_| to_pyerr(Error::InvalidArgument(format!("unknown api {api:?}"))))?;
-    let s =
-        py.detach(|| crate::client::parse_bench::parse_speed(api, requests, tokens, read_bytes));
+    let s = py.detach(|| crate::parse_bench::parse_speed(api, requests, tokens, read_bytes));
     let d = PyDict::new(py);
     d.set_item("tokens", s.tokens)?;
     d.set_item("bytes", s.bytes)?;
@@ -281,9 +314,17 @@ struct PySimServer {
 #[pymethods]
 impl PySimServer {
     #[new]
-    #[pyo3(signature = (config_json="{}", host="127.0.0.1", port=0))]
-    fn new(py: Python<'_>, config_json: &str, host: &str, port: u16) -> PyResult<Self> {
-        let config: SimConfig = parse_json("sim config", config_json)?;
+    #[pyo3(signature = (config=None, host="127.0.0.1", port=0))]
+    fn new(
+        py: Python<'_>,
+        config: Option<&Bound<'_, PyAny>>,
+        host: &str,
+        port: u16,
+    ) -> PyResult<Self> {
+        let config: SimConfig = match config {
+            Some(c) => from_py("sim config", c)?,
+            None => SimConfig::default(),
+        };
         let host = host.to_string();
         let server = py
             .detach(|| runtime().block_on(SimServer::start(config, &host, port)))
@@ -365,6 +406,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(run_sweep_async, m)?)?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(settings, m)?)?;
+    m.add_function(wrap_pyfunction!(check_sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(default_requests_for, m)?)?;
+    m.add_function(wrap_pyfunction!(redact_url, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(prompt_order, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic_prompts, m)?)?;

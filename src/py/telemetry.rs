@@ -137,14 +137,15 @@ pub struct PyGpuSampler {
 
 #[pymethods]
 impl PyGpuSampler {
-    /// Start sampling with a JSON `SamplerConfig`; raises NvmlUnavailableError without a
+    /// Start sampling with a `SamplerConfig` dict; raises NvmlUnavailableError without a
     /// driver or GPU.
     #[new]
-    #[pyo3(signature = (config_json="{}"))]
-    fn new(config_json: &str) -> PyResult<Self> {
-        let config: SamplerConfig = serde_json::from_str(config_json).map_err(|e| {
-            super::errors::InvalidArgumentError::new_err(format!("invalid sampler config: {e}"))
-        })?;
+    #[pyo3(signature = (config=None))]
+    fn new(config: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let config: SamplerConfig = match config {
+            Some(c) => super::from_py("sampler config", c)?,
+            None => SamplerConfig::default(),
+        };
         let inner = GpuSampler::start(config).map_err(to_pyerr)?;
         Ok(PyGpuSampler { inner: Some(inner) })
     }

@@ -31,15 +31,14 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{Error, Result};
+use crate::protocol::Api;
 use crate::serve_util::{error_response, sse_response};
 use faults::{ConnHandle, Fault, KillableListener};
-use protocol::{Format, Plan};
+use protocol::Plan;
 pub use truth::TruthRecord;
 use truth::{TruthLog, TruthRecorder};
 
-/// The request header carrying the client's record id, so the server's truth can be
-/// matched to the client's record request by request.
-pub const REQUEST_ID_HEADER: &str = "x-llmbench-request-id";
+pub use crate::protocol::REQUEST_ID_HEADER;
 
 /// `GET` this path to take (and clear) the truth records collected so far: JSON
 /// `{"monotonic_anchor_ns": …, "records": [TruthRecord…]}`, times on this process's clock
@@ -279,7 +278,7 @@ async fn chat(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    handle(st, conn, &headers, body, Format::Chat).await
+    handle(st, conn, &headers, body, Api::Chat).await
 }
 
 async fn completions(
@@ -288,7 +287,7 @@ async fn completions(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    handle(st, conn, &headers, body, Format::Completions).await
+    handle(st, conn, &headers, body, Api::Completions).await
 }
 
 async fn generate_stream(
@@ -297,7 +296,7 @@ async fn generate_stream(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    handle(st, conn, &headers, body, Format::Tgi).await
+    handle(st, conn, &headers, body, Api::Tgi).await
 }
 
 async fn models(State(st): State<Arc<SimState>>) -> Json<Value> {
@@ -336,7 +335,7 @@ async fn handle(
     conn: ConnHandle,
     headers: &HeaderMap,
     body: Value,
-    format: Format,
+    format: Api,
 ) -> Response {
     let t_received = crate::clock::now_ns();
     let n = st.received.fetch_add(1, Ordering::Relaxed);
@@ -417,26 +416,26 @@ async fn take_truth(State(st): State<Arc<SimState>>) -> Response {
 
 /// The exact bytes the scripted server streams for one request of `n_tokens` tokens (one
 /// per chunk) on `api`, usage included: the input of the client's parse benchmark.
-pub fn stream_bytes(api: crate::client::Api, n_tokens: u32) -> Vec<u8> {
-    use crate::client::Api;
+pub fn stream_bytes(api: Api, n_tokens: u32) -> Vec<u8> {
     let cfg = SimConfig::default();
-    let (format, body) = match api {
-        Api::Chat => (
-            Format::Chat,
-            json!({"model": cfg.model, "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": n_tokens, "stream": true, "stream_options": {"include_usage": true}}),
-        ),
-        Api::Completions => (
-            Format::Completions,
-            json!({"model": cfg.model, "prompt": "hi", "max_tokens": n_tokens, "stream": true,
-                "stream_options": {"include_usage": true}}),
-        ),
-        Api::Tgi => (
-            Format::Tgi,
-            json!({"inputs": "hi", "parameters": {"max_new_tokens": n_tokens, "details": true}}),
+    let no_extra = serde_json::Map::new();
+    let body = match api {
+        Api::Tgi => crate::protocol::tgi::request_body("hi", n_tokens, 0.0, &no_extra),
+        Api::Chat | Api::Completions => crate::protocol::openai::request_body(
+            api == Api::Chat,
+            "hi",
+            n_tokens,
+            &crate::protocol::openai::RequestSettings {
+                model: &cfg.model,
+                temperature: 0.0,
+                include_usage: true,
+                continuous_usage: false,
+                force_output_len: None,
+                extra_body: &no_extra,
+            },
         ),
     };
-    let Ok(plan) = Plan::from_request(&cfg, &body, format) else {
+    let Ok(plan) = Plan::from_request(&cfg, &body, api) else {
         return Vec::new();
     };
     let mut out = Vec::new();

@@ -1,6 +1,7 @@
-//! Wire formats the scripted server writes: vLLM-style OpenAI chat and completions chunks
-//! (role chunk, usage on request, continuous usage, `[DONE]`) and TGI's `/generate_stream`
-//! events (one per token, final event with `details`), following `tests/fixtures/`.
+//! What the scripted server makes of one request: its checks (as vLLM and TGI make them)
+//! and the plan of what it will stream, written with the encoders of `crate::protocol`:
+//! vLLM-style chat and completions chunks (role chunk, usage on request, continuous usage,
+//! `[DONE]`) and TGI's `/generate_stream` events, following `tests/fixtures/`.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -8,17 +9,7 @@ use serde_json::{json, Value};
 
 use super::faults::Fault;
 use super::SimConfig;
-
-/// Which protocol a request came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `/v1/chat/completions`.
-    Chat,
-    /// `/v1/completions`.
-    Completions,
-    /// `/generate_stream` (and `/generate` would be the same without streaming).
-    Tgi,
-}
+use crate::protocol::{openai, push_event, tgi, Api, DONE_EVENT};
 
 /// The words the scripted model "generates", in turn. Each is one token.
 const WORDS: [&str; 16] = [
@@ -43,7 +34,7 @@ const WORDS: [&str; 16] = [
 /// What one request will produce.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    format: Format,
+    format: Api,
     /// Stream or answer once.
     pub stream: bool,
     /// Output tokens.
@@ -87,16 +78,16 @@ fn positive_u32(v: Option<&Value>, name: &str) -> Result<Option<u32>, Reject> {
 
 impl Plan {
     /// Validate a request body and work out what it will produce.
-    pub fn from_request(cfg: &SimConfig, body: &Value, format: Format) -> Result<Plan, Reject> {
+    pub fn from_request(cfg: &SimConfig, body: &Value, format: Api) -> Result<Plan, Reject> {
         let (n_in, params, model) = match format {
-            Format::Tgi => {
+            Api::Tgi => {
                 let inputs = body
                     .get("inputs")
                     .ok_or_else(|| bad("missing field `inputs`"))?;
                 let params = body.get("parameters").cloned().unwrap_or(json!({}));
                 (count_words(inputs), params, cfg.model.clone())
             }
-            Format::Chat | Format::Completions => {
+            Api::Chat | Api::Completions => {
                 let model = body.get("model").and_then(Value::as_str).unwrap_or("");
                 if model != cfg.model {
                     return Err((
@@ -105,7 +96,7 @@ impl Plan {
                         format!("The model `{model}` does not exist."),
                     ));
                 }
-                let n_in = if format == Format::Chat {
+                let n_in = if format == Api::Chat {
                     let msgs = body
                         .get("messages")
                         .ok_or_else(|| bad("missing field `messages`"))?;
@@ -120,7 +111,7 @@ impl Plan {
             }
         };
         let max_tokens = match format {
-            Format::Tgi => positive_u32(params.get("max_new_tokens"), "max_new_tokens")?,
+            Api::Tgi => positive_u32(params.get("max_new_tokens"), "max_new_tokens")?,
             _ => {
                 match positive_u32(params.get("max_completion_tokens"), "max_completion_tokens")? {
                     Some(n) => Some(n),
@@ -136,12 +127,12 @@ impl Plan {
             _ => (max_tokens, "length"),
         };
         let finish_reason = match (format, finish_reason) {
-            (Format::Tgi, "stop") => "eos_token",
+            (Api::Tgi, "stop") => "eos_token",
             (_, r) => r,
         };
         let opts = body.get("stream_options");
         let stream = match format {
-            Format::Tgi => true,
+            Api::Tgi => true,
             _ => body.get("stream").and_then(Value::as_bool) == Some(true),
         };
         if opts.is_some_and(|o| !o.is_null()) && !stream {
@@ -172,53 +163,43 @@ impl Plan {
     }
 
     fn usage(&self, completion: u32) -> Value {
-        json!({"prompt_tokens": self.n_in, "total_tokens": self.n_in + completion, "completion_tokens": completion})
+        openai::usage(u64::from(self.n_in), u64::from(completion))
     }
 
-    fn event(out: &mut Vec<u8>, v: &Value) {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(v.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+    /// The OpenAI encoder of this response.
+    fn response(&self, created: u64) -> openai::Response<'_> {
+        openai::Response {
+            chat: self.format == Api::Chat,
+            id: &self.id,
+            created,
+            model: &self.model,
+        }
     }
 
     /// The bytes of chunk `index`, carrying tokens `first .. first + k`.
     pub fn chunk_bytes(&self, created: u64, index: u32, first: u32, k: u32) -> Bytes {
         let mut out = Vec::with_capacity(256 * k as usize);
         let last = first + k == self.n_out && !self.no_finish;
-        let finish = if last {
-            json!(self.finish_reason)
-        } else {
-            Value::Null
-        };
+        let finish = last.then_some(self.finish_reason);
         match self.format {
-            Format::Chat => {
-                if index == 0 {
-                    let mut role = json!({"id": self.id, "object": "chat.completion.chunk", "created": created, "model": self.model,
-                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]});
+            Api::Chat | Api::Completions => {
+                let r = self.response(created);
+                if index == 0 && self.format == Api::Chat {
+                    let mut role = r.role_chunk();
                     if self.continuous_usage {
                         role["usage"] = self.usage(0);
                     }
-                    Self::event(&mut out, &role);
+                    push_event(&mut out, &role);
                 }
-                let mut c = json!({"id": self.id, "object": "chat.completion.chunk", "created": created, "model": self.model,
-                    "choices": [{"index": 0, "delta": {"content": Self::text(first, k)}, "logprobs": null, "finish_reason": finish}]});
+                let mut c = r.text_chunk(&Self::text(first, k), finish);
                 if self.continuous_usage {
                     c["usage"] = self.usage(first + k);
+                } else if self.format == Api::Completions {
+                    c["usage"] = Value::Null;
                 }
-                Self::event(&mut out, &c);
+                push_event(&mut out, &c);
             }
-            Format::Completions => {
-                let usage = if self.continuous_usage {
-                    self.usage(first + k)
-                } else {
-                    Value::Null
-                };
-                let c = json!({"id": self.id, "object": "text_completion", "created": created, "model": self.model,
-                    "choices": [{"index": 0, "text": Self::text(first, k), "logprobs": null, "finish_reason": finish, "stop_reason": null}],
-                    "usage": usage});
-                Self::event(&mut out, &c);
-            }
-            Format::Tgi => {
+            Api::Tgi => {
                 for i in first..first + k {
                     let is_last = i + 1 == self.n_out && !self.no_finish;
                     let eos = is_last && self.finish_reason == "eos_token";
@@ -227,18 +208,20 @@ impl Plan {
                     } else {
                         Self::text(i, 1)
                     };
-                    let mut e = json!({"index": i + 1, "token": {"id": i % 32000, "text": text, "logprob": -0.5, "special": eos},
-                        "generated_text": null, "details": null});
-                    if is_last {
-                        // TGI's generated_text holds the text without the special token.
-                        let n_text = if eos { self.n_out - 1 } else { self.n_out };
-                        e["generated_text"] = json!(Self::text(0, n_text));
-                        if self.details {
-                            e["details"] = json!({"finish_reason": self.finish_reason, "generated_tokens": self.n_out,
-                                "seed": null, "input_length": self.n_in});
-                        }
-                    }
-                    Self::event(&mut out, &e);
+                    // TGI's generated_text holds the text without the special token.
+                    let n_text = if eos { self.n_out - 1 } else { self.n_out };
+                    let generated = is_last.then(|| Self::text(0, n_text));
+                    let details = (is_last && self.details)
+                        .then(|| tgi::details(self.finish_reason, self.n_out, self.n_in));
+                    let e = tgi::token_event(
+                        i + 1,
+                        i % 32000,
+                        &text,
+                        eos,
+                        generated.as_deref(),
+                        details,
+                    );
+                    push_event(&mut out, &e);
                 }
             }
         }
@@ -248,20 +231,16 @@ impl Plan {
     /// What follows the last chunk: usage chunk and `[DONE]` (OpenAI), nothing (TGI).
     pub fn trailer_bytes(&self, created: u64) -> Bytes {
         let mut out = Vec::new();
-        if self.format == Format::Tgi {
+        if self.format == Api::Tgi {
             return Bytes::new();
         }
         if self.include_usage {
-            let object = if self.format == Format::Chat {
-                "chat.completion.chunk"
-            } else {
-                "text_completion"
-            };
-            let u = json!({"id": self.id, "object": object, "created": created, "model": self.model,
-                "choices": [], "usage": self.usage(self.n_out)});
-            Self::event(&mut out, &u);
+            push_event(
+                &mut out,
+                &self.response(created).usage_chunk(self.usage(self.n_out)),
+            );
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        out.extend_from_slice(DONE_EVENT);
         Bytes::from(out)
     }
 
@@ -288,10 +267,8 @@ impl Plan {
             ),
         };
         let body = match self.format {
-            Format::Tgi => json!({"error": msg, "error_type": tgi_kind}),
-            _ => {
-                json!({"error": {"message": msg, "type": kind, "param": null, "code": status.as_u16()}})
-            }
+            Api::Tgi => tgi::error_body(msg, tgi_kind),
+            _ => openai::error_body(msg, kind, status.as_u16()),
         };
         (status, body)
     }
@@ -301,16 +278,19 @@ impl Plan {
     pub fn in_band_error_bytes(&self) -> Bytes {
         let mut out = Vec::new();
         match self.format {
-            Format::Tgi => Self::event(
+            Api::Tgi => push_event(
                 &mut out,
-                &json!({"error": "Request failed during generation: CUDA out of memory", "error_type": "generation"}),
+                &tgi::error_body(
+                    "Request failed during generation: CUDA out of memory",
+                    "generation",
+                ),
             ),
             _ => {
-                Self::event(
+                push_event(
                     &mut out,
-                    &json!({"error": {"message": "Internal server error", "type": "InternalServerError", "param": null, "code": 500}}),
+                    &openai::error_body("Internal server error", "InternalServerError", 500),
                 );
-                out.extend_from_slice(b"data: [DONE]\n\n");
+                out.extend_from_slice(DONE_EVENT);
             }
         }
         Bytes::from(out)
@@ -321,32 +301,19 @@ impl Plan {
     pub fn empty_output_bytes(&self, created: u64) -> Bytes {
         let mut out = Vec::new();
         match self.format {
-            Format::Chat => {
-                Self::event(
-                    &mut out,
-                    &json!({"id": self.id, "object": "chat.completion.chunk", "created": created, "model": self.model,
-                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]}),
-                );
-                Self::event(
-                    &mut out,
-                    &json!({"id": self.id, "object": "chat.completion.chunk", "created": created, "model": self.model,
-                    "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]}),
-                );
-                out.extend_from_slice(b"data: [DONE]\n\n");
+            Api::Chat | Api::Completions => {
+                let r = self.response(created);
+                if self.format == Api::Chat {
+                    push_event(&mut out, &r.role_chunk());
+                }
+                push_event(&mut out, &r.finish_chunk("stop"));
+                out.extend_from_slice(DONE_EVENT);
             }
-            Format::Completions => {
-                Self::event(
-                    &mut out,
-                    &json!({"id": self.id, "object": "text_completion", "created": created, "model": self.model,
-                    "choices": [{"index": 0, "text": "", "logprobs": null, "finish_reason": "stop", "stop_reason": null}]}),
-                );
-                out.extend_from_slice(b"data: [DONE]\n\n");
+            Api::Tgi => {
+                let mut e = tgi::token_event(1, 2, "</s>", true, Some(""), None);
+                e["token"]["logprob"] = json!(-0.1);
+                push_event(&mut out, &e);
             }
-            Format::Tgi => Self::event(
-                &mut out,
-                &json!({"index": 1, "token": {"id": 2, "text": "</s>", "logprob": -0.1, "special": true},
-                "generated_text": "", "details": null}),
-            ),
         }
         Bytes::from(out)
     }
@@ -376,17 +343,10 @@ impl Plan {
     pub fn full_response(&self, created: u64) -> Value {
         let text = Self::text(0, self.n_out);
         match self.format {
-            Format::Chat => {
-                json!({"id": self.id, "object": "chat.completion", "created": created, "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": self.finish_reason}],
-                "usage": self.usage(self.n_out)})
-            }
-            Format::Completions => {
-                json!({"id": self.id, "object": "text_completion", "created": created, "model": self.model,
-                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": self.finish_reason}],
-                "usage": self.usage(self.n_out)})
-            }
-            Format::Tgi => json!({"generated_text": text}),
+            Api::Tgi => json!({"generated_text": text}),
+            _ => self
+                .response(created)
+                .full(&text, self.finish_reason, self.usage(self.n_out)),
         }
     }
 }

@@ -3,9 +3,9 @@
 //! accumulator the client uses, one clock reading per read, with no socket in the way.
 //! The socket's share is measured end to end by `benches/peers.py`.
 
-use super::stream::{Accumulator, Flow};
-use super::Api;
+use crate::client::stream::{Accumulator, Flow};
 use crate::clock::now_ns;
+use crate::protocol::Api;
 use crate::sse::{SseEvent, SseParser};
 
 /// What one run of the benchmark measured.

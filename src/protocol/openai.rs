@@ -1,14 +1,188 @@
-//! Decoding of OpenAI-style streaming events: `/v1/chat/completions` and `/v1/completions`
-//! as vLLM, TGI's messages API, `transformers serve` and other compatible servers send them.
+//! OpenAI-style streaming, `/v1/chat/completions` and `/v1/completions` as vLLM, TGI's
+//! messages API, `transformers serve` and other compatible servers speak it: the request
+//! body a client sends, the decoder of the events it gets back, and the events and error
+//! bodies the built-in servers answer with (vLLM's shapes, as in `tests/fixtures/`).
 //!
-//! Typed serde structs with borrowed strings (not `serde_json::Value`) keep the per-event
-//! cost low; unknown fields are ignored so new server versions keep working.
+//! Decoding uses typed serde structs with borrowed strings (not `serde_json::Value`) to keep
+//! the per-event cost low; unknown fields are ignored so new server versions keep working.
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
 use super::decode::{done, error_message, parse_event, Decoded, Usage};
+
+/// A server's way of forcing the output length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForceLen {
+    /// vLLM (and SGLang): `ignore_eos: true`, `min_tokens: N`.
+    Vllm,
+    /// `transformers serve`: `generation_config: '{"min_new_tokens": N}'`.
+    Transformers,
+}
+
+impl ForceLen {
+    /// Every way, in the order choices are listed.
+    pub const ALL: [ForceLen; 2] = [ForceLen::Vllm, ForceLen::Transformers];
+}
+
+/// What a streaming request carries beside its prompt and output budget.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSettings<'a> {
+    /// The model name.
+    pub model: &'a str,
+    /// Sampling temperature; 0 is greedy.
+    pub temperature: f64,
+    /// Ask for `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// Ask for vLLM's per-chunk usage (`continuous_usage_stats`).
+    pub continuous_usage: bool,
+    /// Force exactly `max_tokens` of output, the server's way.
+    pub force_output_len: Option<ForceLen>,
+    /// Fields merged into the body last (they win).
+    pub extra_body: &'a Map<String, Value>,
+}
+
+/// The body of a streaming chat (`chat`, one user message) or completions request.
+pub fn request_body(chat: bool, prompt: &str, max_tokens: u32, s: &RequestSettings) -> Value {
+    let mut body = if chat {
+        json!({
+            "model": s.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": s.temperature,
+            "stream": true,
+        })
+    } else {
+        json!({
+            "model": s.model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": s.temperature,
+            "stream": true,
+        })
+    };
+    match s.force_output_len {
+        Some(ForceLen::Vllm) => {
+            body["ignore_eos"] = json!(true);
+            body["min_tokens"] = json!(max_tokens);
+        }
+        Some(ForceLen::Transformers) => {
+            body["generation_config"] = json!(json!({"min_new_tokens": max_tokens}).to_string());
+        }
+        None => {}
+    }
+    if s.include_usage {
+        let mut opts = Map::new();
+        opts.insert("include_usage".into(), json!(true));
+        if s.continuous_usage {
+            opts.insert("continuous_usage_stats".into(), json!(true));
+        }
+        body["stream_options"] = Value::Object(opts);
+    }
+    if let Value::Object(map) = &mut body {
+        for (k, v) in s.extra_body {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
+/// A usage block, in vLLM's key order.
+pub fn usage(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion})
+}
+
+/// What every event of one response repeats: the server side's encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct Response<'a> {
+    /// Chat (`chat.completion.chunk` deltas) or completions (`text_completion`).
+    pub chat: bool,
+    /// The response id.
+    pub id: &'a str,
+    /// Unix seconds.
+    pub created: u64,
+    /// The served model name.
+    pub model: &'a str,
+}
+
+impl Response<'_> {
+    fn chunk_object(&self) -> &'static str {
+        if self.chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        }
+    }
+
+    fn chunk(&self, choice: Value) -> Value {
+        json!({"id": self.id, "object": self.chunk_object(), "created": self.created,
+               "model": self.model, "choices": [choice]})
+    }
+
+    /// The chat event that opens a vLLM stream: the assistant role, no content yet (not
+    /// output: it never starts the TTFT clock). Completions have none.
+    pub fn role_chunk(&self) -> Value {
+        self.chunk(
+            json!({"index": 0, "delta": {"role": "assistant", "content": ""},
+                          "logprobs": null, "finish_reason": null}),
+        )
+    }
+
+    /// A chunk carrying `text`, ending the choice with `finish` when given.
+    pub fn text_chunk(&self, text: &str, finish: Option<&str>) -> Value {
+        if self.chat {
+            self.chunk(
+                json!({"index": 0, "delta": {"content": text}, "logprobs": null,
+                              "finish_reason": finish}),
+            )
+        } else {
+            self.chunk(json!({"index": 0, "text": text, "logprobs": null,
+                              "finish_reason": finish, "stop_reason": null}))
+        }
+    }
+
+    /// A chunk that only ends the choice (chat: an empty delta; completions: no text).
+    pub fn finish_chunk(&self, finish: &str) -> Value {
+        if self.chat {
+            self.chunk(json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}))
+        } else {
+            self.text_chunk("", Some(finish))
+        }
+    }
+
+    /// The usage-only chunk that follows the last choice when the client asked for usage.
+    pub fn usage_chunk(&self, usage: Value) -> Value {
+        json!({"id": self.id, "object": self.chunk_object(), "created": self.created,
+               "model": self.model, "choices": [], "usage": usage})
+    }
+
+    /// A whole answer, for a request that did not ask to stream.
+    pub fn full(&self, text: &str, finish: &str, usage: Value) -> Value {
+        let (object, choice) = if self.chat {
+            (
+                "chat.completion",
+                json!({"index": 0, "message": {"role": "assistant", "content": text},
+                       "logprobs": null, "finish_reason": finish}),
+            )
+        } else {
+            (
+                "text_completion",
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
+            )
+        };
+        json!({"id": self.id, "object": object, "created": self.created, "model": self.model,
+               "choices": [choice], "usage": usage})
+    }
+}
+
+/// vLLM's error object (≥ 0.10.1), the body of an HTTP error and, nested in an event, an
+/// in-band error after HTTP 200.
+pub fn error_body(message: &str, kind: &str, code: u16) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+}
 
 #[derive(Deserialize)]
 struct Chunk<'a> {

@@ -1,12 +1,62 @@
-//! Decoding of TGI's native `/generate_stream` events: one event per token, a final event
-//! carrying `generated_text` (and `details` when the request asked for them), no `[DONE]`,
-//! and in-band `{"error", "error_type"}` events with HTTP 200.
+//! TGI's native `/generate_stream`: the request body (`inputs` and `parameters`, with
+//! `details` asked for), the decoder of its events (one per token, a final event carrying
+//! `generated_text` and `details`, no `[DONE]`, in-band `{"error", "error_type"}` events
+//! with HTTP 200) and the events the scripted server answers with.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
 use super::decode::{done, error_message, parse_event, Decoded, Usage};
+
+/// The body of a streaming request; `extra_body` is merged into `parameters`.
+pub fn request_body(
+    prompt: &str,
+    max_tokens: u32,
+    temperature: f64,
+    extra_body: &Map<String, Value>,
+) -> Value {
+    let mut params = Map::new();
+    params.insert("max_new_tokens".into(), json!(max_tokens));
+    params.insert("details".into(), json!(true));
+    if temperature > 0.0 {
+        params.insert("do_sample".into(), json!(true));
+        params.insert("temperature".into(), json!(temperature));
+    } else {
+        // TGI rejects temperature 0: greedy is do_sample=false.
+        params.insert("do_sample".into(), json!(false));
+    }
+    for (k, v) in extra_body {
+        params.insert(k.clone(), v.clone());
+    }
+    json!({"inputs": prompt, "parameters": params, "stream": true})
+}
+
+/// One token's event; the last one carries `generated_text` (the text without a special
+/// token) and, when asked for, `details`.
+pub fn token_event(
+    index: u32,
+    id: u32,
+    text: &str,
+    special: bool,
+    generated_text: Option<&str>,
+    details: Option<Value>,
+) -> Value {
+    json!({"index": index, "token": {"id": id, "text": text, "logprob": -0.5, "special": special},
+           "generated_text": generated_text, "details": details})
+}
+
+/// The `details` of a final event.
+pub fn details(finish_reason: &str, generated_tokens: u32, input_length: u32) -> Value {
+    json!({"finish_reason": finish_reason, "generated_tokens": generated_tokens, "seed": null,
+           "input_length": input_length})
+}
+
+/// TGI's error shape: the body of an HTTP error, and an in-band error event.
+pub fn error_body(message: &str, error_type: &str) -> Value {
+    json!({"error": message, "error_type": error_type})
+}
 
 #[derive(Deserialize)]
 struct Event<'a> {

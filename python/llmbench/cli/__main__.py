@@ -1,0 +1,7 @@
+"""`python -m llmbench.cli`: the `llmbench` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

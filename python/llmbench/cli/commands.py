@@ -1,0 +1,354 @@
+"""What each `llmbench` command does, given its parsed options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .. import _core, _deps
+from .._core import InvalidArgumentError
+from ..baseline import BaselineServer
+from ..capacity import find_capacity
+from ..errors import SweepInterrupted
+from ..kvstudy import kv_cache_study, write_study
+from ..results import KEY_COLUMNS, Results
+from ..sim import SimServer
+from ..sweep import run_sweep
+from ..targets import TGI, OpenAI, Target, Timeouts
+from .options import sim_config, slo_limits
+
+
+def _print_summary(res: Results) -> None:
+    pd = _deps.pandas()
+    # Columns that do not apply to this kind of sweep (all NaN) are left out.
+    cols = [c for c in KEY_COLUMNS if c in res.summary.columns and res.summary[c].notna().any()]
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 20, "display.float_format", "{:.2f}".format
+    ):
+        print(res.summary[cols].to_string(index=False))
+
+
+def _make_target(
+    args: argparse.Namespace,
+) -> tuple[Target, SimServer | BaselineServer | None]:
+    sim: SimServer | BaselineServer | None = None
+    timeouts = Timeouts(
+        connect=args.connect_timeout,
+        ttft=args.ttft_timeout,
+        idle=args.idle_timeout,
+        total=args.timeout,
+    )
+    target: Target
+    if args.url is None and args.embedded == "baseline":
+        if args.api == "tgi":
+            raise InvalidArgumentError(
+                "the embedded baseline speaks the OpenAI APIs only; use --api chat or "
+                "completions, or --embedded sim"
+            )
+        sim = BaselineServer("tiny", max_batch=args.baseline_max_batch)
+        print(
+            f"no --url given: measuring the embedded naive baseline (tiny LLaMA preset, CPU, "
+            f"static batches of up to {args.baseline_max_batch}) at {sim.url}",
+            file=sys.stderr,
+        )
+        target = sim.target(
+            args.api,
+            name=args.name or "baseline-tiny",
+            timeouts=timeouts,
+            extra_body=args.extra_body,
+        )
+    elif args.url is None:
+        sim = SimServer(sim_config(args))
+        print(
+            f"no --url given: measuring the embedded scripted server at {sim.url}", file=sys.stderr
+        )
+        target = sim.target(
+            args.api,
+            name=args.name or "llmbench-sim",
+            timeouts=timeouts,
+            extra_body=args.extra_body,
+        )
+    elif args.api == "tgi":
+        target = TGI(
+            args.url,
+            name=args.name,
+            extra_body=args.extra_body,
+            temperature=args.temperature,
+            timeouts=timeouts,
+            api_key=os.environ.get(args.api_key_env) or None,
+            verify_tls=not args.insecure,
+        )
+    else:
+        target = OpenAI(
+            args.url,
+            model=args.model,
+            api=args.api,
+            name=args.name,
+            extra_body=args.extra_body,
+            temperature=args.temperature,
+            continuous_usage=not args.no_continuous_usage,
+            timeouts=timeouts,
+            force_output_len=args.force_output_len,
+            api_key=os.environ.get(args.api_key_env) or None,
+            verify_tls=not args.insecure,
+        )
+    return target, sim
+
+
+def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "batch_sizes": args.batch_sizes,
+        "requests_per_stage": args.requests,
+        "max_tokens": args.max_tokens,
+        "prompts": args.prompts,
+        "gpu_hourly_usd": args.gpu_price,
+        "stage_duration_s": args.duration,
+        "seed": args.seed,
+        "warmup_requests": args.warmup,
+        "tokenizer": args.tokenizer,
+        "n_gpus": args.n_gpus,
+        "progress": not args.quiet,
+        "model_arch": args.model_arch,
+        "rates": args.rates,
+        "arrival": args.arrival,
+        "burstiness": args.burstiness,
+        "max_in_flight": args.max_in_flight,
+        "slo": slo_limits(args),
+    }
+
+
+COMMAND_FILE = "command.json"
+
+
+def save_command(out: str, command: str, argv: Sequence[str]) -> None:
+    """Keep the command's arguments beside its results, for `--resume` (API keys are never
+    arguments: they come from the environment)."""
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    # A URL's credentials are not kept: resume with `--url` again to give them.
+    kept = [_core.redact_url(a) if "://" in a else a for a in argv]
+    (path / COMMAND_FILE).write_text(json.dumps({"command": command, "argv": kept}))
+
+
+def resumed_args(
+    parser: argparse.ArgumentParser, folder: str, url: str | None
+) -> argparse.Namespace:
+    path = Path(folder) / COMMAND_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InvalidArgumentError(f"cannot resume from {folder}: no readable {path} ({e})") from e
+    args = parser.parse_args([saved["command"], *saved["argv"]])
+    args.out = folder
+    args.resume = folder
+    if url is not None:
+        args.url = url
+    return args
+
+
+def cmd_sweep(args: argparse.Namespace, study: bool) -> int:
+    target, sim = _make_target(args)
+    kwargs = _sweep_kwargs(args)
+    if not study:
+        kwargs["resume"] = getattr(args, "resume", None) is not None
+    if study and args.model_arch is None and isinstance(sim, SimServer):
+        # The scripted server stands in for a LLaMA-2-7B server: size its KV estimate so.
+        kwargs["model_arch"] = "llama-2-7b"
+    metrics_period = args.metrics_period or False
+    try:
+        if study:
+            res = kv_cache_study(
+                target,
+                out_dir=args.out,
+                gpu_period_ms=args.gpu or 10.0,
+                metrics_period_ms=args.metrics_period or 250.0,
+                **kwargs,
+            )
+        else:
+            res = run_sweep(
+                target,
+                out_dir=args.out,
+                gpu=args.gpu or False,
+                server_metrics=metrics_period,
+                **kwargs,
+            )
+    except SweepInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        if study:
+            write_study(stop.results, args.out)
+        _print_summary(stop.results)
+        return 130
+    finally:
+        if sim is not None:
+            sim.close()
+    _print_summary(res)
+    files = (
+        "gpu_memory_data.json, gpu_memory_timeline.png"
+        if study
+        else ("metrics_data.json, metrics_summary.csv, *.png")
+    )
+    print(f"results written to {args.out}/ ({files})")
+    return 0
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    slo = slo_limits(args)
+    if slo is None:
+        print("llmbench: error: give at least one --slo-*-ms limit", file=sys.stderr)
+        return 2
+    target, sim = _make_target(args)
+    kwargs = _sweep_kwargs(args)
+    for key in (
+        "batch_sizes",
+        "requests_per_stage",
+        "stage_duration_s",
+        "rates",
+        "slo",
+        "max_tokens",
+        "max_in_flight",
+    ):
+        kwargs.pop(key)
+    try:
+        res = find_capacity(
+            target,
+            slo,
+            mode=args.mode,
+            start=args.start,
+            limit=args.limit,
+            trials=args.trials,
+            tolerance=args.tolerance,
+            requests_per_trial=args.requests,
+            trial_duration_s=args.duration,
+            max_tokens=args.max_tokens,
+            **kwargs,
+        )
+    finally:
+        if sim is not None:
+            sim.close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "capacity.json").write_text(
+        json.dumps(
+            {
+                "capacity": res.capacity,
+                "first_failing": res.first_failing,
+                "mode": res.mode,
+                "slo": res.slo,
+                "steps": res.steps,
+                "statement": res.statement,
+            },
+            indent=1,
+        )
+    )
+    res.trials.to_csv(out / "capacity_trials.csv", index=False)
+    for step in res.steps:
+        print(
+            f"{step['value']:>10g}: {step['trials_passed']}/{step['trials']} trials met the "
+            f"SLO -> {'pass' if step['passed'] else 'fail'}"
+        )
+    print(res.statement)
+    print(f"results written to {out}/ (capacity.json, capacity_trials.csv)")
+    return 0
+
+
+def _wait(for_seconds: float | None) -> None:
+    """Keep a server command running until Ctrl-C or for `for_seconds`."""
+    deadline = None if for_seconds is None else time.monotonic() + for_seconds
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    cfg = sim_config(args)
+    cfg.model = args.model
+    with SimServer(cfg, port=args.port) as sim:
+        print(
+            f"llmbench scripted server on {sim.url} (model {cfg.model!r}): "
+            f"{json.dumps(asdict(cfg))}",
+            flush=True,
+        )
+        _wait(args.for_seconds)
+        print(f"served {sim.served} requests", flush=True)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..calibrate import calibrate, save, save_default
+
+    cal = calibrate(
+        args.concurrency, args.itl_ms, tokens=args.tokens, tolerance_ms=args.tolerance_ms
+    )
+    pd = _deps.pandas()
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(cal.table.round(3).to_string(index=False))
+    print(cal.statement)
+    print(f"written to {save(cal, args.out)}")
+    if not args.no_remember:
+        print(f"remembered for later runs on this host: {save_default(cal)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..compare import compare, comparison_table
+
+    res = compare(args.runs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res.summary.to_csv(out / "comparison_summary.csv", index=False)
+    paths = res.plot(out_dir=out, close=True)
+    pd = _deps.pandas()
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(comparison_table(res).round(2).to_string())
+    print(f"comparison written to {out}/ (comparison_summary.csv, {len(paths)} plots)")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from ..config import load_config
+
+    spec = load_config(args.config)
+    options = {"out_dir": args.out, "progress": not args.quiet, **spec.options}
+    try:
+        res = spec.run(**options)
+    except SweepInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        _print_summary(stop.results)
+        return 130
+    _print_summary(res)
+    if options.get("out_dir"):
+        print(f"results written to {options['out_dir']}/")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    with BaselineServer(
+        args.model,
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+        dtype=args.dtype,
+        device=args.device,
+        seed=args.seed,
+        tokenizer=args.tokenizer,
+        host=args.host,
+        port=args.port,
+    ) as server:
+        info = server.info
+        print(
+            f"llmbench baseline on {server.url} (model {server.model!r}, {info['dtype']} on "
+            f"{info['device']}, {info['parameters'] / 1e6:.1f}M parameters, static batches of "
+            f"up to {args.max_batch}, loaded in {info['load_s']:.1f} s)",
+            flush=True,
+        )
+        _wait(args.for_seconds)
+        print(f"served {server.served} requests", flush=True)
+    return 0

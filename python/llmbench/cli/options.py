@@ -1,0 +1,406 @@
+"""The `llmbench` command's options: one parser, every default and choice read from the
+engine's definitions (`llmbench._settings`) or the Python API that takes it over."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from .._settings import BASELINE_SERVER, CHOICES, TARGET
+from ..baseline import PRESETS
+from ..kvstudy import DEFAULT_KV_BATCH_SIZES
+from ..pricing import GPU_PRICES_USD_PER_HOUR
+from ..sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig
+from ..sweep import DEFAULT_BATCH_SIZES, SweepOptions
+from ..targets import Timeouts
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be integers >= 1")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError("rates must be positive numbers")
+    return values
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"ignore_eos\": true}'")
+    return value
+
+
+def _price(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _fault_list(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(names) - set(FAULTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
+    return names
+
+
+def _flag(text: str) -> bool:
+    """A yes/no option value: 1/0, true/false, yes/no, on/off."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 1/0, true/false, yes/no or on/off, not {text!r}")
+
+
+def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: str) -> None:
+    g = p.add_argument_group("scripted server timings (ms) and faults")
+    for f in fields(SimConfig):
+        if f.name == "model":
+            continue
+        flag = "--" + prefix + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        kind: Any = float if f.name.endswith("_ms") or f.name == "fault_rate" else int
+        if f.name == "faults":
+            kind = _fault_list
+        elif isinstance(default, bool):
+            kind = _flag
+        g.add_argument(
+            flag, dest=f"sim_{f.name}", type=kind, default=default, help=f"(default {default})"
+        )
+
+
+def sim_config(args: argparse.Namespace) -> SimConfig:
+    values = {
+        f.name: getattr(args, f"sim_{f.name}") for f in fields(SimConfig) if f.name != "model"
+    }
+    return SimConfig(model="llmbench-sim", **values)
+
+
+def _add_run_options(
+    m: argparse.ArgumentParser, out: str, batch_sizes: Sequence[int], embedded: str = "baseline"
+) -> None:
+    """Target and sweep options shared by `metrics` and `kv-cache`."""
+    m.add_argument(
+        "--url",
+        help="server base URL, e.g. http://localhost:8000 (default: the embedded scripted server)",
+    )
+    m.add_argument("--model", default="", help="model name sent in requests (OpenAI APIs)")
+    m.add_argument("--api", choices=CHOICES["api"], default="chat")
+    m.add_argument("--name", default="", help="target name in tables and plots")
+    m.add_argument(
+        "--batch-sizes",
+        type=_int_list,
+        default=list(batch_sizes),
+        help="comma-separated (default " + ",".join(map(str, batch_sizes)) + ")",
+    )
+    m.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests per batch size (default max(4 x batch size, 16), the engine's rule)",
+    )
+    m.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds per batch size (stop starting requests after this)",
+    )
+    m.add_argument("--max-tokens", type=int, default=SweepOptions.max_tokens)
+    m.add_argument(
+        "--prompts",
+        default=None,
+        help="prompt file, one per line (default: the bundled prompts.txt)",
+    )
+    m.add_argument("--seed", type=int, default=SweepOptions.seed)
+    m.add_argument(
+        "--warmup",
+        type=int,
+        default=SweepOptions.warmup_requests,
+        help=f"warm-up requests (default {SweepOptions.warmup_requests})",
+    )
+    m.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer.json for token counts the server does not report",
+    )
+    m.add_argument(
+        "--extra-body",
+        type=_json_object,
+        default={},
+        help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'",
+    )
+    m.add_argument(
+        "--api-key-env",
+        default="LLMBENCH_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default LLMBENCH_API_KEY); it is "
+        "sent only as the Authorization header and never written anywhere",
+    )
+    m.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify TLS certificates (self-signed test servers only)",
+    )
+    m.add_argument("--temperature", type=float, default=TARGET["temperature"])
+    m.add_argument(
+        "--force-output-len",
+        choices=CHOICES["force_output_len"],
+        default=None,
+        help="make each request generate exactly --max-tokens, the server's way",
+    )
+    m.add_argument(
+        "--no-continuous-usage",
+        action="store_true",
+        help="do not ask for per-chunk usage (for servers that reject it)",
+    )
+    m.add_argument(
+        "--gpu-price",
+        type=_price,
+        default=None,
+        help="USD per GPU-hour, or a preset: "
+        + ", ".join(GPU_PRICES_USD_PER_HOUR)
+        + " (default L4, 2.93)",
+    )
+    m.add_argument("--n-gpus", type=int, default=SweepOptions.n_gpus)
+    m.add_argument(
+        "--timeout",
+        type=float,
+        default=Timeouts.total,
+        help=f"total seconds per request (default {Timeouts.total:g})",
+    )
+    m.add_argument(
+        "--ttft-timeout",
+        type=float,
+        default=Timeouts.ttft,
+        help=f"seconds to the first token (default {Timeouts.ttft:g})",
+    )
+    m.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=Timeouts.idle,
+        help=f"longest silence once tokens flow (default {Timeouts.idle:g})",
+    )
+    m.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=Timeouts.connect,
+        help=f"seconds to connect (default {Timeouts.connect:g})",
+    )
+    m.add_argument("--out", default=out, help=f"output folder (default {out})")
+    m.add_argument("--quiet", action="store_true", help="no live progress")
+    m.add_argument(
+        "--gpu",
+        type=float,
+        nargs="?",
+        const=10.0,
+        default=None,
+        metavar="PERIOD_MS",
+        help="sample GPUs through NVML (default period 10 ms)",
+    )
+    m.add_argument(
+        "--metrics-period",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="poll the server's /metrics this often (0: off; default 1000)",
+    )
+    m.add_argument(
+        "--model-arch",
+        default=None,
+        help="KV-cache architecture: a preset (llama-2-7b, llama-2-13b, llama-3-8b, "
+        "mistral-7b, ...), a config.json or a model folder",
+    )
+    m.add_argument(
+        "--rates",
+        type=_float_list,
+        default=None,
+        help="open-loop stages at these request rates (req/s) instead of batch sizes",
+    )
+    m.add_argument("--arrival", choices=CHOICES["arrival"], default=SweepOptions.arrival)
+    m.add_argument(
+        "--burstiness",
+        type=float,
+        default=SweepOptions.burstiness,
+        help="gamma shape (1 = Poisson)",
+    )
+    m.add_argument(
+        "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
+    )
+    _add_slo_options(m)
+    m.add_argument(
+        "--embedded",
+        choices=["baseline", "sim"],
+        default=embedded,
+        help="the target without --url: the naive baseline's tiny preset on the CPU, or the "
+        f"scripted server (default {embedded})",
+    )
+    m.add_argument(
+        "--baseline-max-batch",
+        type=int,
+        default=64,
+        help="largest static batch of the embedded baseline (default 64)",
+    )
+    _add_sim_options(m, DEFAULT_TARGET_CONFIG, prefix="sim-")
+
+
+def _add_slo_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("service-level objective (ms; goodput columns when given)")
+    for metric in ("ttft", "tpot", "itl", "e2e"):
+        g.add_argument(f"--slo-{metric}-ms", type=float, default=None)
+    g.add_argument("--slo-percentile", type=float, default=99.0)
+
+
+def slo_limits(args: argparse.Namespace) -> dict[str, float] | None:
+    limits = {
+        f"{m}_ms": v
+        for m in ("ttft", "tpot", "itl", "e2e")
+        if (v := getattr(args, f"slo_{m}_ms")) is not None
+    }
+    return {**limits, "percentile": args.slo_percentile} if limits else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmbench", description="Benchmark LLM inference servers."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser(
+        "metrics",
+        help="sweep batch sizes and write results/metrics_study",
+        description="Sweep batch sizes against a server (or the embedded scripted server "
+        "when no --url is given) and write metrics_data.json, metrics_summary.csv and plots.",
+    )
+    _add_run_options(m, os.path.join("results", "metrics_study"), DEFAULT_BATCH_SIZES)
+    m.add_argument(
+        "--config",
+        metavar="TOML",
+        default=None,
+        help="run the sweep a TOML file describes (targets and run_sweep settings; see "
+        "llmbench.config); the other sweep options are then ignored",
+    )
+    m.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue the interrupted run in DIR with its own settings (DIR/command.json): "
+        "completed batch sizes are kept, the rest are run",
+    )
+
+    k = sub.add_parser(
+        "kv-cache",
+        help="GPU memory and KV-cache study, written to results/kv_cache_study",
+        description="Run concurrent load while sampling GPU memory (NVML) and the server's "
+        "/metrics, and write gpu_memory_data.json and gpu_memory_timeline.png.",
+    )
+    _add_run_options(
+        k, os.path.join("results", "kv_cache_study"), DEFAULT_KV_BATCH_SIZES, embedded="sim"
+    )
+
+    c = sub.add_parser(
+        "capacity",
+        help="find the highest rate or batch size meeting an SLO",
+        description="Bracket then bisect the request rate (or batch size) at which the "
+        "target meets the SLO, with repeated trials at each point; writes every trial.",
+    )
+    _add_run_options(c, os.path.join("results", "capacity"), DEFAULT_BATCH_SIZES)
+    c.add_argument("--mode", choices=["rate", "batch_size"], default="rate")
+    c.add_argument("--start", type=float, default=1.0)
+    c.add_argument("--limit", type=float, default=None)
+    c.add_argument("--trials", type=int, default=3)
+    c.add_argument("--tolerance", type=float, default=0.05, help="rates: relative step")
+
+    s = sub.add_parser(
+        "sim",
+        help="run the scripted server until Ctrl-C",
+        description="Serve the scripted OpenAI/TGI-compatible server on "
+        "127.0.0.1 (chat, completions, /generate_stream).",
+    )
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--model", default="llmbench-sim")
+    s.add_argument(
+        "--for-seconds",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
+    _add_sim_options(s, SimConfig(), prefix="")
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure this host's client timing error against the scripted server's truth",
+        description="Run the scripted server (recording when it really sent each chunk) at "
+        "rising concurrency and token rates, and report the client's TTFT error and "
+        "per-chunk lag against it, and the highest load within the tolerance.",
+    )
+    cal.add_argument("--concurrency", type=_int_list, default=[1, 16, 64, 256])
+    cal.add_argument("--itl-ms", type=_float_list, default=[10.0, 2.0])
+    cal.add_argument("--tokens", type=int, default=64)
+    cal.add_argument("--tolerance-ms", type=float, default=1.0)
+    cal.add_argument("--out", default=os.path.join("results", "calibration"))
+    cal.add_argument(
+        "--no-remember",
+        action="store_true",
+        help="do not keep this calibration for later runs' client-limit warnings "
+        "(default: kept in $LLMBENCH_CALIBRATION or ~/.cache/llmbench/calibration.json)",
+    )
+
+    cmp = sub.add_parser(
+        "compare",
+        help="compare saved runs (vLLM vs TGI vs the baseline) in one table and plots",
+        description="Read result folders written by `llmbench metrics` (or Results.save) and "
+        "write one comparison: comparison_summary.csv and the plots, one line per target.",
+    )
+    cmp.add_argument("runs", nargs="+", metavar="DIR")
+    cmp.add_argument("--out", default=os.path.join("results", "comparison"))
+
+    b = sub.add_parser(
+        "serve",
+        help="serve the naive baseline (candle LLaMA) until Ctrl-C",
+        description="Serve the naive baseline as an OpenAI-compatible streaming server "
+        "(/v1/completions, /v1/chat/completions) with static batching, so the load "
+        "generator can measure it beside vLLM and TGI.",
+    )
+    b.add_argument(
+        "--model",
+        default="tiny",
+        help="a HuggingFace LLaMA folder or a preset with random weights: "
+        + ", ".join(PRESETS)
+        + " (default tiny)",
+    )
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=8000)
+    b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    b.add_argument("--dtype", default=None, help="float16, bfloat16 or float32")
+    b.add_argument("--max-batch", type=int, default=BASELINE_SERVER["max_batch"])
+    b.add_argument("--batch-window-ms", type=float, default=BASELINE_SERVER["batch_window_ms"])
+    b.add_argument("--tokenizer", default=None, help="tokenizer.json (default: the model's)")
+    b.add_argument("--seed", type=int, default=0, help="seed of preset random weights")
+    b.add_argument("--for-seconds", type=float, default=None)
+    return parser
