@@ -15,6 +15,7 @@ use crate::baseline::serve::ServeConfig;
 use crate::client::{Api, ForceLen, TargetSpec, Timeouts};
 use crate::error::{Error, Result};
 use crate::loadgen::{OpenLoop, Process, SweepConfig};
+use crate::metrics::slo::Slo;
 use crate::metrics::Pricing;
 use crate::sim::faults::Fault;
 use crate::sim::SimConfig;
@@ -84,6 +85,7 @@ pub fn defaults() -> Value {
         "baseline_model": defaults_of::<crate::baseline::ModelSpec>(model.clone()),
         "baseline_server": defaults_of::<ServeConfig>(json!({"model": model})),
         "gpu_sampler": SamplerConfig::default(),
+        "slo": defaults_of::<Slo>(json!({})),
         "choices": {
             "api": names(&Api::ALL),
             "arrival": names(&Process::BY_NAME),
@@ -91,6 +93,11 @@ pub fn defaults() -> Value {
             "faults": names(&Fault::ALL),
         },
     })
+}
+
+/// Check SLO limits as a sweep would.
+pub fn check_slo(value: Value) -> Result<()> {
+    parse::<Slo>("SLO", value)?.validate()
 }
 
 /// Check a sweep config as `run_sweep` would, without running it.

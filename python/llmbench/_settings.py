@@ -23,6 +23,7 @@ BASELINE_RUN: dict[str, Any] = ENGINE["baseline_run"]
 BASELINE_MODEL: dict[str, Any] = ENGINE["baseline_model"]
 BASELINE_SERVER: dict[str, Any] = ENGINE["baseline_server"]
 GPU_SAMPLER: dict[str, Any] = ENGINE["gpu_sampler"]
+SLO_DEFAULTS: dict[str, Any] = ENGINE["slo"]
 CHOICES: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in ENGINE["choices"].items()}
 
 

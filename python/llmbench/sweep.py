@@ -24,7 +24,7 @@ from .kv import model_arch as _model_arch
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .results import Results
-from .slo import SLO, add_slo_columns
+from .slo import SLO
 from .targets import Target
 
 # The engine's default concurrency points (the seed workflow's).
@@ -160,6 +160,7 @@ class SweepOptions:
             "warmup_s": self.warmup_s,
             "cooldown_s": self.cooldown_s,
             "resume": bool(self.resume),
+            "slo": SLO.of(self.slo).to_engine() if self.slo is not None else None,
         }
 
 
@@ -289,8 +290,8 @@ def _finish(
             manifest["servers"],
             arch["bytes_per_token"] if arch else None,
         )
-    if slo is not None and len(results.summary):
-        add_slo_columns(results, slo)
+    if slo is not None:
+        manifest["slo"] = slo.describe()
     untrusted, near_limit = client_health.check(results.summary, client_health.load_calibration())
     # The engine already listed the untrustworthy stages in its warnings.
     manifest["warnings"] += near_limit

@@ -1,267 +1,43 @@
-//! Sweeps: a warm-up request, then one closed-loop stage per batch size, every record
-//! streamed to disk as it completes and summarized per stage at the end.
+//! Sweeps: a warm-up request, then one stage per batch size (closed loop) or request rate
+//! (open loop), every record streamed to disk as it completes and each stage summarized
+//! as it ends. `config` says what to run, `server` what is asked of the target besides
+//! the measured requests, `closed`/`open` how one stage sends its load.
 
 pub mod arrival;
 pub mod closed;
+mod config;
 pub mod fdlimit;
 pub mod health;
 pub mod open;
 pub mod progress;
 pub mod prompts;
 pub mod resume;
+mod server;
 
-use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::build_http_client;
 use crate::client::stream::{send, Shared};
-use crate::client::{build_http_client, TargetSpec};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::metrics::{summarize_stage, Cell, Pricing, Summary};
-use crate::record::{ErrorKind, RequestRecord};
+use crate::metrics::{summarize_stage, Cell, Summary};
+use crate::record::RequestRecord;
 use crate::sink::RecordSink;
 use crate::tokens::TokenCounter;
-use arrival::{schedule, Arrival};
+use arrival::schedule;
 use closed::{run_stage, StageSpec};
+pub use config::{OpenLoop, Process, SweepConfig, DEFAULT_BATCH_SIZES};
 use open::{run_open_stage, OpenStageSpec};
 use progress::Progress;
-use prompts::PromptOrder;
-
-/// Default batch sizes of a sweep (the seed workflow's).
-pub const DEFAULT_BATCH_SIZES: [u32; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
-
-/// A whole sweep, as the Python side describes it. Unknown keys are errors: a misspelt
-/// setting must never silently become its default.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SweepConfig {
-    /// The target.
-    pub target: TargetSpec,
-    /// Concurrency points.
-    #[serde(default = "default_batch_sizes")]
-    pub batch_sizes: Vec<u32>,
-    /// Requests per stage; `None` means `max(4 × batch size, 16)`.
-    #[serde(default)]
-    pub requests_per_stage: Option<u64>,
-    /// Stop starting requests in a stage after this many seconds.
-    #[serde(default)]
-    pub stage_duration_s: Option<f64>,
-    /// Output token budget per request.
-    #[serde(default = "default_max_tokens")]
-    pub max_tokens: u32,
-    /// The prompts to sample from.
-    pub prompts: Vec<String>,
-    /// Output token budget per prompt (same length as `prompts`); `max_tokens` for all
-    /// when absent.
-    #[serde(default)]
-    pub max_tokens_per_prompt: Option<Vec<u32>>,
-    /// Seed of the prompt order.
-    #[serde(default)]
-    pub seed: u64,
-    /// Warm-up requests before the first stage (reported apart, never in statistics).
-    #[serde(default = "default_warmup")]
-    pub warmup_requests: u32,
-    /// Optional `tokenizer.json` for counts the server does not give.
-    #[serde(default)]
-    pub tokenizer: Option<PathBuf>,
-    /// JSONL file records are appended to as they complete.
-    #[serde(default)]
-    pub records_path: Option<PathBuf>,
-    /// Pricing for the cost columns.
-    #[serde(default)]
-    pub pricing: Pricing,
-    /// Open-loop stages at these request rates instead of the batch sizes.
-    #[serde(default)]
-    pub open_loop: Option<OpenLoop>,
-    /// A warm-up wave this long at the first stage's load, after the warm-up requests
-    /// (the "first wave" of a cold server), reported apart.
-    #[serde(default)]
-    pub warmup_s: Option<f64>,
-    /// Pause this long after each stage, with nothing sent, so the server drains.
-    #[serde(default)]
-    pub cooldown_s: Option<f64>,
-    /// Continue an interrupted run from `records_path`: keep its completed stages, run
-    /// the rest.
-    #[serde(default)]
-    pub resume: bool,
-}
-
-/// Open-loop stages: one per rate, arrivals from the chosen process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenLoop {
-    /// Target request rates, per second.
-    pub rates: Vec<f64>,
-    /// The arrival process.
-    #[serde(default)]
-    pub process: Process,
-    /// Shape of the gamma process (1 = Poisson).
-    #[serde(default = "one")]
-    pub burstiness: f64,
-    /// Optional cap on requests in flight.
-    #[serde(default)]
-    pub max_in_flight: Option<u32>,
-    /// End rate of a linear ramp (process "ramp": from each stage's rate to this one over
-    /// the stage's duration).
-    #[serde(default)]
-    pub ramp_end_rate: Option<f64>,
-    /// Trace replay: arrival times in seconds (process "trace"; one stage).
-    #[serde(default)]
-    pub trace_times_s: Option<Vec<f64>>,
-    /// Request `j` sends prompt `j` (trace replay) instead of the seeded shuffle.
-    #[serde(default)]
-    pub in_order: bool,
-}
-
-/// The arrival process of an open-loop stage, by name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Process {
-    /// Exponential gaps.
-    #[default]
-    Poisson,
-    /// Evenly spaced.
-    Constant,
-    /// Gamma gaps of shape `burstiness`.
-    Gamma,
-    /// A linear ramp from the stage's rate to `ramp_end_rate`.
-    Ramp,
-    /// Replay of `trace_times_s`.
-    Trace,
-}
-
-impl Process {
-    /// The processes a user picks by name; a trace is chosen by giving its times.
-    pub const BY_NAME: [Process; 4] = [
-        Process::Poisson,
-        Process::Constant,
-        Process::Gamma,
-        Process::Ramp,
-    ];
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-impl OpenLoop {
-    /// The arrival process at `rate`.
-    pub fn arrival(&self, rate: f64) -> Result<Arrival> {
-        match self.process {
-            Process::Poisson => Ok(Arrival::Poisson { rate }),
-            Process::Constant => Ok(Arrival::Constant { rate }),
-            Process::Gamma => Ok(Arrival::Gamma {
-                rate,
-                burstiness: self.burstiness,
-            }),
-            Process::Ramp => match self.ramp_end_rate {
-                Some(end_rate) => Ok(Arrival::Ramp {
-                    start_rate: rate,
-                    end_rate,
-                }),
-                None => Err(Error::InvalidArgument(
-                    "the ramp process needs ramp_end_rate".into(),
-                )),
-            },
-            Process::Trace => match &self.trace_times_s {
-                Some(times) => Ok(Arrival::Trace {
-                    times_s: times.clone(),
-                }),
-                None => Err(Error::InvalidArgument(
-                    "the trace process needs trace_times_s".into(),
-                )),
-            },
-        }
-    }
-}
-
-fn default_batch_sizes() -> Vec<u32> {
-    DEFAULT_BATCH_SIZES.to_vec()
-}
-fn default_max_tokens() -> u32 {
-    128
-}
-fn default_warmup() -> u32 {
-    1
-}
-
-impl SweepConfig {
-    /// Requests in the stage of concurrency `batch_size`.
-    pub fn requests_for(&self, batch_size: u32) -> u64 {
-        self.requests_per_stage
-            .unwrap_or_else(|| crate::settings::default_requests_for(batch_size))
-    }
-
-    /// Check every setting, with messages a user can act on.
-    pub fn validate(&self) -> Result<()> {
-        self.target.validate()?;
-        if let Some(o) = &self.open_loop {
-            if o.rates.is_empty() || o.rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
-                return Err(Error::InvalidArgument(
-                    "rates must be a non-empty list of positive requests per second".into(),
-                ));
-            }
-            o.arrival(1.0)?;
-            if o.max_in_flight == Some(0) {
-                return Err(Error::InvalidArgument(
-                    "max_in_flight must be at least 1".into(),
-                ));
-            }
-        } else if self.batch_sizes.is_empty() || self.batch_sizes.contains(&0) {
-            return Err(Error::InvalidArgument(
-                "batch_sizes must be a non-empty list of positive integers".into(),
-            ));
-        }
-        if self.prompts.is_empty() {
-            return Err(Error::InvalidArgument("the prompt list is empty".into()));
-        }
-        if let Some(per) = &self.max_tokens_per_prompt {
-            if per.len() != self.prompts.len() || per.contains(&0) {
-                return Err(Error::InvalidArgument(
-                    "max_tokens_per_prompt needs one positive budget per prompt".into(),
-                ));
-            }
-        }
-        if self.max_tokens == 0 {
-            return Err(Error::InvalidArgument(
-                "max_tokens must be at least 1".into(),
-            ));
-        }
-        if self.requests_per_stage == Some(0) {
-            return Err(Error::InvalidArgument(
-                "requests_per_stage must be at least 1".into(),
-            ));
-        }
-        for (name, v) in [("warmup_s", self.warmup_s), ("cooldown_s", self.cooldown_s)] {
-            if v.is_some_and(|d| !d.is_finite() || d < 0.0) {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} must be a non-negative number of seconds"
-                )));
-            }
-        }
-        if let Some(d) = self.stage_duration_s {
-            if !d.is_finite() || d <= 0.0 {
-                return Err(Error::InvalidArgument(
-                    "stage_duration_s must be a positive number of seconds".into(),
-                ));
-            }
-        }
-        let p = &self.pricing;
-        if !p.usd_per_gpu_hour.is_finite() || p.usd_per_gpu_hour < 0.0 || p.n_gpus == 0 {
-            return Err(Error::InvalidArgument(
-                "gpu_hourly_usd must be ≥ 0 and n_gpus ≥ 1".into(),
-            ));
-        }
-        Ok(())
-    }
-}
+use prompts::{PromptOrder, Workload};
+pub use server::server_info;
 
 /// One stage's result.
 #[derive(Debug, Clone, Serialize)]
@@ -296,105 +72,265 @@ pub struct SweepOutput {
     pub t_start_ns: u64,
 }
 
-/// Fetch what the server says about itself, for the run manifest. Never fails.
-pub async fn server_info(http: &reqwest::Client, spec: &TargetSpec) -> Value {
-    let mut info = serde_json::Map::new();
-    for (key, path) in [
-        ("models", "/v1/models"),
-        ("version", "/version"),
-        ("info", "/info"),
-    ] {
-        let mut req = http.get(spec.root_path(path));
-        if let Some(k) = &spec.api_key {
-            req = req.bearer_auth(k);
+/// One stage to run: its index, batch size (0 in open loop), target rate (open loop) and
+/// whether it is the optional warm-up wave (run at the first stage's load, carrying its
+/// index, flagged as warm-up and never summarized).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    index: u32,
+    batch_size: u32,
+    rate: Option<f64>,
+    warm: bool,
+}
+
+/// The stages of a sweep, in order: one per rate (open loop) or batch size (closed loop).
+fn stage_plan(config: &SweepConfig) -> Vec<(u32, Option<f64>)> {
+    match &config.open_loop {
+        Some(o) => o.rates.iter().map(|r| (0, Some(*r))).collect(),
+        None => config.batch_sizes.iter().map(|b| (*b, None)).collect(),
+    }
+}
+
+/// What an interrupted run left in its record file, when resuming.
+fn load_prior(config: &SweepConfig, plan: &[(u32, Option<f64>)]) -> Result<resume::Prior> {
+    match (&config.records_path, config.resume) {
+        (Some(p), true) => {
+            // A stage counts as complete with all its requests; a stage bounded by time
+            // has no count to check.
+            let expected: Vec<Option<u64>> = plan
+                .iter()
+                .map(
+                    |&(b, _)| match (&config.open_loop, config.stage_duration_s) {
+                        (None, None) => Some(config.requests_for(b)),
+                        (Some(_), None) => config.requests_per_stage,
+                        _ => None,
+                    },
+                )
+                .collect();
+            resume::load_prior(p, &expected)
         }
-        let value = match tokio::time::timeout(Duration::from_secs(3), req.send()).await {
-            Ok(Ok(r)) if r.status().is_success() => {
-                match tokio::time::timeout(Duration::from_secs(3), r.json::<Value>()).await {
-                    Ok(Ok(v)) => v,
-                    _ => Value::Null,
-                }
+        (None, true) => Err(Error::InvalidArgument(
+            "resuming needs the record file of the interrupted run (an out_dir)".into(),
+        )),
+        _ => Ok(resume::Prior::default()),
+    }
+}
+
+/// A sweep in progress: what every stage shares, and what it has produced so far.
+struct Sweep {
+    config: SweepConfig,
+    shared: Arc<Shared>,
+    workload: Arc<Workload>,
+    order: Arc<PromptOrder>,
+    ids: Arc<AtomicU64>,
+    progress: Arc<Progress>,
+    sink: Option<RecordSink>,
+    records: Vec<RequestRecord>,
+    stages: Vec<StageResult>,
+    warnings: Vec<String>,
+}
+
+impl Sweep {
+    /// The summary of stage `index` from the records it kept (a stage completed before an
+    /// interruption, resumed): not watched, so its client-health columns are NaN.
+    fn kept_stage(&self, index: u32, batch_size: u32, rate: Option<f64>) -> StageResult {
+        let st: Vec<&RequestRecord> = self.records.iter().filter(|x| x.stage == index).collect();
+        let mut summary = self.summarize(&st);
+        put_health(&mut summary, None);
+        StageResult {
+            index,
+            batch_size,
+            target_rate: rate,
+            summary,
+            interrupted: false,
+        }
+    }
+
+    /// A stage's summary columns, with the SLO's when one is set.
+    fn summarize(&self, records: &[&RequestRecord]) -> Summary {
+        let mut summary = summarize_stage(records, self.config.pricing);
+        if let Some(slo) = &self.config.slo {
+            let duration_s = summary.f64("duration_s");
+            slo.put_columns(&mut summary, records, duration_s);
+        }
+        summary
+    }
+
+    fn keep(&mut self, rec: RequestRecord) {
+        if let Some(s) = self.sink.as_mut() {
+            s.write(&rec);
+        }
+        self.records.push(rec);
+    }
+
+    /// Warm-up requests: connections open, server caches warm; reported apart, never in
+    /// statistics. A warm-up that shows the target is unusable ends the run with an error.
+    async fn warm_up(&mut self, info: &Value) -> Result<()> {
+        for w in 0..self.config.warmup_requests {
+            let first_bs = self.config.batch_sizes[0];
+            let t = now_ns();
+            let idx = self.order.index(u32::MAX, u64::from(w));
+            let id = self.ids.fetch_add(1, Ordering::Relaxed);
+            let job = self.workload.job(id, 0, first_bs, true, idx, t);
+            let rec = send(&self.shared, job).await;
+            let err = server::warmup_error(&self.config.target, &rec, info);
+            self.keep(rec);
+            if let Some(e) = err {
+                return Err(e);
             }
-            _ => Value::Null,
+        }
+        Ok(())
+    }
+
+    /// Start one stage's load on the runtime; its records come through `tx`.
+    fn spawn_stage(
+        &self,
+        step: Step,
+        tx: mpsc::UnboundedSender<RequestRecord>,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let config = &self.config;
+        // A warm-up wave runs for its duration only; measured stages as configured.
+        let (requests_cfg, duration_cfg) = if step.warm {
+            (Some(u64::MAX), config.warmup_s)
+        } else {
+            (config.requests_per_stage, config.stage_duration_s)
         };
-        info.insert(key.into(), value);
-    }
-    Value::Object(info)
-}
-
-/// Open `n` connections before a stage (concurrent `GET /health`s, whatever they answer),
-/// so its first requests do not pay for TCP set-up and the server's accepts: without it a
-/// stage of 1,024 streams starts with 1,024 connects and its TTFT p99 is the accept queue.
-async fn preconnect(shared: &Shared, n: u32) {
-    let url = shared.spec.root_path("/health");
-    let timeout = Duration::from_secs_f64(shared.spec.timeouts.connect_s.max(1.0) * 2.0);
-    let one = || async {
-        let mut req = shared.http.get(&url);
-        if let Some(k) = &shared.spec.api_key {
-            req = req.bearer_auth(k);
-        }
-        // Read the body so the connection goes back to the pool.
-        let _ = tokio::time::timeout(timeout, async { req.send().await?.bytes().await }).await;
-    };
-    // A cancelled run (Ctrl-C) does not wait for slow answers.
-    tokio::select! {
-        _ = futures_util::future::join_all((0..n).map(|_| one())) => {}
-        _ = shared.cancel.cancelled() => {}
-    }
-}
-
-fn model_ids(info: &Value) -> Vec<String> {
-    info["models"]["data"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m["id"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Turn a failed warm-up into an error a user can act on, or `None` if the run can go on.
-fn warmup_error(spec: &TargetSpec, rec: &RequestRecord, info: &Value) -> Option<Error> {
-    let url = crate::util::redact_url(&spec.endpoint());
-    let msg = rec.error.clone().unwrap_or_default();
-    match rec.error_kind? {
-        ErrorKind::Connect => Some(Error::Unreachable {
-            url,
-            detail: format!(
-                "{msg}. Is the server running and listening there? (tried POST {} with a \
-                 streaming {:?} request)",
-                crate::util::redact_url(&spec.endpoint()),
-                spec.api
-            ),
-        }),
-        ErrorKind::HttpStatus => {
-            let ids = model_ids(info);
-            let hint = if rec.http_status == Some(404) && !ids.is_empty() {
-                if ids.contains(&spec.model) {
-                    format!(
-                        " (the server lists model {:?}; is the API right?)",
-                        spec.model
-                    )
+        Ok(match (&config.open_loop, step.rate) {
+            (Some(open), Some(rate)) => {
+                let requests = requests_cfg.or(if duration_cfg.is_some() {
+                    None
                 } else {
-                    format!(
-                        " (model {:?} is not served; the server lists: {})",
-                        spec.model,
-                        ids.join(", ")
-                    )
-                }
-            } else {
-                String::new()
-            };
-            Some(Error::Target(format!(
-                "the warm-up request to {url} failed: {msg}{hint}"
-            )))
+                    // Default: ten seconds' worth, at least 16.
+                    Some(((rate * 10.0).ceil() as u64).max(16))
+                });
+                let offsets = schedule(
+                    &open.arrival(rate)?,
+                    requests,
+                    duration_cfg,
+                    config.seed.wrapping_add(u64::from(step.index)),
+                )?;
+                tokio::spawn(run_open_stage(
+                    self.shared.clone(),
+                    self.workload.clone(),
+                    self.order.clone(),
+                    self.ids.clone(),
+                    OpenStageSpec {
+                        index: step.index,
+                        offsets,
+                        max_in_flight: open.max_in_flight,
+                        warmup: step.warm,
+                        in_order: open.in_order && !step.warm,
+                    },
+                    tx,
+                    self.progress.clone(),
+                ))
+            }
+            _ => tokio::spawn(run_stage(
+                self.shared.clone(),
+                self.workload.clone(),
+                self.order.clone(),
+                self.ids.clone(),
+                StageSpec {
+                    index: step.index,
+                    batch_size: step.batch_size,
+                    requests: if step.warm {
+                        u64::MAX
+                    } else {
+                        config.requests_for(step.batch_size)
+                    },
+                    duration_s: duration_cfg,
+                    warmup: step.warm,
+                },
+                tx,
+                self.progress.clone(),
+            )),
+        })
+    }
+
+    /// Run one stage to its end (or cancellation), keep its records and, unless it is the
+    /// warm-up wave, summarize it with the client's health. Returns whether it was cut
+    /// short.
+    async fn run_step(&mut self, step: Step) -> Result<bool> {
+        let wanted = match step.rate {
+            Some(r) => self
+                .config
+                .open_loop
+                .as_ref()
+                .and_then(|o| o.max_in_flight)
+                .unwrap_or(u32::MAX)
+                .min(r.ceil().min(1024.0) as u32),
+            None => step.batch_size,
+        };
+        server::preconnect(&self.shared, wanted).await;
+        self.progress
+            .start_stage(step.index, step.batch_size, now_ns());
+        let monitor = health::HealthMonitor::start();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stage_task = self.spawn_stage(step, tx)?;
+        let first = self.records.len();
+        while let Some(rec) = rx.recv().await {
+            self.keep(rec);
         }
-        ErrorKind::Malformed => Some(Error::Target(format!(
-            "the warm-up request to {url} failed: {msg}"
-        ))),
-        ErrorKind::Cancelled => Some(Error::Cancelled),
-        _ => None,
+        if let Err(e) = stage_task.await {
+            self.warnings
+                .push(format!("stage {} task ended abnormally: {e}", step.index));
+        }
+        let interrupted = self.shared.cancel.is_cancelled();
+        let client_health = monitor.finish().await;
+        if step.warm {
+            // Kept (on disk and in the records, flagged), never summarized.
+            return Ok(interrupted);
+        }
+        let stage_records: Vec<&RequestRecord> = self.records[first..].iter().collect();
+        let mut summary = self.summarize(&stage_records);
+        let problems = client_health.problems(self.send_lag_judged(step, &summary));
+        if !problems.is_empty() {
+            let load = step
+                .rate
+                .map_or(format!("batch size {}", step.batch_size), |r| {
+                    format!("{r} req/s")
+                });
+            self.warnings.push(format!(
+                "stage {} ({load}): measurements not trustworthy: {}",
+                step.index,
+                problems.join("; ")
+            ));
+        }
+        put_health(&mut summary, Some((&client_health, problems)));
+        self.stages.push(StageResult {
+            index: step.index,
+            batch_size: step.batch_size,
+            target_rate: step.rate,
+            summary,
+            interrupted,
+        });
+        Ok(interrupted)
+    }
+
+    /// The send-lag p99 the client is judged on: only where a schedule sets the load (open
+    /// loop). Waiting for a slot under a configured `max_in_flight` is the user's cap, not
+    /// the client falling behind, and a closed loop's first wave leaves at once by design.
+    fn send_lag_judged(&self, step: Step, summary: &Summary) -> f64 {
+        let capped = self
+            .config
+            .open_loop
+            .as_ref()
+            .is_some_and(|o| o.max_in_flight.is_some());
+        if capped || step.rate.is_none() {
+            f64::NAN
+        } else {
+            summary.f64("send_lag_p99_ms")
+        }
+    }
+
+    /// Pause after a stage, nothing sent, so the server drains (cut short by Ctrl-C).
+    async fn cool_down(&self) {
+        if let Some(c) = self.config.cooldown_s.filter(|c| *c > 0.0) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(c)) => {}
+                _ = self.shared.cancel.cancelled() => {}
+            }
+        }
     }
 }
 
@@ -420,274 +356,103 @@ pub async fn run_sweep(
     let fd_note = fdlimit::ensure(streams)?;
     // The pool keeps every stream's connection between requests (and the pre-opened ones).
     let http = build_http_client(&config.target, (streams as usize).max(max_batch))?;
-    // One entry per stage: (batch size, target rate).
-    let stages_plan: Vec<(u32, Option<f64>)> = match &config.open_loop {
-        Some(o) => o.rates.iter().map(|r| (0, Some(*r))).collect(),
-        None => config.batch_sizes.iter().map(|b| (*b, None)).collect(),
-    };
-    let prior = match (&config.records_path, config.resume) {
-        (Some(p), true) => {
-            let expected: Vec<Option<u64>> = stages_plan
-                .iter()
-                .map(
-                    |&(b, _)| match (&config.open_loop, config.stage_duration_s) {
-                        (None, None) => Some(config.requests_for(b)),
-                        (Some(_), None) => config.requests_per_stage,
-                        _ => None,
-                    },
-                )
-                .collect();
-            resume::load_prior(p, &expected)?
-        }
-        (None, true) => {
-            return Err(Error::InvalidArgument(
-                "resuming needs the record file of the interrupted run (an out_dir)".into(),
-            ))
-        }
-        _ => resume::Prior::default(),
-    };
-    let mut sink = match &config.records_path {
+    let plan = stage_plan(&config);
+    let prior = load_prior(&config, &plan)?;
+    let sink = match &config.records_path {
         Some(p) => Some(RecordSink::open(p)?),
         None => None,
     };
     let t_start_ns = now_ns();
     let info = server_info(&http, &config.target).await;
-    let shared = Arc::new(Shared {
-        http,
-        spec: config.target.clone(),
-        counter,
-        cancel: cancel.clone(),
-    });
-    let workload = Arc::new(prompts::Workload {
+    let workload = Arc::new(Workload {
         prompts: config.prompts.clone(),
         max_tokens: config
             .max_tokens_per_prompt
             .clone()
             .unwrap_or_else(|| vec![config.max_tokens; config.prompts.len()]),
     });
-    let order = Arc::new(PromptOrder::new(workload.prompts.len(), config.seed));
-    let ids = Arc::new(AtomicU64::new(prior.next_id));
-    let mut records: Vec<RequestRecord> = prior.records;
-    let mut stages = Vec::new();
     let mut warnings: Vec<String> = fd_note.into_iter().collect();
     if config.resume {
         warnings.push(format!(
             "resumed: kept {} completed stage(s) ({} records), dropped {} record(s) of the \
              stage that was cut short",
             prior.done.len(),
-            records.len(),
+            prior.records.len(),
             prior.dropped
         ));
     }
-    if stages_plan.len() == prior.done.len() {
+    let mut sweep = Sweep {
+        shared: Arc::new(Shared {
+            http,
+            spec: config.target.clone(),
+            counter,
+            cancel: cancel.clone(),
+        }),
+        order: Arc::new(PromptOrder::new(workload.prompts.len(), config.seed)),
+        ids: Arc::new(AtomicU64::new(prior.next_id)),
+        workload,
+        progress,
+        sink,
+        records: prior.records,
+        stages: Vec::new(),
+        warnings,
+        config,
+    };
+    let mut interrupted = false;
+    if plan.len() == prior.done.len() {
         // Nothing left to run: summarize what was kept.
-        for (i, &(b, r)) in stages_plan.iter().enumerate() {
-            let st: Vec<&RequestRecord> = records.iter().filter(|x| x.stage == i as u32).collect();
-            stages.push(StageResult {
-                index: i as u32,
-                batch_size: b,
-                target_rate: r,
-                summary: summarize_stage(&st, config.pricing),
-                interrupted: false,
+        for (i, &(b, r)) in plan.iter().enumerate() {
+            let kept = sweep.kept_stage(i as u32, b, r);
+            sweep.stages.push(kept);
+        }
+    } else {
+        sweep.warm_up(&info).await?;
+        let mut steps: Vec<Step> = Vec::new();
+        if sweep.config.warmup_s.is_some_and(|d| d > 0.0) {
+            let (batch_size, rate) = plan[0];
+            steps.push(Step {
+                index: 0,
+                batch_size,
+                rate,
+                warm: true,
             });
         }
-        return Ok(SweepOutput {
-            records,
-            stages,
-            server_info: info,
-            warnings,
-            interrupted: false,
-            t_start_ns,
-        });
-    }
-
-    // Warm-up: connections open, server caches warm; reported apart, never in statistics.
-    for w in 0..config.warmup_requests {
-        let first_bs = config.batch_sizes[0];
-        let t = now_ns();
-        let idx = order.index(u32::MAX, u64::from(w));
-        let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let job = workload.job(id, 0, first_bs, true, idx, t);
-        let rec = send(&shared, job).await;
-        if let Some(s) = sink.as_mut() {
-            s.write(&rec);
-        }
-        let err = warmup_error(&config.target, &rec, &info);
-        records.push(rec);
-        if let Some(e) = err {
-            return Err(e);
-        }
-    }
-
-    let mut interrupted = false;
-    // (stage index, batch size, rate, warm-up wave): the optional first wave runs at the
-    // first stage's load and carries that stage's index, flagged as warm-up.
-    let mut runs: Vec<(u32, u32, Option<f64>, bool)> = Vec::new();
-    if config.warmup_s.is_some_and(|d| d > 0.0) {
-        let (b, r) = stages_plan[0];
-        runs.push((0, b, r, true));
-    }
-    runs.extend(
-        stages_plan
-            .iter()
-            .enumerate()
-            .map(|(i, &(b, r))| (i as u32, b, r, false)),
-    );
-    for &(index, batch_size, rate, warm) in &runs {
-        if prior.done.contains(&index) {
-            if !warm {
-                // Completed before the interruption: summarized from its kept records.
-                let st: Vec<&RequestRecord> = records.iter().filter(|x| x.stage == index).collect();
-                let mut summary = summarize_stage(&st, config.pricing);
-                put_health(&mut summary, None);
-                stages.push(StageResult {
-                    index,
+        steps.extend(
+            plan.iter()
+                .enumerate()
+                .map(|(i, &(batch_size, rate))| Step {
+                    index: i as u32,
                     batch_size,
-                    target_rate: rate,
-                    summary,
-                    interrupted: false,
-                });
+                    rate,
+                    warm: false,
+                }),
+        );
+        for step in steps {
+            if prior.done.contains(&step.index) {
+                if !step.warm {
+                    // Completed before the interruption: summarized from its kept records.
+                    let kept = sweep.kept_stage(step.index, step.batch_size, step.rate);
+                    sweep.stages.push(kept);
+                }
+                continue;
             }
-            continue;
-        }
-        if cancel.is_cancelled() {
-            interrupted = true;
-            break;
-        }
-        // A warm-up wave runs for its duration only; measured stages as configured.
-        let (requests_cfg, duration_cfg) = if warm {
-            (Some(u64::MAX), config.warmup_s)
-        } else {
-            (config.requests_per_stage, config.stage_duration_s)
-        };
-        let wanted = match rate {
-            Some(r) => config
-                .open_loop
-                .as_ref()
-                .and_then(|o| o.max_in_flight)
-                .unwrap_or(u32::MAX)
-                .min(r.ceil().min(1024.0) as u32),
-            None => batch_size,
-        };
-        preconnect(&shared, wanted).await;
-        progress.start_stage(index, batch_size, now_ns());
-        let monitor = health::HealthMonitor::start();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let stage_task = match (&config.open_loop, rate) {
-            (Some(open), Some(rate)) => {
-                let requests = requests_cfg.or(if duration_cfg.is_some() {
-                    None
-                } else {
-                    // Default: ten seconds' worth, at least 16.
-                    Some(((rate * 10.0).ceil() as u64).max(16))
-                });
-                let offsets = schedule(
-                    &open.arrival(rate)?,
-                    requests,
-                    duration_cfg,
-                    config.seed.wrapping_add(u64::from(index)),
-                )?;
-                tokio::spawn(run_open_stage(
-                    shared.clone(),
-                    workload.clone(),
-                    order.clone(),
-                    ids.clone(),
-                    OpenStageSpec {
-                        index,
-                        offsets,
-                        max_in_flight: open.max_in_flight,
-                        warmup: warm,
-                        in_order: open.in_order && !warm,
-                    },
-                    tx,
-                    progress.clone(),
-                ))
+            if cancel.is_cancelled() || sweep.run_step(step).await? {
+                interrupted = true;
+                break;
             }
-            _ => tokio::spawn(run_stage(
-                shared.clone(),
-                workload.clone(),
-                order.clone(),
-                ids.clone(),
-                StageSpec {
-                    index,
-                    batch_size,
-                    requests: if warm {
-                        u64::MAX
-                    } else {
-                        config.requests_for(batch_size)
-                    },
-                    duration_s: duration_cfg,
-                    warmup: warm,
-                },
-                tx,
-                progress.clone(),
-            )),
-        };
-        let first = records.len();
-        while let Some(rec) = rx.recv().await {
-            if let Some(s) = sink.as_mut() {
-                s.write(&rec);
-            }
-            records.push(rec);
-        }
-        if let Err(e) = stage_task.await {
-            warnings.push(format!("stage {index} task ended abnormally: {e}"));
-        }
-        let stage_interrupted = cancel.is_cancelled();
-        let client_health = monitor.finish().await;
-        if warm {
-            // Kept (on disk and in the records, flagged), never summarized.
-            continue;
-        }
-        let stage_records: Vec<&RequestRecord> = records[first..].iter().collect();
-        let mut summary = summarize_stage(&stage_records, config.pricing);
-        // Send lag matters where a schedule sets the load (open loop); waiting for a slot
-        // under a configured `max_in_flight` is the user's cap, not the client falling
-        // behind, and a closed loop's first wave leaves at once by design.
-        let capped = config
-            .open_loop
-            .as_ref()
-            .is_some_and(|o| o.max_in_flight.is_some());
-        let send_lag = if capped || rate.is_none() {
-            f64::NAN
-        } else {
-            summary.f64("send_lag_p99_ms")
-        };
-        let problems = client_health.problems(send_lag);
-        if !problems.is_empty() {
-            let load = rate.map_or(format!("batch size {batch_size}"), |r| format!("{r} req/s"));
-            warnings.push(format!(
-                "stage {index} ({load}): measurements not trustworthy: {}",
-                problems.join("; ")
-            ));
-        }
-        put_health(&mut summary, Some((&client_health, problems)));
-        stages.push(StageResult {
-            index,
-            batch_size,
-            target_rate: rate,
-            summary,
-            interrupted: stage_interrupted,
-        });
-        if stage_interrupted {
-            interrupted = true;
-            break;
-        }
-        if let Some(c) = config.cooldown_s.filter(|c| *c > 0.0) {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(c)) => {}
-                _ = cancel.cancelled() => {}
+            if !step.warm {
+                sweep.cool_down().await;
             }
         }
     }
-    if let Some(e) = sink.as_ref().and_then(|s| s.error()) {
-        warnings.push(e.to_string());
+    if let Some(e) = sweep.sink.as_ref().and_then(|s| s.error()) {
+        sweep.warnings.push(e.to_string());
     }
     Ok(SweepOutput {
-        records,
-        stages,
+        records: sweep.records,
+        stages: sweep.stages,
         server_info: info,
-        warnings,
+        warnings: sweep.warnings,
         interrupted,
         t_start_ns,
     })

@@ -1,6 +1,7 @@
 //! The metrics of design §4, computed from request records: per request (TTFT, TPOT, E2E,
 //! per-token ITL samples) and per stage (distributions, throughput, concurrency, cost).
 
+pub mod slo;
 pub mod stats;
 pub mod streaming;
 
@@ -128,6 +129,8 @@ pub enum Cell {
     Num(f64),
     /// A label.
     Text(String),
+    /// A verdict.
+    Bool(bool),
 }
 
 /// A stage summary: named columns in a fixed order.

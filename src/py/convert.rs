@@ -160,6 +160,7 @@ pub fn summary_to_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py,
             Cell::Int(i) => d.set_item(name, *i)?,
             Cell::Num(x) => d.set_item(name, *x)?,
             Cell::Text(t) => d.set_item(name, t)?,
+            Cell::Bool(b) => d.set_item(name, *b)?,
         }
     }
     Ok(d)

@@ -52,6 +52,14 @@ fn check_sweep(config: &Bound<'_, PyAny>) -> PyResult<()> {
     crate::settings::check_sweep(value).map_err(to_pyerr)
 }
 
+/// Check SLO limits (the dict `SLO.to_engine()` gives) as a sweep would.
+#[pyfunction]
+fn check_slo(slo: &Bound<'_, PyAny>) -> PyResult<()> {
+    let value: serde_json::Value = pythonize::depythonize(slo)
+        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid SLO: {e}")))?;
+    crate::settings::check_slo(value).map_err(to_pyerr)
+}
+
 /// Requests in a closed-loop stage of `batch_size` when none are given.
 #[pyfunction]
 fn default_requests_for(batch_size: u32) -> u64 {
@@ -408,6 +416,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;
     m.add_function(wrap_pyfunction!(check_sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(check_slo, m)?)?;
     m.add_function(wrap_pyfunction!(default_requests_for, m)?)?;
     m.add_function(wrap_pyfunction!(redact_url, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;

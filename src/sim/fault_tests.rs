@@ -43,6 +43,7 @@ fn config(url: &str, api: Api, fault: Fault, records: &std::path::Path) -> Sweep
         warmup_s: None,
         cooldown_s: None,
         resume: false,
+        slo: None,
     }
 }
 

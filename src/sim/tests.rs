@@ -31,6 +31,7 @@ fn sweep_config(url: &str, api: Api, batch_sizes: Vec<u32>, max_tokens: u32) -> 
         warmup_s: None,
         cooldown_s: None,
         resume: false,
+        slo: None,
     }
 }
 

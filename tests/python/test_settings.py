@@ -6,9 +6,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-import pytest
-
 import llmbench
+import pytest
 from llmbench import _core
 from llmbench.cli.options import build_parser
 

@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 import llmbench
-import numpy as np
-import pandas as pd
 import pytest
-from llmbench.slo import request_metrics, stage_slo
 
-
-def test_goodput_counts_failures_in_the_denominator():
-    req = pd.DataFrame(
-        {
-            "ttft_ms": [10.0, 50.0, np.nan, 20.0],
-            "ok": [True, True, False, True],
-            "error_kind": [None, None, "http_status", None],
-        }
-    )
-    chunks = {"offsets": np.zeros(5, np.uint64), "t_ns": np.zeros(0), "tokens": np.zeros(0)}
-    slo = llmbench.SLO(ttft_ms=30, percentile=50)
-    vals = request_metrics(req, chunks, ["ttft"])
-    out = stage_slo(req, vals, np.arange(4), slo, duration_s=2.0)
-    assert out["n_good"] == 2  # 10 and 20 ms; the failure and the 50 ms one are not
-    assert out["good_fraction"] == 0.5
-    assert out["goodput_req_s"] == 1.0
-    # Censored p50 of [10, 20, 50, inf] is 35 ms: the stage misses a 30 ms limit.
-    assert out["slo_ttft_p50_ms"] == 35.0
-    assert out["slo_met"] is False
+# The per-stage SLO arithmetic (censored percentiles, failures in the denominator) is
+# tested with known answers where it lives, in `src/metrics/slo.rs`.
 
 
 def test_slo_columns_on_a_scripted_stage(sim):
