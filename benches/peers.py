@@ -12,7 +12,7 @@ each chunk was handed to the socket) and compares it with what the tool reported
   request's arrival at the server);
 - ITL: the tool's figure against the true figure of the same definition (per-chunk gaps:
   llmbench `itl`, vLLM `itl`, AIPerf `inter_chunk_latency`; per-request mean gap: GuideLLM
-  `inter_token_latency`, compared with the true TPOT); see design §4 on the naming clash;
+  `inter_token_latency`, compared with the true TPOT); see docs/architecture.md, "Metrics", on the naming clash;
 - achieved request rate (server side) against the target, and the most requests the
   server really had in flight;
 - client CPU-seconds per 1,000 streamed tokens: CPU of the tool's whole process tree while

@@ -8,7 +8,7 @@
 
 use proptest::prelude::*;
 
-use crate::client::stream::{Accumulator, Flow};
+use crate::client::accumulate::{Accumulator, Flow};
 use crate::client::Api;
 use crate::sse::{SseError, SseEvent, SseParser};
 use crate::test_support::fixtures_dir;

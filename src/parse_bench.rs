@@ -3,7 +3,7 @@
 //! accumulator the client uses, one clock reading per read, with no socket in the way.
 //! The socket's share is measured end to end by `benches/peers.py`.
 
-use crate::client::stream::{Accumulator, Flow};
+use crate::client::accumulate::{Accumulator, Flow};
 use crate::clock::now_ns;
 use crate::protocol::Api;
 use crate::sse::{SseEvent, SseParser};

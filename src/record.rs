@@ -1,4 +1,4 @@
-//! The request record (design §3): one per request, with its three clocks, every output
+//! The request record (docs/architecture.md, "The request record"): one per request, with its three clocks, every output
 //! chunk's arrival time and token count, token counts with their sources, and its outcome.
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,7 @@ impl ErrorKind {
     }
 }
 
-/// Where a token count came from, best first (design §3).
+/// Where a token count came from, best first (docs/architecture.md, "The request record").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {

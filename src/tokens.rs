@@ -1,5 +1,5 @@
 //! Client-side token counting with a HuggingFace `tokenizer.json`, used only where the
-//! server reports no usage (design §3: a fallback, recorded as such).
+//! server reports no usage (a fallback, recorded as such: docs/architecture.md, "The request record").
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-"""KV-cache estimates (design §4) and the per-stage telemetry columns.
+"""KV-cache estimates (docs/architecture.md, "Metrics") and the per-stage telemetry columns.
 
 - Bytes per token = 2 x layers x kv_heads x head_dim x dtype bytes (`model_arch`).
 - vLLM: `kv_cache_usage_perc` (V0: `gpu_cache_usage_perc`) x num_gpu_blocks x block_size

@@ -324,7 +324,7 @@ fn mean(xs: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Baseline-only columns: prefill and decode timing of the batches, KV-cache bytes from
-/// the cache tensors and from design §4's formula (they must agree), memory.
+/// the cache tensors and from the KV-cache formula (docs/architecture.md, "Metrics") (they must agree), memory.
 fn add_baseline_columns(
     summary: &mut crate::metrics::Summary,
     outs: &[BatchOutput],

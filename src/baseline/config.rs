@@ -160,7 +160,7 @@ impl LlamaShape {
         LlamaShape::from_config(&value, &dir.display().to_string())
     }
 
-    /// The KV-cache view of this shape (design §4's formula) at `dtype`.
+    /// The KV-cache view of this shape (the KV-cache formula (docs/architecture.md, "Metrics")) at `dtype`.
     pub fn arch(&self, dtype: DType) -> ModelArch {
         ModelArch {
             name: self.name.clone(),

@@ -27,9 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::generate::{generate, BatchRequest, Finish, SamplingParams};
 use super::tokenizer::TextCodec;
 use super::{Baseline, ModelSpec};
+use crate::builtin_server::{error_response, sse_response};
 use crate::error::{Error, Result};
 use crate::protocol::{openai, push_event, DONE_EVENT};
-use crate::serve_util::{error_response, sse_response};
 
 /// How the server batches.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ struct Job {
     tx: mpsc::UnboundedSender<Event>,
 }
 
-struct Shared {
+struct ServerState {
     codec: Arc<TextCodec>,
     jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
     name: String,
@@ -100,7 +100,7 @@ pub struct BaselineServer {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     scheduler: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -123,7 +123,7 @@ impl BaselineServer {
             .map_err(|e| Error::io("baseline listener", e))?;
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
         let stats = Arc::new(Stats::default());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             name: baseline.name.clone(),
             info: baseline.describe(),
             max_context: baseline.model.shape().max_position_embeddings,
@@ -282,18 +282,18 @@ fn schedule(
     }
 }
 
-async fn models(State(st): State<Arc<Shared>>) -> Json<Value> {
+async fn models(State(st): State<Arc<ServerState>>) -> Json<Value> {
     Json(json!({"object": "list", "data": [{
         "id": st.name, "object": "model", "created": st.created, "owned_by": "llmbench",
         "root": st.name, "parent": null, "max_model_len": st.max_context, "permission": []
     }]}))
 }
 
-async fn info(State(st): State<Arc<Shared>>) -> Json<Value> {
+async fn info(State(st): State<Arc<ServerState>>) -> Json<Value> {
     Json(st.info.clone())
 }
 
-async fn metrics(State(st): State<Arc<Shared>>) -> String {
+async fn metrics(State(st): State<Arc<ServerState>>) -> String {
     let s = &st.stats;
     let mut out = String::new();
     for (name, kind, help, v) in [
@@ -342,11 +342,11 @@ async fn metrics(State(st): State<Arc<Shared>>) -> String {
     out
 }
 
-async fn completions(State(st): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+async fn completions(State(st): State<Arc<ServerState>>, Json(body): Json<Value>) -> Response {
     handle(st, body, false).await
 }
 
-async fn chat(State(st): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+async fn chat(State(st): State<Arc<ServerState>>, Json(body): Json<Value>) -> Response {
     handle(st, body, true).await
 }
 
@@ -401,7 +401,11 @@ fn chat_prompt(messages: &[Value]) -> std::result::Result<String, Rejection> {
 }
 
 impl Request {
-    fn parse(st: &Shared, body: &Value, chat: bool) -> std::result::Result<Request, Rejection> {
+    fn parse(
+        st: &ServerState,
+        body: &Value,
+        chat: bool,
+    ) -> std::result::Result<Request, Rejection> {
         let model = body.get("model").and_then(Value::as_str);
         if let Some(m) = model.filter(|m| *m != st.name) {
             return Err((
@@ -491,7 +495,7 @@ impl Request {
 }
 
 /// Serve one chat (`chat`) or completions request.
-async fn handle(st: Arc<Shared>, body: Value, chat: bool) -> Response {
+async fn handle(st: Arc<ServerState>, body: Value, chat: bool) -> Response {
     let plan = match Request::parse(&st, &body, chat) {
         Ok(p) => p,
         Err((status, kind, msg)) => return error_response(status, kind, msg),
@@ -543,7 +547,7 @@ fn sse(v: &Value) -> Bytes {
 /// Stream one event per token whose text is complete (a token that only starts a UTF-8
 /// sequence is sent with the next), then the finish, the usage and `[DONE]`.
 fn stream_response(
-    st: Arc<Shared>,
+    st: Arc<ServerState>,
     plan: Request,
     chat: bool,
     id: String,
@@ -619,7 +623,7 @@ fn stream_response(
 }
 
 async fn full_response(
-    st: Arc<Shared>,
+    st: Arc<ServerState>,
     plan: Request,
     chat: bool,
     id: String,

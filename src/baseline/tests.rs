@@ -1,6 +1,6 @@
 //! Known answers for the baseline: the golden fixture (a tiny random LLaMA whose logits and
 //! greedy tokens HuggingFace transformers computed, `tests/fixtures/baseline/make_golden.py`),
-//! the KV-cache bytes against design §4's formula, the loader's errors, and the served
+//! the KV-cache bytes against the KV-cache formula (docs/architecture.md, "Metrics"), the loader's errors, and the served
 //! stream against in-process generation.
 
 use std::path::PathBuf;

@@ -3,6 +3,8 @@
 //! `/generate_stream`. One shared `reqwest` client with connection pooling serves a run;
 //! the formats themselves live in `crate::protocol`.
 
+pub mod accumulate;
+mod errors;
 pub mod stream;
 
 use std::time::Duration;

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::progress::Progress;
 use super::prompts::{PromptOrder, Workload};
-use crate::client::stream::{send, Shared};
+use crate::client::stream::{send, RunContext};
 use crate::clock::now_ns;
 use crate::record::RequestRecord;
 
@@ -30,7 +30,7 @@ pub struct StageSpec {
 
 /// Run one stage; every record is sent to `records` as it completes.
 pub async fn run_stage(
-    shared: Arc<Shared>,
+    shared: Arc<RunContext>,
     workload: Arc<Workload>,
     order: Arc<PromptOrder>,
     ids: Arc<AtomicU64>,

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::build_http_client;
-use crate::client::stream::{send, Shared};
+use crate::client::stream::{send, RunContext};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::metrics::{summarize_stage, Cell, Summary};
@@ -119,7 +119,7 @@ fn load_prior(config: &SweepConfig, plan: &[(u32, Option<f64>)]) -> Result<resum
 /// A sweep in progress: what every stage shares, and what it has produced so far.
 struct Sweep {
     config: SweepConfig,
-    shared: Arc<Shared>,
+    shared: Arc<RunContext>,
     workload: Arc<Workload>,
     order: Arc<PromptOrder>,
     ids: Arc<AtomicU64>,
@@ -382,7 +382,7 @@ pub async fn run_sweep(
         ));
     }
     let mut sweep = Sweep {
-        shared: Arc::new(Shared {
+        shared: Arc::new(RunContext {
             http,
             spec: config.target.clone(),
             counter,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::progress::Progress;
 use super::prompts::{PromptOrder, Workload};
-use crate::client::stream::{send, Shared};
+use crate::client::stream::{send, RunContext};
 use crate::clock::now_ns;
 use crate::record::RequestRecord;
 
@@ -54,7 +54,7 @@ fn wait_until(deadline: u64, stop: &AtomicBool) {
 
 /// Run one open-loop stage; every record goes to `records` as it completes.
 pub async fn run_open_stage(
-    shared: Arc<Shared>,
+    shared: Arc<RunContext>,
     workload: Arc<Workload>,
     order: Arc<PromptOrder>,
     ids: Arc<AtomicU64>,

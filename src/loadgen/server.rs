@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::client::stream::Shared;
+use crate::client::stream::RunContext;
 use crate::client::TargetSpec;
 use crate::error::Error;
 use crate::record::{ErrorKind, RequestRecord};
@@ -40,7 +40,7 @@ pub async fn server_info(http: &reqwest::Client, spec: &TargetSpec) -> Value {
 /// Open `n` connections before a stage (concurrent `GET /health`s, whatever they answer),
 /// so its first requests do not pay for TCP set-up and the server's accepts: without it a
 /// stage of 1,024 streams starts with 1,024 connects and its TTFT p99 is the accept queue.
-pub async fn preconnect(shared: &Shared, n: u32) {
+pub async fn preconnect(shared: &RunContext, n: u32) {
     let url = shared.spec.root_path("/health");
     let timeout = Duration::from_secs_f64(shared.spec.timeouts.connect_s.max(1.0) * 2.0);
     let one = || async {

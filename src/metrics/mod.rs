@@ -1,4 +1,4 @@
-//! The metrics of design §4, computed from request records: per request (TTFT, TPOT, E2E,
+//! The metrics of docs/architecture.md ("Metrics"), computed from request records: per request (TTFT, TPOT, E2E,
 //! per-token ITL samples) and per stage (distributions, throughput, concurrency, cost).
 
 pub mod slo;
@@ -54,7 +54,7 @@ impl RequestMetrics {
     }
 }
 
-/// Per-token inter-token latency samples of one request, in ms (design §4): chunk `i ≥ 2`
+/// Per-token inter-token latency samples of one request, in ms (docs/architecture.md, "Metrics"): chunk `i ≥ 2`
 /// with gap `g_i` and `k_i` tokens gives `k_i` samples of `g_i / k_i`; the first chunk's
 /// extra `k_1 − 1` tokens give samples of 0. So their mean equals TPOT whenever the chunk
 /// counts sum to `n_out`. `add(value, count)` receives each value with its multiplicity.

@@ -30,11 +30,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::builtin_server::{error_response, sse_response};
 use crate::error::{Error, Result};
 use crate::protocol::Api;
-use crate::serve_util::{error_response, sse_response};
 use faults::{ConnHandle, Fault, KillableListener};
-use protocol::Plan;
+use protocol::ResponsePlan;
 pub use truth::TruthRecord;
 use truth::{TruthLog, TruthRecorder};
 
@@ -349,7 +349,7 @@ async fn handle(
         ),
         Err(msg) => return error_response(StatusCode::BAD_REQUEST, "BadRequestError", msg),
     };
-    let mut plan = match Plan::from_request(&st.config, &body, format) {
+    let mut plan = match ResponsePlan::from_request(&st.config, &body, format) {
         Ok(p) => p,
         Err((status, kind, msg)) => return error_response(status, kind, msg),
     };
@@ -435,7 +435,7 @@ pub fn stream_bytes(api: Api, n_tokens: u32) -> Vec<u8> {
             },
         ),
     };
-    let Ok(plan) = Plan::from_request(&cfg, &body, api) else {
+    let Ok(plan) = ResponsePlan::from_request(&cfg, &body, api) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -468,7 +468,7 @@ fn ms(v: f64) -> Duration {
 /// stream fault changes what is sent after the first two tokens.
 async fn produce(
     st: Arc<SimState>,
-    plan: Plan,
+    plan: ResponsePlan,
     tx: mpsc::Sender<(Bytes, u32)>,
     fault: Option<Fault>,
     conn: ConnHandle,
@@ -556,7 +556,7 @@ async fn send_split(tx: &mpsc::Sender<(Bytes, u32)>, bytes: Bytes, k: u32) -> bo
     true
 }
 
-async fn non_streaming(st: Arc<SimState>, plan: Plan) -> Response {
+async fn non_streaming(st: Arc<SimState>, plan: ResponsePlan) -> Response {
     let Some((_permit, _guard)) = admit(&st).await else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,

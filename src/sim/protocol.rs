@@ -33,7 +33,7 @@ const WORDS: [&str; 16] = [
 
 /// What one request will produce.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct ResponsePlan {
     format: Api,
     /// Stream or answer once.
     pub stream: bool,
@@ -76,9 +76,13 @@ fn positive_u32(v: Option<&Value>, name: &str) -> Result<Option<u32>, Reject> {
     }
 }
 
-impl Plan {
+impl ResponsePlan {
     /// Validate a request body and work out what it will produce.
-    pub fn from_request(cfg: &SimConfig, body: &Value, format: Api) -> Result<Plan, Reject> {
+    pub fn from_request(
+        cfg: &SimConfig,
+        body: &Value,
+        format: Api,
+    ) -> Result<ResponsePlan, Reject> {
         let (n_in, params, model) = match format {
             Api::Tgi => {
                 let inputs = body
@@ -141,7 +145,7 @@ impl Plan {
             ));
         }
         let flag = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_bool) == Some(true);
-        Ok(Plan {
+        Ok(ResponsePlan {
             format,
             stream,
             n_out,

@@ -1,4 +1,4 @@
-//! KV-cache arithmetic (design §4): bytes per token from a model's architecture, and the
+//! KV-cache arithmetic (docs/architecture.md, "Metrics"): bytes per token from a model's architecture, and the
 //! servers' own KV figures turned into tokens and bytes.
 //!
 //! bytes/token = 2 (K and V) × layers × kv_heads × head_dim × dtype bytes; LLaMA-2-7B in

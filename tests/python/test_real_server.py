@@ -1,7 +1,7 @@
 """Against a real OpenAI-compatible server: `transformers serve` on CPU, serving a tiny
 random-init LLaMA with a real 32k tokenizer (built by `tiny_model.py`, offline).
 
-Its quirks (design §7) are exercised: no `[DONE]`, usage inside the last chunk, unknown
+Its quirks are exercised: no `[DONE]`, usage inside the last chunk, unknown
 fields such as `ignore_eos` rejected (422), `generation_config` forcing the length.
 """
 
