@@ -6,7 +6,8 @@ random ids for both), `--new-tokens` new tokens each with EOS ignored, greedy. R
 for both: prefill (TTFT) and decode tokens/s, where decode tokens/s = batch x decode
 steps / decode time (transformers: the time of generate(new_tokens) minus that of
 generate(1 token), over new_tokens - 1 steps). Candle also reports its KV-cache bytes
-(cache tensors and the KV-cache formula (docs/architecture.md, "Metrics")) and GPU memory. Each figure is the median of
+(cache tensors and the KV-cache formula of docs/architecture.md, "Metrics") and GPU
+memory. Each figure is the median of
 `--repeats` timed runs after one warm-up.
 
 Weights: on CUDA, both build seeded random weights of the preset's shape (random weights

@@ -12,7 +12,8 @@ each chunk was handed to the socket) and compares it with what the tool reported
   request's arrival at the server);
 - ITL: the tool's figure against the true figure of the same definition (per-chunk gaps:
   llmbench `itl`, vLLM `itl`, AIPerf `inter_chunk_latency`; per-request mean gap: GuideLLM
-  `inter_token_latency`, compared with the true TPOT); see docs/architecture.md, "Metrics", on the naming clash;
+  `inter_token_latency`, compared with the true TPOT); see docs/architecture.md, "Metrics",
+  on the naming clash;
 - achieved request rate (server side) against the target, and the most requests the
   server really had in flight;
 - client CPU-seconds per 1,000 streamed tokens: CPU of the tool's whole process tree while
@@ -293,14 +294,14 @@ res = llmbench.run_sweep(target, requests_per_stage={n}, max_tokens={OUTPUT_TOKE
                          prompts=[{_prompt()!r}], warmup_requests=0, progress=False,
                          server_metrics=False, **kw)
 s = res.summary.iloc[0]
-chunks = res._chunks
+chunks = res.chunk_arrays
 out = dict(
     summary={{k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()}},
     anchor=res.manifest["clock"]["monotonic_anchor_ns"],
 )
 # Every request's chunk times (client clock), for the per-chunk lag matched by id.
 chunk_times = {{}}
-for i, row in res._all.reset_index(drop=True).iterrows():
+for i, row in res.all_requests.reset_index(drop=True).iterrows():
     if row["ok"] and not row["warmup"]:
         a, b = int(chunks["offsets"][i]), int(chunks["offsets"][i + 1])
         chunk_times[int(row["id"])] = [int(t) for t in chunks["t_ns"][a:b]]

@@ -22,7 +22,7 @@ import time
 
 import llmbench
 import numpy as np
-from llmbench.calibrate import client_errors
+from llmbench.studies.calibrate import client_errors
 
 
 def server_lateness(res, truth):

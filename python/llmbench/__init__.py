@@ -13,9 +13,8 @@ Example:
 
 from . import baseline, datasets
 from ._core import __version__
-from .calibrate import Calibration, calibrate
-from .capacity import CapacityResult, find_capacity
-from .client_health import ClientLimitWarning
+from .columns.client_health import ClientLimitWarning
+from .columns.kv import model_arch
 from .compare import compare, comparison_table
 from .config import SweepSpec, dump_config, load_config, parse_config, save_config
 from .errors import (
@@ -29,13 +28,14 @@ from .errors import (
     TokenizerError,
     UnreachableError,
 )
-from .kv import model_arch
-from .kvstudy import kv_cache_study
 from .pricing import GPU_PRICES_USD_PER_HOUR, gpu_price
 from .prompts import default_prompts, load_prompts
 from .results import Results
 from .sim import SimConfig, SimServer
 from .slo import SLO
+from .studies.calibrate import Calibration, calibrate
+from .studies.capacity import CapacityResult, find_capacity
+from .studies.kv_cache import kv_cache_study
 from .sweep import (
     DEFAULT_BATCH_SIZES,
     arrival_schedule,

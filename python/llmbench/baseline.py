@@ -78,7 +78,8 @@ def run(
     per sequence, TTFT = prefill, ITL = decode steps), plus per-stage columns:
     `prefill_ms`, `decode_step_ms`, `decode_tok_s`, `batch_output_tok_s`,
     `usd_per_1m_decode_tokens`, `kv_cache_bytes` (from the cache tensors),
-    `kv_cache_formula_bytes` (the KV-cache formula (docs/architecture.md, "Metrics"); they agree), `kv_cache_gib`,
+    `kv_cache_formula_bytes` (the KV-cache formula of docs/architecture.md, "Metrics"; they
+    agree), `kv_cache_gib`,
     `host_rss_peak_gib` and, on a GPU, `gpu_mem_used_gib`.
 
     Ctrl-C stops at the next decode step and raises `SweepInterrupted` holding what was

@@ -128,7 +128,7 @@ class Results:
         Example:
             >>> res.kv_timeline().plot(x="t_s", y="tokens")
         """
-        from .kv import GIB, inflight_timeline
+        from .columns.kv import GIB, inflight_timeline
 
         rows = None
         if target is not None:
@@ -140,6 +140,28 @@ class Results:
         if arch:
             tl["kv_gib"] = tl["tokens"] * arch["bytes_per_token"] / GIB
         return tl
+
+    @property
+    def all_requests(self) -> Any:
+        """Every request, warm-up included (`warmup` column), in the order of the chunk
+        arrays of `chunk_arrays`.
+
+        Example:
+            >>> res.all_requests.groupby("warmup").size()
+        """
+        return self._all
+
+    @property
+    def chunk_arrays(self) -> dict[str, np.ndarray]:
+        """Every chunk of every request as flat arrays: row `i` of `all_requests` owns
+        `t_ns[offsets[i]:offsets[i + 1]]` (arrival times on the run clock) and the same
+        slice of `tokens`.
+
+        Example:
+            >>> c = res.chunk_arrays
+            >>> c["t_ns"][c["offsets"][0] : c["offsets"][1]]
+        """
+        return self._chunks
 
     @property
     def requests(self) -> Any:

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import _core, client_health
+from . import _core
 from ._core import InvalidArgumentError, ResultsIOError
-from ._run_telemetry import RunTelemetry, add_stage_columns
 from ._settings import OPEN_LOOP, SWEEP, check_choice
+from .columns import client_health
+from .columns.kv import model_arch as _model_arch
+from .columns.telemetry import RunTelemetry, add_stage_columns
 from .datasets import Dataset, Trace
 from .errors import SweepInterrupted
-from .kv import model_arch as _model_arch
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .results import Results
@@ -283,8 +284,8 @@ def _finish(
         results.attach_telemetry(frames)
         results.summary = add_stage_columns(
             results.summary,
-            results._all,
-            results._chunks,
+            results.all_requests,
+            results.chunk_arrays,
             frames,
             manifest["telemetry"]["scrape"],
             manifest["servers"],
@@ -313,7 +314,7 @@ class ResultsIOWarning(UserWarning):
 
 
 @dataclass
-class _Plan:
+class _SweepPlan:
     """Everything a sweep needs before it starts, shared by the sync and async entries."""
 
     target_list: list[Target]
@@ -325,7 +326,7 @@ class _Plan:
     out_dir: str | Path | None
 
 
-def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _Plan:
+def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
     """Check the settings and build the engine's configs (checked by the engine before
     any load is sent), the manifest and the (not yet started) telemetry."""
     target_list = _target_list(targets)
@@ -344,7 +345,7 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _Plan:
         # continues them.
         for config in configs:
             Path(config["records_path"]).unlink(missing_ok=True)
-    return _Plan(
+    return _SweepPlan(
         target_list,
         configs,
         _manifest(target_list, opts, configs[0]),

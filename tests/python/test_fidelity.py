@@ -45,9 +45,9 @@ def test_truth_of_a_server_in_another_process_matches_every_chunk():
         server.wait(timeout=20)
     by_id = {t["request_id"]: t for t in truth["records"]}
     shift = res.manifest["clock"]["monotonic_anchor_ns"] - truth["monotonic_anchor_ns"]
-    offsets, times = res._chunks["offsets"], res._chunks["t_ns"]
+    offsets, times = res.chunk_arrays["offsets"], res.chunk_arrays["t_ns"]
     checked = 0
-    for i, row in res._all.reset_index(drop=True).iterrows():
+    for i, row in res.all_requests.reset_index(drop=True).iterrows():
         t = by_id[int(row["id"])]  # every request, warm-up included, has its truth
         got = times[int(offsets[i]) : int(offsets[i + 1])].astype(np.int64) + shift
         sent = np.asarray(t["chunk_times"], dtype=np.int64)
@@ -106,13 +106,13 @@ def test_a_load_near_the_calibrated_limit_warns(sim, tmp_path, monkeypatch):
 
 
 def test_calibrate_remembers_its_result_for_later_runs(tmp_path, monkeypatch):
-    from llmbench.calibrate import save_default
-    from llmbench.client_health import load_calibration
+    from llmbench.columns.client_health import default_calibration_path, load_calibration
+    from llmbench.studies.calibrate import save_default
 
     monkeypatch.setenv("LLMBENCH_CALIBRATION", str(tmp_path / "remembered.json"))
     cal = llmbench.calibrate(concurrency=(1,), itl_ms=(5,), tokens=4, requests_per_point=4)
     path = save_default(cal)
-    assert path == llmbench.client_health.default_calibration_path()
+    assert path == default_calibration_path()
     assert str(path) == os.environ["LLMBENCH_CALIBRATION"]
     assert load_calibration()["max_streams_within"] == {"5.0": cal.max_streams_within[5.0]}
 

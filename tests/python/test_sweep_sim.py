@@ -242,7 +242,7 @@ def test_client_times_match_the_servers_truth(api):
             progress=False,
         )
         truth = sim.take_truth().set_index("request_id")
-    req = res._all
+    req = res.all_requests
     assert set(truth.index) == set(req["id"])
     lags = []
     ttft_err = []

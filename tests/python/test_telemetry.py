@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_cli
-from llmbench.kv import inflight_timeline, server_kv, stage_telemetry
+from llmbench.columns.kv import inflight_timeline, server_kv, stage_telemetry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -273,7 +273,7 @@ def test_kv_cache_command_on_the_default_target(tmp_path):
 
 
 def test_timeline_figure_data(sim):
-    from llmbench.kvstudy import timeline_figure
+    from llmbench.studies.kv_cache import timeline_figure
 
     res = llmbench.run_sweep(
         sim.target(),

@@ -15,11 +15,11 @@ from typing import Any
 from .. import _core, _deps
 from .._core import InvalidArgumentError
 from ..baseline import BaselineServer
-from ..capacity import find_capacity
 from ..errors import SweepInterrupted
-from ..kvstudy import kv_cache_study, write_study
 from ..results import KEY_COLUMNS, Results
 from ..sim import SimServer
+from ..studies.capacity import find_capacity
+from ..studies.kv_cache import kv_cache_study, write_study
 from ..sweep import run_sweep
 from ..targets import TGI, OpenAI, Target, Timeouts
 from .options import sim_config, slo_limits
@@ -283,7 +283,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ..calibrate import calibrate, save, save_default
+    from ..studies.calibrate import calibrate, save, save_default
 
     cal = calibrate(
         args.concurrency, args.itl_ms, tokens=args.tokens, tolerance_ms=args.tolerance_ms

@@ -12,9 +12,9 @@ from typing import Any
 
 from .._settings import BASELINE_SERVER, CHOICES, TARGET
 from ..baseline import PRESETS
-from ..kvstudy import DEFAULT_KV_BATCH_SIZES
 from ..pricing import GPU_PRICES_USD_PER_HOUR
 from ..sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig
+from ..studies.kv_cache import DEFAULT_KV_BATCH_SIZES
 from ..sweep import DEFAULT_BATCH_SIZES, SweepOptions
 from ..targets import Timeouts
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _deps
-from ._core import InvalidArgumentError
-from .client_health import calibrating, default_calibration_path
-from .sim import SimServer
-from .sweep import run_sweep
+from .. import _deps
+from .._core import InvalidArgumentError
+from ..columns.client_health import calibrating, default_calibration_path
+from ..sim import SimServer
+from ..sweep import run_sweep
 
 
 @dataclass
@@ -73,9 +73,9 @@ def client_errors(res: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
         >>> ttft_err, lags = client_errors(res, sim.take_truth())
     """
     by_id = truth.set_index("request_id")
-    offsets, times = res._chunks["offsets"], res._chunks["t_ns"]
+    offsets, times = res.chunk_arrays["offsets"], res.chunk_arrays["t_ns"]
     ttft, lags = [], []
-    for i, row in res._all.reset_index(drop=True).iterrows():
+    for i, row in res.all_requests.reset_index(drop=True).iterrows():
         if row["warmup"] or not row["ok"] or row["id"] not in by_id.index:
             continue
         sent = by_id.loc[row["id"], "chunk_t_ns"].astype(np.int64)

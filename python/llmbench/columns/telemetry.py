@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _deps
-from ._core import NvmlUnavailableError
+from .. import _deps
+from .._core import NvmlUnavailableError
+from ..targets import Target
+from ..telemetry import GpuSampler, MetricsScraper
 from .kv import inflight_timeline, server_kv, stage_telemetry
-from .targets import Target
-from .telemetry import GpuSampler, MetricsScraper
 
 DEFAULT_GPU_PERIOD_MS = 10.0
 DEFAULT_METRICS_PERIOD_MS = 1000.0

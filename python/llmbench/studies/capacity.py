@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import _core, _deps
-from ._core import InvalidArgumentError
-from .slo import SLO
-from .sweep import run_sweep
-from .targets import Target
+from .. import _core, _deps
+from .._core import InvalidArgumentError
+from ..slo import SLO
+from ..sweep import run_sweep
+from ..targets import Target
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _deps
+from .. import _core, _deps
 
 GIB = 2**30
 

@@ -11,12 +11,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _deps
-from ._run_telemetry import server_kv_by_target
-from .kv import GIB
-from .results import Results, _finite_or_none, _frame_to_columns
-from .sweep import run_sweep
-from .targets import Target
+from .. import _deps
+from ..columns.kv import GIB
+from ..columns.telemetry import server_kv_by_target
+from ..results import Results, _finite_or_none, _frame_to_columns
+from ..sweep import run_sweep
+from ..targets import Target
 
 DEFAULT_KV_BATCH_SIZES = (1, 4, 16, 64)
 DATA_FILE = "gpu_memory_data.json"
@@ -126,7 +126,7 @@ def timeline_figure(res: Results) -> Any:
     """GPU memory, KV use, requests in flight and tokens held on one time axis."""
     plt = _deps.pyplot()
     fig, (ax_mem, ax_kv, ax_req) = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
-    t0 = int(res._all["t_sched_ns"].min()) if len(res._all) else 0
+    t0 = int(res.all_requests["t_sched_ns"].min()) if len(res.all_requests) else 0
 
     def secs(t: Any) -> Any:
         # Samples taken before the first request are earlier than t0: unsigned
