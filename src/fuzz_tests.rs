@@ -9,7 +9,7 @@
 use proptest::prelude::*;
 
 use crate::client::accumulate::{Accumulator, Flow};
-use crate::client::Api;
+use crate::protocol::Api;
 use crate::sse::{SseError, SseEvent, SseParser};
 use crate::test_support::fixtures_dir;
 

@@ -30,6 +30,18 @@ pub fn fixture_events(name: &str) -> (Vec<SseEvent>, bool) {
     (events, truncated)
 }
 
+/// Every event of a fixture, decoded with `api`'s decoder (which must accept each).
+pub fn decode_fixture(
+    api: crate::protocol::Api,
+    name: &str,
+) -> Vec<crate::protocol::decode::Decoded> {
+    fixture_events(name)
+        .0
+        .iter()
+        .map(|e| api.decode(&e.data).expect("decode"))
+        .collect()
+}
+
 /// A small successful record (two one-token chunks), in `stage`, failed with `kind` if
 /// given: for tests of what stores, reads and sorts records.
 pub fn record(id: u64, stage: u32, warmup: bool, kind: Option<ErrorKind>) -> RequestRecord {

@@ -135,14 +135,10 @@ pub fn decode(data: &str) -> Result<Decoded, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::fixture_events;
+    use crate::protocol::Api;
 
     fn decode_fixture(name: &str) -> Vec<Decoded> {
-        fixture_events(name)
-            .0
-            .iter()
-            .map(|e| decode(&e.data).expect("decode"))
-            .collect()
+        crate::test_support::decode_fixture(Api::Tgi, name)
     }
 
     #[test]

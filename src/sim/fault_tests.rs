@@ -10,41 +10,32 @@ use tokio_util::sync::CancellationToken;
 
 use super::faults::Fault;
 use super::{SimConfig, SimServer};
-use crate::client::{Api, TargetSpec};
 use crate::loadgen::progress::Progress;
 use crate::loadgen::{run_sweep, SweepConfig};
+use crate::protocol::Api;
 use crate::record::{ErrorKind, RequestRecord};
 
 const TOKENS: u32 = 12;
 
 fn config(url: &str, api: Api, fault: Fault, records: &std::path::Path) -> SweepConfig {
-    let target: TargetSpec = serde_json::from_value(json!({
-        "url": url, "model": "llmbench-sim", "api": api,
-        "timeouts": {"connect_s": 5, "ttft_s": 1.0, "idle_s": 1.0, "total_s": 20},
-    }))
-    .expect("target");
     let mut prompts: Vec<String> = (0..5).map(|i| format!("a normal prompt {i}")).collect();
     prompts.push(format!("please fail: llmbench-fault:{}", fault.name()));
-    SweepConfig {
-        target,
-        batch_sizes: vec![3],
-        requests_per_stage: Some(6),
-        stage_duration_s: None,
-        max_tokens: TOKENS,
-        prompts,
-        max_tokens_per_prompt: None,
-        seed: 3,
+    // Every other setting is the engine's default.
+    serde_json::from_value(json!({
+        "target": {
+            "url": url, "model": "llmbench-sim", "api": api,
+            "timeouts": {"connect_s": 5, "ttft_s": 1.0, "idle_s": 1.0, "total_s": 20},
+        },
+        "batch_sizes": [3],
+        "requests_per_stage": 6,
+        "max_tokens": TOKENS,
+        "prompts": prompts,
+        "seed": 3,
         // The warm-up request uses the first prompt (a normal one).
-        warmup_requests: 0,
-        tokenizer: None,
-        records_path: Some(records.to_path_buf()),
-        pricing: Default::default(),
-        open_loop: None,
-        warmup_s: None,
-        cooldown_s: None,
-        resume: false,
-        slo: None,
-    }
+        "warmup_requests": 0,
+        "records_path": records,
+    }))
+    .expect("config")
 }
 
 /// The kind each fault must be recorded as; `None`: the request must succeed.

@@ -5,34 +5,22 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::client::{Api, TargetSpec};
 use crate::loadgen::progress::Progress;
 use crate::loadgen::{run_sweep, SweepConfig};
+use crate::protocol::Api;
 use crate::record::TokenSource;
 
 fn sweep_config(url: &str, api: Api, batch_sizes: Vec<u32>, max_tokens: u32) -> SweepConfig {
-    let target: TargetSpec =
-        serde_json::from_value(json!({"url": url, "model": "llmbench-sim", "api": api}))
-            .expect("target");
-    SweepConfig {
-        target,
-        batch_sizes,
-        requests_per_stage: Some(8),
-        stage_duration_s: None,
-        max_tokens,
-        prompts: vec!["one two three".into(), "four five six seven".into()],
-        max_tokens_per_prompt: None,
-        seed: 1,
-        warmup_requests: 1,
-        tokenizer: None,
-        records_path: None,
-        pricing: Default::default(),
-        open_loop: None,
-        warmup_s: None,
-        cooldown_s: None,
-        resume: false,
-        slo: None,
-    }
+    // Every other setting is the engine's default.
+    serde_json::from_value(json!({
+        "target": {"url": url, "model": "llmbench-sim", "api": api},
+        "batch_sizes": batch_sizes,
+        "requests_per_stage": 8,
+        "max_tokens": max_tokens,
+        "prompts": ["one two three", "four five six seven"],
+        "seed": 1,
+    }))
+    .expect("config")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,9 @@ def test_command_line_defaults_and_choices_are_the_engines():
     } == timeouts
     assert metrics.arrival == ENGINE["open_loop"]["process"]
     assert metrics.burstiness == ENGINE["open_loop"]["burstiness"]
+    assert (
+        metrics.slo_percentile == ENGINE["slo"]["percentile"] == llmbench.SLO(ttft_ms=1).percentile
+    )
     sim = parser.parse_args(["sim"])
     for name, value in ENGINE["sim"].items():
         if name != "model":

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from .._settings import BASELINE_SERVER, CHOICES, TARGET
+from .._settings import BASELINE_SERVER, CHOICES, SLO_DEFAULTS, TARGET
 from ..baseline import PRESETS
 from ..pricing import GPU_PRICES_USD_PER_HOUR
 from ..sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig
@@ -105,7 +105,15 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
 def _add_run_options(
     m: argparse.ArgumentParser, out: str, batch_sizes: Sequence[int], embedded: str = "baseline"
 ) -> None:
-    """Target and sweep options shared by `metrics` and `kv-cache`."""
+    """Target and sweep options shared by `metrics`, `kv-cache` and `capacity`."""
+    _add_target_options(m)
+    _add_load_options(m, batch_sizes)
+    _add_output_options(m, out)
+    _add_embedded_options(m, embedded)
+
+
+def _add_target_options(m: argparse.ArgumentParser) -> None:
+    """The server: where it is, how to talk to it, how long to wait for it."""
     m.add_argument(
         "--url",
         help="server base URL, e.g. http://localhost:8000 (default: the embedded scripted server)",
@@ -113,6 +121,64 @@ def _add_run_options(
     m.add_argument("--model", default="", help="model name sent in requests (OpenAI APIs)")
     m.add_argument("--api", choices=CHOICES["api"], default="chat")
     m.add_argument("--name", default="", help="target name in tables and plots")
+    m.add_argument(
+        "--extra-body",
+        type=_json_object,
+        default={},
+        help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'",
+    )
+    m.add_argument(
+        "--api-key-env",
+        default="LLMBENCH_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default LLMBENCH_API_KEY); it is "
+        "sent only as the Authorization header and never written anywhere",
+    )
+    m.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify TLS certificates (self-signed test servers only)",
+    )
+    m.add_argument("--temperature", type=float, default=TARGET["temperature"])
+    m.add_argument(
+        "--force-output-len",
+        choices=CHOICES["force_output_len"],
+        default=None,
+        help="make each request generate exactly --max-tokens, the server's way",
+    )
+    m.add_argument(
+        "--no-continuous-usage",
+        action="store_true",
+        help="do not ask for per-chunk usage (for servers that reject it)",
+    )
+    m.add_argument(
+        "--timeout",
+        type=float,
+        default=Timeouts.total,
+        help=f"total seconds per request (default {Timeouts.total:g})",
+    )
+    m.add_argument(
+        "--ttft-timeout",
+        type=float,
+        default=Timeouts.ttft,
+        help=f"seconds to the first token (default {Timeouts.ttft:g})",
+    )
+    m.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=Timeouts.idle,
+        help=f"longest silence once tokens flow (default {Timeouts.idle:g})",
+    )
+    m.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=Timeouts.connect,
+        help=f"seconds to connect (default {Timeouts.connect:g})",
+    )
+
+
+def _add_load_options(m: argparse.ArgumentParser, batch_sizes: Sequence[int]) -> None:
+    """What load to send: stages, requests, prompts, arrivals, SLO."""
     m.add_argument(
         "--batch-sizes",
         type=_int_list,
@@ -150,35 +216,26 @@ def _add_run_options(
         help="tokenizer.json for token counts the server does not report",
     )
     m.add_argument(
-        "--extra-body",
-        type=_json_object,
-        default={},
-        help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'",
-    )
-    m.add_argument(
-        "--api-key-env",
-        default="LLMBENCH_API_KEY",
-        metavar="VAR",
-        help="environment variable holding the API key (default LLMBENCH_API_KEY); it is "
-        "sent only as the Authorization header and never written anywhere",
-    )
-    m.add_argument(
-        "--insecure",
-        action="store_true",
-        help="do not verify TLS certificates (self-signed test servers only)",
-    )
-    m.add_argument("--temperature", type=float, default=TARGET["temperature"])
-    m.add_argument(
-        "--force-output-len",
-        choices=CHOICES["force_output_len"],
+        "--rates",
+        type=_float_list,
         default=None,
-        help="make each request generate exactly --max-tokens, the server's way",
+        help="open-loop stages at these request rates (req/s) instead of batch sizes",
+    )
+    m.add_argument("--arrival", choices=CHOICES["arrival"], default=SweepOptions.arrival)
+    m.add_argument(
+        "--burstiness",
+        type=float,
+        default=SweepOptions.burstiness,
+        help="gamma shape (1 = Poisson)",
     )
     m.add_argument(
-        "--no-continuous-usage",
-        action="store_true",
-        help="do not ask for per-chunk usage (for servers that reject it)",
+        "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
     )
+    _add_slo_options(m)
+
+
+def _add_output_options(m: argparse.ArgumentParser, out: str) -> None:
+    """Where results go, what they cost, what is sampled beside them."""
     m.add_argument(
         "--gpu-price",
         type=_price,
@@ -188,30 +245,6 @@ def _add_run_options(
         + " (default L4, 2.93)",
     )
     m.add_argument("--n-gpus", type=int, default=SweepOptions.n_gpus)
-    m.add_argument(
-        "--timeout",
-        type=float,
-        default=Timeouts.total,
-        help=f"total seconds per request (default {Timeouts.total:g})",
-    )
-    m.add_argument(
-        "--ttft-timeout",
-        type=float,
-        default=Timeouts.ttft,
-        help=f"seconds to the first token (default {Timeouts.ttft:g})",
-    )
-    m.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=Timeouts.idle,
-        help=f"longest silence once tokens flow (default {Timeouts.idle:g})",
-    )
-    m.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=Timeouts.connect,
-        help=f"seconds to connect (default {Timeouts.connect:g})",
-    )
     m.add_argument("--out", default=out, help=f"output folder (default {out})")
     m.add_argument("--quiet", action="store_true", help="no live progress")
     m.add_argument(
@@ -236,23 +269,10 @@ def _add_run_options(
         help="KV-cache architecture: a preset (llama-2-7b, llama-2-13b, llama-3-8b, "
         "mistral-7b, ...), a config.json or a model folder",
     )
-    m.add_argument(
-        "--rates",
-        type=_float_list,
-        default=None,
-        help="open-loop stages at these request rates (req/s) instead of batch sizes",
-    )
-    m.add_argument("--arrival", choices=CHOICES["arrival"], default=SweepOptions.arrival)
-    m.add_argument(
-        "--burstiness",
-        type=float,
-        default=SweepOptions.burstiness,
-        help="gamma shape (1 = Poisson)",
-    )
-    m.add_argument(
-        "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
-    )
-    _add_slo_options(m)
+
+
+def _add_embedded_options(m: argparse.ArgumentParser, embedded: str) -> None:
+    """The target measured when no --url is given."""
     m.add_argument(
         "--embedded",
         choices=["baseline", "sim"],
@@ -273,7 +293,7 @@ def _add_slo_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("service-level objective (ms; goodput columns when given)")
     for metric in ("ttft", "tpot", "itl", "e2e"):
         g.add_argument(f"--slo-{metric}-ms", type=float, default=None)
-    g.add_argument("--slo-percentile", type=float, default=99.0)
+    g.add_argument("--slo-percentile", type=float, default=SLO_DEFAULTS["percentile"])
 
 
 def slo_limits(args: argparse.Namespace) -> dict[str, float] | None:
