@@ -334,18 +334,9 @@ impl Sweep {
     }
 }
 
-/// Run a sweep. Records reach `config.records_path` as they complete; cancellation stops
-/// promptly and returns what was measured with `interrupted = true`.
-pub async fn run_sweep(
-    config: SweepConfig,
-    cancel: CancellationToken,
-    progress: Arc<Progress>,
-) -> Result<SweepOutput> {
-    config.validate()?;
-    let counter = match &config.tokenizer {
-        Some(p) => Some(Arc::new(TokenCounter::from_file(p)?)),
-        None => None,
-    };
+/// The run's HTTP client, its pool sized for the most streams the sweep keeps, after
+/// checking the process may open that many sockets (a note when the limit was raised).
+fn http_pool(config: &SweepConfig) -> Result<(reqwest::Client, Option<String>)> {
     let max_batch = config.batch_sizes.iter().copied().max().unwrap_or(1) as usize;
     // Open loop: at most `max_in_flight` streams, else as many as the rate keeps busy;
     // 1,024 is checked as a floor for that unknown.
@@ -356,21 +347,111 @@ pub async fn run_sweep(
     let fd_note = fdlimit::ensure(streams)?;
     // The pool keeps every stream's connection between requests (and the pre-opened ones).
     let http = build_http_client(&config.target, (streams as usize).max(max_batch))?;
+    Ok((http, fd_note))
+}
+
+/// The steps of a sweep: the optional warm-up wave at the first stage's load, then one per
+/// stage.
+fn steps(plan: &[(u32, Option<f64>)], warmup_wave: bool) -> Vec<Step> {
+    let wave = plan
+        .first()
+        .filter(|_| warmup_wave)
+        .map(|&(batch_size, rate)| Step {
+            index: 0,
+            batch_size,
+            rate,
+            warm: true,
+        });
+    let stages = plan
+        .iter()
+        .enumerate()
+        .map(|(i, &(batch_size, rate))| Step {
+            index: i as u32,
+            batch_size,
+            rate,
+            warm: false,
+        });
+    wave.into_iter().chain(stages).collect()
+}
+
+impl Sweep {
+    /// Everything the stages share, with what an interrupted run kept (when resuming).
+    fn new(
+        config: SweepConfig,
+        http: reqwest::Client,
+        cancel: CancellationToken,
+        progress: Arc<Progress>,
+        prior: resume::Prior,
+        warnings: Vec<String>,
+    ) -> Result<Sweep> {
+        let counter = match &config.tokenizer {
+            Some(p) => Some(Arc::new(TokenCounter::from_file(p)?)),
+            None => None,
+        };
+        let sink = match &config.records_path {
+            Some(p) => Some(RecordSink::open(p)?),
+            None => None,
+        };
+        let workload = Arc::new(Workload {
+            prompts: config.prompts.clone(),
+            max_tokens: config
+                .max_tokens_per_prompt
+                .clone()
+                .unwrap_or_else(|| vec![config.max_tokens; config.prompts.len()]),
+        });
+        Ok(Sweep {
+            shared: Arc::new(RunContext {
+                http,
+                spec: config.target.clone(),
+                counter,
+                cancel,
+            }),
+            order: Arc::new(PromptOrder::new(workload.prompts.len(), config.seed)),
+            ids: Arc::new(AtomicU64::new(prior.next_id)),
+            workload,
+            progress,
+            sink,
+            records: prior.records,
+            stages: Vec::new(),
+            warnings,
+            config,
+        })
+    }
+
+    /// Warm up, then run every step not `done` before an interruption (those are
+    /// summarized from their kept records). Returns whether the run was cut short.
+    async fn run(&mut self, steps: &[Step], done: &[u32], info: &Value) -> Result<bool> {
+        self.warm_up(info).await?;
+        for &step in steps {
+            if done.contains(&step.index) {
+                if !step.warm {
+                    let kept = self.kept_stage(step.index, step.batch_size, step.rate);
+                    self.stages.push(kept);
+                }
+                continue;
+            }
+            if self.shared.cancel.is_cancelled() || self.run_step(step).await? {
+                return Ok(true);
+            }
+            if !step.warm {
+                self.cool_down().await;
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Run a sweep. Records reach `config.records_path` as they complete; cancellation stops
+/// promptly and returns what was measured with `interrupted = true`.
+pub async fn run_sweep(
+    config: SweepConfig,
+    cancel: CancellationToken,
+    progress: Arc<Progress>,
+) -> Result<SweepOutput> {
+    config.validate()?;
+    let (http, fd_note) = http_pool(&config)?;
     let plan = stage_plan(&config);
     let prior = load_prior(&config, &plan)?;
-    let sink = match &config.records_path {
-        Some(p) => Some(RecordSink::open(p)?),
-        None => None,
-    };
-    let t_start_ns = now_ns();
-    let info = server_info(&http, &config.target).await;
-    let workload = Arc::new(Workload {
-        prompts: config.prompts.clone(),
-        max_tokens: config
-            .max_tokens_per_prompt
-            .clone()
-            .unwrap_or_else(|| vec![config.max_tokens; config.prompts.len()]),
-    });
     let mut warnings: Vec<String> = fd_note.into_iter().collect();
     if config.resume {
         warnings.push(format!(
@@ -381,70 +462,21 @@ pub async fn run_sweep(
             prior.dropped
         ));
     }
-    let mut sweep = Sweep {
-        shared: Arc::new(RunContext {
-            http,
-            spec: config.target.clone(),
-            counter,
-            cancel: cancel.clone(),
-        }),
-        order: Arc::new(PromptOrder::new(workload.prompts.len(), config.seed)),
-        ids: Arc::new(AtomicU64::new(prior.next_id)),
-        workload,
-        progress,
-        sink,
-        records: prior.records,
-        stages: Vec::new(),
-        warnings,
-        config,
-    };
-    let mut interrupted = false;
-    if plan.len() == prior.done.len() {
+    let done: Vec<u32> = prior.done.iter().copied().collect();
+    let warmup_wave = config.warmup_s.is_some_and(|d| d > 0.0);
+    let mut sweep = Sweep::new(config, http, cancel, progress, prior, warnings)?;
+    let t_start_ns = now_ns();
+    let info = server_info(&sweep.shared.http, &sweep.config.target).await;
+    let interrupted = if done.len() == plan.len() {
         // Nothing left to run: summarize what was kept.
         for (i, &(b, r)) in plan.iter().enumerate() {
             let kept = sweep.kept_stage(i as u32, b, r);
             sweep.stages.push(kept);
         }
+        false
     } else {
-        sweep.warm_up(&info).await?;
-        let mut steps: Vec<Step> = Vec::new();
-        if sweep.config.warmup_s.is_some_and(|d| d > 0.0) {
-            let (batch_size, rate) = plan[0];
-            steps.push(Step {
-                index: 0,
-                batch_size,
-                rate,
-                warm: true,
-            });
-        }
-        steps.extend(
-            plan.iter()
-                .enumerate()
-                .map(|(i, &(batch_size, rate))| Step {
-                    index: i as u32,
-                    batch_size,
-                    rate,
-                    warm: false,
-                }),
-        );
-        for step in steps {
-            if prior.done.contains(&step.index) {
-                if !step.warm {
-                    // Completed before the interruption: summarized from its kept records.
-                    let kept = sweep.kept_stage(step.index, step.batch_size, step.rate);
-                    sweep.stages.push(kept);
-                }
-                continue;
-            }
-            if cancel.is_cancelled() || sweep.run_step(step).await? {
-                interrupted = true;
-                break;
-            }
-            if !step.warm {
-                sweep.cool_down().await;
-            }
-        }
-    }
+        sweep.run(&steps(&plan, warmup_wave), &done, &info).await?
+    };
     if let Some(e) = sweep.sink.as_ref().and_then(|s| s.error()) {
         sweep.warnings.push(e.to_string());
     }
