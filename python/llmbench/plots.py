@@ -66,6 +66,12 @@ def summary_figures(summary: Any) -> dict[str, Any]:
             title = title.replace("batch size", "request rate")
         else:
             ax.set_xscale("log", base=2)
+            # Ticks at the batch sizes measured, written as people read them (1, 2, 4 …
+            # 128), not as powers of two.
+            sizes = sorted({int(b) for b in summary[x].dropna()})
+            if sizes:
+                ax.set_xticks(sizes, [str(b) for b in sizes])
+                ax.xaxis.set_minor_formatter(_deps.require("matplotlib.ticker").NullFormatter())
             ax.set_xlabel("batch size (requests in flight)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)

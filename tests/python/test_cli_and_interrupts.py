@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import llmbench
 import pandas as pd
 from conftest import REPO, popen, run_cli, sim_process
 
@@ -98,6 +99,11 @@ def test_metrics_against_a_separately_started_server(tmp_path):
         sim.send_signal(signal.SIGINT)
         sim.wait(timeout=10)
     assert sim.returncode == 0
+
+
+def test_version():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"llmbench {llmbench.__version__}"
 
 
 def test_cli_errors_are_one_clear_line():

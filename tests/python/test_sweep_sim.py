@@ -171,6 +171,10 @@ def test_results_roundtrip_and_plots(sim, tmp_path):
     assert list(line.get_xdata()) == [1, 2, 4]
     assert list(line.get_ydata()) == pytest.approx(res.summary["output_tok_s"].tolist())
     assert ax.get_xlabel().startswith("batch size")
+    # Batch sizes read as people write them, not as powers of two.
+    figs["throughput"].canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
+    assert all(t.get_text() == "" for t in ax.get_xticklabels(minor=True))
     ttft_lines = figs["ttft"].axes[0].get_lines()
     assert [ln.get_label() for ln in ttft_lines] == ["sim-chat p50", "sim-chat p99"]
     cost = figs["cost"].axes[0].get_lines()[0]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
+from .. import _core
 from .._settings import BASELINE_SERVER, CHOICES, SLO_DEFAULTS, TARGET
 from ..baseline import PRESETS
 from ..pricing import GPU_PRICES_USD_PER_HOUR
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmbench", description="Benchmark LLM inference servers."
     )
+    parser.add_argument("--version", action="version", version=f"llmbench {_core.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser(
