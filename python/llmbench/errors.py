@@ -6,6 +6,7 @@ re-exported here; `SweepInterrupted` is raised by the Python side after Ctrl-C.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from ._core import (
@@ -51,3 +52,10 @@ class SweepInterrupted(KeyboardInterrupt):
     def __init__(self, results: Results, message: str) -> None:
         super().__init__(message)
         self.results = results
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue a warning as one plain line, `llmbench:0: Category: message`: attributed to
+    llmbench itself, never to a line of its own source (which Python would print under
+    the message, as if the reader's code or llmbench's were at fault)."""
+    warnings.warn_explicit(message, category, filename="llmbench", lineno=0, module="llmbench")

@@ -8,7 +8,6 @@ import os
 import platform
 import re
 import sys
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from .columns import client_health
 from .columns.kv import model_arch as _model_arch
 from .columns.telemetry import RunTelemetry, add_stage_columns
 from .datasets import Dataset, Trace
-from .errors import SweepInterrupted
+from .errors import SweepInterrupted, warn
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .results import Results
@@ -293,10 +292,12 @@ def _finish(
         )
     if slo is not None:
         manifest["slo"] = slo.describe()
-    untrusted, near_limit = client_health.check(results.summary, client_health.load_calibration())
+    untrusted, by_calibration = client_health.check(
+        results.summary, client_health.load_calibration()
+    )
     # The engine already listed the untrustworthy stages in its warnings.
-    manifest["warnings"] += near_limit
-    client_health.warn_all(untrusted + near_limit)
+    manifest["warnings"] += by_calibration
+    client_health.warn_all(untrusted + by_calibration)
     if out_dir is not None:
         try:
             results.save(out_dir)
@@ -305,7 +306,7 @@ def _finish(
             # record written before the disk filled is in requests_<target>.jsonl).
             note = f"{e}; the results are returned in memory only"
             manifest["warnings"].append(note)
-            warnings.warn(note, ResultsIOWarning, stacklevel=3)
+            warn(note, ResultsIOWarning)
     return results
 
 

@@ -11,10 +11,10 @@ their `describe()`, which has none.
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._core import LlmbenchError
+from .errors import warn
 
 if TYPE_CHECKING:
     from .results import Results
@@ -121,14 +121,13 @@ def log_wandb(results: Results, *, timeout_s: float = 120.0, **settings: Any) ->
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
-        warnings.warn(
+        warn(
             f"W&B logging did not finish within {timeout_s:g} s and was abandoned; the "
             "results themselves are complete (saved files and the returned object)",
             WandbTimeoutWarning,
-            stacklevel=2,
         )
         return None
     if "error" in outcome:
-        warnings.warn(f"W&B logging failed: {outcome['error']}", RuntimeWarning, stacklevel=2)
+        warn(f"W&B logging failed: {outcome['error']}", RuntimeWarning)
         return None
     return outcome.get("dir")

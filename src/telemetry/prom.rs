@@ -130,6 +130,12 @@ pub const KEPT_SERIES: &[&str] = &[
     "llmbench_sim_running",
     "llmbench_sim_waiting",
     "llmbench_sim_served_total",
+    // llmbench's baseline server (its KV cache in exact bytes)
+    "llmbench_baseline_running",
+    "llmbench_baseline_waiting",
+    "llmbench_baseline_batches_total",
+    "llmbench_baseline_served_total",
+    "llmbench_baseline_kv_cache_bytes",
 ];
 
 /// Info-style series whose labels are configuration (kept once, as label maps).

@@ -73,8 +73,14 @@ def test_golden_model_over_http_gives_transformers_greedy_tokens():
     assert out["usage"] == {"prompt_tokens": 4, "completion_tokens": 8, "total_tokens": 12}
 
 
+def _server_metric(url: str, name: str) -> float:
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    values = json.loads(llmbench._core.parse_metrics(text))["values"]
+    return float(values[name])
+
+
 def test_served_baseline_measured_by_the_load_generator():
-    with llmbench.baseline.serve("tiny", max_batch=4, batch_window_ms=20) as server:
+    with llmbench.baseline.serve("tiny", max_batch=4, batch_window_ms=100) as server:
         res = llmbench.run_sweep(
             server.target(),
             batch_sizes=[1, 4],
@@ -83,6 +89,10 @@ def test_served_baseline_measured_by_the_load_generator():
             progress=False,
         )
         served = server.served
+        batches = _server_metric(server.url, "llmbench_baseline_batches_total")
+    # Static batching, counted by the server: the warm-up alone, eight batches of one,
+    # then two waves of four requests that arrive together, each one static batch.
+    assert batches == 1 + 8 + 2
     s = res.summary
     assert s["n_ok"].tolist() == [8, 8] and (s["n_failed"] == 0).all()
     assert (res.requests["n_out"] == 6).all()
@@ -149,3 +159,22 @@ def test_every_dtype_runs_and_sizes_its_cache_by_it(dtype, size):
     assert s["n_ok"] == 2 and res.manifest["servers"]["baseline"]["dtype"] == dtype
     # 2 × 4 layers × 4 kv heads × 32 head_dim × dtype bytes, 8 + 4 − 1 tokens, 2 rows.
     assert s["kv_cache_bytes"] == s["kv_cache_formula_bytes"] == 2 * 4 * 4 * 32 * size * 11 * 2
+
+
+def test_served_baseline_reports_its_kv_cache_bytes_in_the_summary():
+    # One prompt for every request: each static batch of four rows holds the prompt and
+    # all but the last new token per row in its cache.
+    with llmbench.baseline.serve("tiny", max_batch=4, batch_window_ms=100) as server:
+        res = llmbench.run_sweep(
+            server.target(),
+            batch_sizes=[4],
+            requests_per_stage=8,
+            max_tokens=6,
+            prompts=["the quick brown fox jumps"],
+            server_metrics=20,
+            progress=False,
+        )
+        per_token = server.info["kv_bytes_per_token"]
+    (n_in,) = res.requests["n_in"].unique()
+    expected = 4 * (int(n_in) + 6 - 1) * per_token
+    assert res.summary["kv_server_gib_max"].iloc[0] * 2**30 == expected

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import urllib.error
 import urllib.request
 import warnings
@@ -103,6 +106,37 @@ def test_a_load_near_the_calibrated_limit_warns(sim, tmp_path, monkeypatch):
     limit = [w for w in caught if issubclass(w.category, llmbench.ClientLimitWarning)]
     assert any("beyond the calibrated limit" in str(w.message) for w in limit)
     assert any("calibrated limit" in w for w in res.manifest["warnings"])
+    # One verdict per stage: beyond the calibrated limit is not trustworthy, in the columns
+    # as in the warning.
+    beyond = res.summary.iloc[1]
+    assert beyond["client_trustworthy"] == 0.0
+    assert "load is" in beyond["client_health"]
+    # Warnings are one plain line, never a line of llmbench's source.
+    assert all(w.filename == "llmbench" and w.lineno == 0 for w in limit)
+
+
+def test_warnings_print_one_plain_line(tmp_path):
+    cal = {"tolerance_ms": 1.0, "max_streams_within": {"1.0": 1}, "max_tok_s_within": 1e9}
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(cal))
+    script = textwrap.dedent(
+        """
+        import llmbench
+        with llmbench.SimServer(ttft_ms=5, itl_ms=5) as sim:
+            llmbench.run_sweep(sim.target(), batch_sizes=[4], requests_per_stage=8,
+                               max_tokens=4, progress=False)
+        """
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LLMBENCH_CALIBRATION": str(path)},
+    )
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("llmbench:0: ClientLimitWarning: ") for ln in lines), lines
 
 
 def test_calibrate_remembers_its_result_for_later_runs(tmp_path, monkeypatch):

@@ -21,11 +21,12 @@ import json
 import math
 import os
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ..errors import warn
 
 NEAR_LIMIT = 0.8
 CALIBRATION_ENV = "LLMBENCH_CALIBRATION"
@@ -99,30 +100,45 @@ def _num(v: Any) -> float:
 
 
 def check(summary: Any, calibration: dict[str, Any] | None) -> tuple[list[str], list[str]]:
-    """Add `client_load_vs_calibration` to `summary` (in place) and return the messages of
-    the stages whose client the engine found not trustworthy, and of those whose load is
-    near or beyond the calibrated limit."""
+    """Add `client_load_vs_calibration` to `summary` (in place) and give each stage one
+    verdict: a stage whose load is beyond the calibrated limit is not trustworthy
+    (`client_trustworthy` 0, the reason added to `client_health`), as is one the engine
+    found so. Returns the messages of the stages the engine flagged, and those of the
+    stages near or beyond the calibrated limit."""
     untrusted: list[str] = []
-    near_limit: list[str] = []
+    by_calibration: list[str] = []
     ratios = []
-    for _, stage in summary.iterrows():
+    for i, stage in summary.iterrows():
         where = f"{stage.get('target', '')} stage {stage.get('stage', '?')}".strip()
         ratio = load_ratio(stage, calibration) if calibration else math.nan
         ratios.append(ratio)
+        tolerance = calibration.get("tolerance_ms", 1) if calibration else 1
+        load = f"load is {ratio:.0%} of what the client measured within {tolerance} ms on this host"
+        reasons = []
         if _num(stage.get("client_trustworthy")) == 0.0:
-            untrusted.append(f"{where}: measurements not trustworthy: {stage['client_health']}")
-        if ratio >= NEAR_LIMIT:
-            state = "beyond" if ratio > 1 else "near"
-            near_limit.append(
-                f"{where}: load is {ratio:.0%} of what the client measured within "
-                f"{calibration.get('tolerance_ms', 1)} ms on this host ({state} the "
-                "calibrated limit; see `llmbench calibrate`)"
+            reasons.append(str(stage["client_health"]))
+        if ratio > 1:
+            # Beyond the limit: the same verdict in the columns as in the warning.
+            reasons.append(load)
+            summary.loc[i, "client_trustworthy"] = 0.0
+            summary.loc[i, "client_health"] = "; ".join(r for r in reasons if r)
+        if reasons:
+            message = f"{where}: measurements not trustworthy: {'; '.join(reasons)}"
+            if ratio > 1:
+                by_calibration.append(
+                    f"{message} (beyond the calibrated limit; see `llmbench calibrate`)"
+                )
+            else:
+                untrusted.append(message)
+        elif ratio >= NEAR_LIMIT:
+            by_calibration.append(
+                f"{where}: {load} (near the calibrated limit; see `llmbench calibrate`)"
             )
     if len(summary):
         summary["client_load_vs_calibration"] = ratios
-    return untrusted, near_limit
+    return untrusted, by_calibration
 
 
 def warn_all(messages: list[str]) -> None:
     for m in messages:
-        warnings.warn(m, ClientLimitWarning, stacklevel=3)
+        warn(m, ClientLimitWarning)

@@ -84,7 +84,8 @@ def inflight_timeline(
 
 def server_kv(points: Any, info: dict[str, Any], server_info: dict[str, Any] | None) -> Any:
     """The server's own KV figures per scrape: `kv_usage_frac`, `kv_tokens`,
-    `kv_capacity_tokens` (where the server exposes them)."""
+    `kv_capacity_tokens`, and `kv_bytes` from a server that reports its cache in bytes
+    (llmbench's baseline), where the server exposes them."""
     pd = _deps.pandas()
     if points is None or not len(points):
         return pd.DataFrame({"t_ns": []})
@@ -113,6 +114,8 @@ def server_kv(points: Any, info: dict[str, Any], server_info: dict[str, Any] | N
         if cap is not None:
             df["kv_capacity_tokens"] = cap
             df["kv_usage_frac"] = df["kv_tokens"] / df["kv_capacity_tokens"]
+    elif "llmbench_baseline_kv_cache_bytes" in points:
+        df["kv_bytes"] = points["llmbench_baseline_kv_cache_bytes"].to_numpy(float)
     return df
 
 
@@ -182,6 +185,12 @@ def stage_telemetry(
             out["kv_server_usage_max_pct"] = float(w["kv_usage_frac"].max()) * 100
         if bytes_per_token:
             out["kv_server_gib_max"] = out["kv_server_tokens_max"] * bytes_per_token / GIB
+    elif kv_server is not None and "kv_bytes" in kv_server:
+        # Exact bytes of the cache tensors (the baseline): no architecture needed.
+        w = _window(kv_server, t0, t1)
+        out["kv_server_gib_max"] = float(w["kv_bytes"].max()) / GIB
+        if bytes_per_token:
+            out["kv_server_tokens_max"] = float(w["kv_bytes"].max()) / bytes_per_token
     if timeline is not None and len(timeline):
         # The step function's value at t0 plus every change inside the window.
         before = timeline[timeline["t_ns"] <= t0].tail(1)

@@ -3,13 +3,13 @@ target, and the columns they add to each stage of the summary."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .. import _deps
 from .._core import NvmlUnavailableError
+from ..errors import warn
 from ..targets import Target
 from ..telemetry import GpuSampler, MetricsScraper
 from .kv import inflight_timeline, server_kv, stage_telemetry
@@ -45,7 +45,7 @@ class RunTelemetry:
             # The sweep is still worth running: it just has no GPU columns.
             msg = f"GPU telemetry off: {e}"
             self.warnings.append(msg)
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            warn(msg, RuntimeWarning)
 
     @contextmanager
     def scraping(self, target: Target) -> Iterator[None]:
