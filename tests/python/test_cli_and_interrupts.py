@@ -45,6 +45,11 @@ def test_metrics_on_the_embedded_default_target(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "embedded naive baseline" in r.stderr
+    # Why its stages may be flagged, and what to do, in one plain line; every warning is
+    # one plain line too, never a line of llmbench's source.
+    assert "pass its --url" in r.stderr
+    for line in r.stderr.splitlines():
+        assert "_finish(" not in line and not line.startswith("    "), line
     for name in (
         "metrics_data.json",
         "metrics_summary.csv",

@@ -74,7 +74,10 @@ def test_each_fault_is_recorded_with_its_kind(faulty_sim, fault, tmp_path):
         # Failures never vanish from percentiles: the censored TTFT p99 is infinite.
         assert res.summary.iloc[0]["ttft_p99_censored_ms"] == float("inf")
     assert others["ok"].all() and (others["n_out"] == 10).all()
-    assert ((others["ttft_ms"] > 19) & (others["ttft_ms"] < 400)).all()
+    # The scripted TTFT is 20 ms after admission: never less from send, and the client
+    # adds little to it whatever the fault next door.
+    assert others["ttft_ms"].min() >= 20.0
+    assert others["ttft_ms"].median() < 25.0, others["ttft_ms"].tolist()
     # Every request is on disk, in the live records and in the saved results.
     live = (tmp_path / f"requests_{target.name}.jsonl").read_text().splitlines()
     assert len(live) == 6

@@ -58,6 +58,12 @@ def _make_target(
             f"static batches of up to {args.baseline_max_batch}) at {sim.url}",
             file=sys.stderr,
         )
+        print(
+            "note: its model runs in this process, on the client's cores, so stages may be "
+            "flagged as not trustworthy; for numbers to rely on, run `llmbench serve` in "
+            "another process (or any server) and pass its --url",
+            file=sys.stderr,
+        )
         target = sim.target(
             args.api,
             name=args.name or "baseline-tiny",
