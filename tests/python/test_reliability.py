@@ -7,8 +7,10 @@ from __future__ import annotations
 import http.server
 import json
 import signal
+import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -269,3 +271,86 @@ def test_tls_is_verified_unless_turned_off(tmp_path):
         server.server_close()
     assert res.requests["ok"].all()
     assert "--insecure" in run_cli("metrics", "--help").stdout
+
+
+def test_a_connect_that_never_completes_is_a_connect_timeout():
+    # A listening socket whose accept queue is full: the kernel drops further SYNs, so a
+    # new connection never completes (nothing leaves 127.0.0.1).
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.2)
+        target = llmbench.OpenAI(
+            f"http://127.0.0.1:{port}",
+            model="m",
+            timeouts=llmbench.Timeouts(connect=0.5, ttft=30, idle=30, total=60),
+        )
+        t0 = time.monotonic()
+        res = llmbench.run_sweep(
+            target, batch_sizes=[1], requests_per_stage=2, warmup_requests=0, progress=False
+        )
+        took = time.monotonic() - t0
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
+    req = res.requests
+    assert (req["error_kind"] == "timeout_connect").all(), req[["error_kind", "error"]]
+    # Two requests one after the other, each given up after the 0.5 s connect timeout
+    # (and the pre-opened connection, which waits at most twice that).
+    assert took < 6.0
+
+
+def test_a_stream_longer_than_the_total_timeout_is_a_total_timeout():
+    # 50 ms to the first token, then 20 tokens 100 ms apart: about 2 s of streaming that
+    # never goes silent for longer than 0.1 s, against a 0.5 s total.
+    with llmbench.SimServer(ttft_ms=50, itl_ms=100) as sim:
+        target = sim.target(timeouts=llmbench.Timeouts(connect=5, ttft=10, idle=10, total=0.5))
+        t0 = time.monotonic()
+        res = llmbench.run_sweep(
+            target,
+            batch_sizes=[1],
+            requests_per_stage=2,
+            max_tokens=20,
+            warmup_requests=0,
+            progress=False,
+        )
+        took = time.monotonic() - t0
+    req = res.requests
+    assert (req["error_kind"] == "timeout_total").all(), req[["error_kind", "error"]]
+    # Tokens that arrived before the deadline are kept: about 0.45 s of them.
+    assert (req["n_chunks"] >= 3).all() and (req["n_chunks"] <= 6).all()
+    assert took < 3.0
+
+
+def test_the_open_file_limit_is_raised_for_a_large_stage():
+    # A soft limit of 300 descriptors, a stage of 512 streams: the engine raises the soft
+    # limit (the hard one allows it) and says so; every request succeeds.
+    script = textwrap.dedent(
+        """
+        import json, resource
+        import llmbench
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))
+        with llmbench.SimServer(ttft_ms=20, itl_ms=1, max_batch=1024) as sim:
+            res = llmbench.run_sweep(sim.target(), batch_sizes=[512], requests_per_stage=512,
+                                     max_tokens=2, progress=False)
+        print(json.dumps({"soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                          "ok": int(res.summary["n_ok"].iloc[0]),
+                          "warnings": res.manifest["warnings"]}))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["ok"] == 512
+    assert out["soft"] >= 512 + 256
+    assert any("raised the open-file soft limit from 300" in w for w in out["warnings"])

@@ -44,6 +44,11 @@ def test_sweep_reports_the_scripted_timings(sim, api):
         assert row["itl_mean_ms"] == pytest.approx(row["tpot_mean_ms"], rel=1e-9)
         e2e = TTFT_MS + (N_OUT - 1) * ITL_MS
         assert e2e <= row["e2e_p50_ms"] <= e2e + TTFT_SLACK_MS + 2
+        # Throughput against the script: `bs` requests at a time, each streaming for
+        # TTFT + (N_OUT - 1) x ITL, so the stage can deliver at most bs x N_OUT tokens in
+        # that time; the client's own gaps between waves cost at most a few per cent.
+        scripted = bs * N_OUT / (e2e / 1e3)
+        assert 0.93 * scripted <= row["output_tok_s"] <= scripted, (row["output_tok_s"], scripted)
         # Throughput and cost columns follow from the other columns exactly.
         assert row["output_tok_s"] == pytest.approx(8 * N_OUT / row["duration_s"])
         assert row["req_s"] == pytest.approx(8 / row["duration_s"])
