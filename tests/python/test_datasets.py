@@ -3,6 +3,7 @@ output budgets (checked on the scripted server, which honours max_tokens exactly
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -118,3 +119,9 @@ def test_trace_replay_sends_each_request_at_its_time_with_its_prompt(tmp_path, t
     assert res.summary.iloc[0]["send_lag_p99_ms"] < 50
     with pytest.raises(llmbench.InvalidArgumentError, match="need a tokenizer"):
         llmbench.datasets.trace(path)
+
+
+def test_the_tokenizer_fixture_is_the_one_documented():
+    # Kept in the repository (tests/fixtures/README.md), so no test fetches it.
+    digest = hashlib.sha256(tokenizer_json().read_bytes()).hexdigest()
+    assert digest == "fc4f0bd70b3709312d9d1d9e5ba674794b6bc5abc17429897a540f93882f25fc"

@@ -76,7 +76,9 @@ def real_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
                     f"transformers serve exited: {(model_dir / 'serve.log').read_text()[-2000:]}"
                 )
             try:
-                urllib.request.urlopen(f"{url}/v1/models", timeout=2).read()
+                # /health answers once the server is up; /v1/models would need the
+                # HuggingFace cache folder (it answers 500 without it).
+                urllib.request.urlopen(f"{url}/health", timeout=2).read()
                 break
             except OSError:
                 if time.monotonic() > deadline:

