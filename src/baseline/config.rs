@@ -160,7 +160,8 @@ impl LlamaShape {
         LlamaShape::from_config(&value, &dir.display().to_string())
     }
 
-    /// The KV-cache view of this shape (the KV-cache formula (docs/architecture.md, "Metrics")) at `dtype`.
+    /// The KV-cache view of this shape at `dtype` (the formula of docs/architecture.md,
+    /// "Metrics").
     pub fn arch(&self, dtype: DType) -> ModelArch {
         ModelArch {
             name: self.name.clone(),

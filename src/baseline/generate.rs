@@ -129,6 +129,8 @@ pub fn generate(
     let max_new = req.max_new_tokens.iter().copied().max().unwrap_or(0).max(1);
     let kv_tokens_per_row = padded_len + max_new - 1;
     let mut cache = model.new_cache(kv_tokens_per_row)?;
+    // The cache is allocated whole at the first step: say now if it cannot fit.
+    super::memory::check_model_kv_fits(model, b, kv_tokens_per_row)?;
     let pads: Vec<usize> = req.prompts.iter().map(|p| padded_len - p.len()).collect();
     let pad_id = model.shape().eos_token_ids.first().copied().unwrap_or(0);
     let mut flat = Vec::with_capacity(b * padded_len);

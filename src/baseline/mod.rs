@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod config;
 pub mod generate;
+pub mod memory;
 pub mod model;
 pub mod serve;
 pub mod tokenizer;

@@ -1,6 +1,7 @@
 //! Known answers for the baseline: the golden fixture (a tiny random LLaMA whose logits and
 //! greedy tokens HuggingFace transformers computed, `tests/fixtures/baseline/make_golden.py`),
-//! the KV-cache bytes against the KV-cache formula (docs/architecture.md, "Metrics"), the loader's errors, and the served
+//! the KV-cache bytes against the formula of docs/architecture.md ("Metrics"), the loader's
+//! errors, sharded weights, the presets' shapes, and the served
 //! stream against in-process generation.
 
 use std::path::PathBuf;
@@ -434,4 +435,73 @@ async fn served_stream_equals_in_process_tokens() {
         .await
         .expect("t");
     assert!(m.contains("llmbench_baseline_served_total 4"), "{m}");
+}
+
+#[test]
+fn weights_split_across_two_shards_load_to_the_same_model() {
+    // The golden fixture's tensors written as two shards (as HuggingFace splits large
+    // models): the model loads from both and computes the same logits.
+    let dir = std::env::temp_dir().join(format!("llmbench-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(golden_dir().join("config.json"), dir.join("config.json")).expect("config");
+    let all = candle_core::safetensors::load(golden_dir().join("model.safetensors"), &Device::Cpu)
+        .expect("load");
+    let mut names: Vec<&String> = all.keys().collect();
+    names.sort();
+    let (first, second) = names.split_at(names.len() / 2);
+    for (i, part) in [first, second].into_iter().enumerate() {
+        let shard: std::collections::HashMap<String, Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), all[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(
+            &shard,
+            dir.join(format!("model-0000{}-of-00002.safetensors", i + 1)),
+        )
+        .expect("save");
+    }
+    let shape = LlamaShape::from_dir(&dir).expect("shape");
+    let sharded = Llama::new(
+        shape.clone(),
+        Weights::load(&dir, &shape, DType::F32, &Device::Cpu).expect("two shards"),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .expect("model");
+    let whole = golden_model();
+    let prompt = ids(&expected()["prompts"][0]);
+    let logits = |m: &Llama| -> Vec<f32> {
+        let mut cache = m.new_cache(prompt.len()).expect("cache");
+        let t = Tensor::new(prompt.as_slice(), &Device::Cpu)
+            .and_then(|t| t.unsqueeze(0))
+            .expect("tokens");
+        let pos = BatchPositions {
+            pads: vec![0],
+            offset: 0,
+            len: prompt.len(),
+        };
+        let l = m.forward(&t, &pos, &mut cache, false).expect("forward");
+        l.flatten_all().and_then(|l| l.to_vec1()).expect("logits")
+    };
+    assert_eq!(logits(&sharded), logits(&whole));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_preset_has_its_published_shape() {
+    // LLaMA-2 7B and 13B as published (parameters within 1% of 6.74 B and 13.0 B; KV
+    // cache in FP16 512 KiB and 800 KiB per token), checked without allocating them.
+    for (name, params, kv_fp16) in [
+        ("llama-2-7b", 6.74e9, 512 * 1024),
+        ("llama-2-13b", 13.02e9, 800 * 1024),
+    ] {
+        let shape = LlamaShape::preset(name).expect("preset");
+        let p = shape.parameters() as f64;
+        assert!((p / params - 1.0).abs() < 0.01, "{name}: {p}");
+        assert_eq!(shape.arch(DType::F16).bytes_per_token(), kv_fp16, "{name}");
+        assert_eq!(shape.max_position_embeddings, 4096, "{name}");
+    }
+    for name in super::config::PRESET_NAMES {
+        assert!(LlamaShape::preset(name).is_ok(), "{name}");
+    }
 }

@@ -178,3 +178,16 @@ def test_served_baseline_reports_its_kv_cache_bytes_in_the_summary():
     (n_in,) = res.requests["n_in"].unique()
     expected = 4 * (int(n_in) + 6 - 1) * per_token
     assert res.summary["kv_server_gib_max"].iloc[0] * 2**30 == expected
+
+
+def test_a_batch_whose_kv_cache_cannot_fit_is_refused_before_allocating():
+    # The tiny preset keeps 4 KiB per token: 4,096 rows of 1,999 tokens ask for 31 GiB,
+    # more than this machine has; the error says so, and what would fit, at once.
+    with pytest.raises(llmbench.ModelError, match=r"largest batch whose cache fits is \d+"):
+        llmbench.baseline.run(
+            "tiny",
+            batch_sizes=[4096],
+            prompt_tokens=1000,
+            max_new_tokens=1000,
+            warmup_batches=0,
+        )
