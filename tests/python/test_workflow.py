@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+import time
 import types
 
 import llmbench
@@ -195,3 +196,51 @@ def test_user_guide_names_every_command_and_metric():
     words += ["--config", "--resume", "ttft", "tpot", "itl", "goodput", "usd_per_1m"]
     for word in words:
         assert word in guide, word
+
+
+def test_the_notebook_stop_button_cancels_a_sweep_and_keeps_what_it_measured(tmp_path):
+    # A real kernel, interrupted the way Jupyter's stop button does it (SIGINT to the
+    # kernel), while a sweep that would take a minute runs in a cell.
+    manager = pytest.importorskip("jupyter_client.manager")
+    km, kc = manager.start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    records = tmp_path / "results" / "requests_scripted.jsonl"
+    code = (
+        "import llmbench\n"
+        "sim = llmbench.SimServer(ttft_ms=20, itl_ms=20)\n"
+        "stopped = None\n"
+        "try:\n"
+        "    llmbench.run_sweep(sim.target(name='scripted'), batch_sizes=[2], "
+        "requests_per_stage=200, max_tokens=16, out_dir='results', progress=False)\n"
+        "except llmbench.SweepInterrupted as e:\n"
+        "    stopped = e\n"
+    )
+    outputs: list[dict] = []
+    try:
+        kc.execute(code)
+        deadline = time.monotonic() + 60
+        while not (records.is_file() and len(records.read_text().splitlines()) >= 5):
+            assert time.monotonic() < deadline, "the sweep never started"
+            time.sleep(0.1)
+        t_interrupt = time.monotonic()
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=60)
+        took = time.monotonic() - t_interrupt
+        assert reply["content"]["status"] == "ok", reply["content"]
+        # Stopped at once (the whole sweep would take about a minute), with every request
+        # measured before the stop kept, in the results and on disk.
+        assert took < 5.0
+        out = kc.execute_interactive(
+            "print(len(stopped.results.all_requests), stopped.results.interrupted)",
+            timeout=60,
+            output_hook=lambda msg: outputs.append(msg),
+        )
+        assert out["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    text = "".join(m["content"].get("text", "") for m in outputs)
+    kept, interrupted = text.split()
+    assert interrupted == "True"
+    lines = records.read_text().splitlines()
+    assert int(kept) == len(lines) >= 5
+    assert all(json.loads(line)["id"] >= 0 for line in lines)
