@@ -71,22 +71,28 @@ fn greedy_batch(prompts: Vec<Vec<u32>>, n: usize) -> BatchRequest {
     }
 }
 
-#[test]
-fn golden_prefill_logits_match_transformers() {
-    let model = golden_model();
-    let exp = expected();
-    let prompt = ids(&exp["prompts"][0]);
+/// The logits of one prompt's prefill (every position's when `all_logits`).
+fn prefill(model: &Llama, prompt: &[u32], all_logits: bool) -> Tensor {
     let mut cache = model.new_cache(prompt.len()).expect("cache");
-    let t = Tensor::new(prompt.as_slice(), &Device::Cpu)
-        .expect("t")
-        .unsqueeze(0)
-        .expect("u");
+    let t = Tensor::new(prompt, &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("tokens");
     let pos = BatchPositions {
         pads: vec![0],
         offset: 0,
         len: prompt.len(),
     };
-    let logits = model.forward(&t, &pos, &mut cache, true).expect("forward");
+    model
+        .forward(&t, &pos, &mut cache, all_logits)
+        .expect("forward")
+}
+
+#[test]
+fn golden_prefill_logits_match_transformers() {
+    let model = golden_model();
+    let exp = expected();
+    let prompt = ids(&exp["prompts"][0]);
+    let logits = prefill(&model, &prompt, true);
     let got: Vec<Vec<f32>> = logits.squeeze(0).expect("s").to_vec2().expect("v");
     let want = exp["prefill_logits"].as_array().expect("rows");
     let mut worst = 0f32;
@@ -471,17 +477,10 @@ fn weights_split_across_two_shards_load_to_the_same_model() {
     let whole = golden_model();
     let prompt = ids(&expected()["prompts"][0]);
     let logits = |m: &Llama| -> Vec<f32> {
-        let mut cache = m.new_cache(prompt.len()).expect("cache");
-        let t = Tensor::new(prompt.as_slice(), &Device::Cpu)
-            .and_then(|t| t.unsqueeze(0))
-            .expect("tokens");
-        let pos = BatchPositions {
-            pads: vec![0],
-            offset: 0,
-            len: prompt.len(),
-        };
-        let l = m.forward(&t, &pos, &mut cache, false).expect("forward");
-        l.flatten_all().and_then(|l| l.to_vec1()).expect("logits")
+        prefill(m, &prompt, false)
+            .flatten_all()
+            .and_then(|l| l.to_vec1())
+            .expect("logits")
     };
     assert_eq!(logits(&sharded), logits(&whole));
     let _ = std::fs::remove_dir_all(&dir);
