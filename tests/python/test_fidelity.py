@@ -71,19 +71,18 @@ def test_truth_endpoint_says_when_recording_is_off(sim):
 
 def test_every_stage_reports_the_clients_health(sim):
     s = _sweep(sim).summary
-    for col in (
-        "client_task_lag_p50_ms",
-        "client_task_lag_p99_ms",
-        "client_task_lag_max_ms",
-        "client_cpu_s",
-        "client_cpu_share",
-    ):
-        assert (s[col] >= 0).all(), col
-    assert (s["client_cores"] >= 1).all()
-    assert set(s["client_trustworthy"]) <= {0.0, 1.0}
-    ok = s["client_trustworthy"] == 1.0
-    assert (s.loc[ok, "client_health"] == "").all()
-    assert (s.loc[~ok, "client_health"].str.contains("client")).all()
+    # The probe's lags are a distribution: ordered, and the process did use CPU.
+    assert (0 <= s["client_task_lag_p50_ms"]).all()
+    assert (s["client_task_lag_p50_ms"] <= s["client_task_lag_p99_ms"]).all()
+    assert (s["client_task_lag_p99_ms"] <= s["client_task_lag_max_ms"]).all()
+    assert (s["client_cpu_s"] > 0).all() and (s["client_cpu_share"] > 0).all()
+    # The cores this process may run on, as the OS says.
+    assert (s["client_cores"] == len(os.sched_getaffinity(0))).all()
+    # The verdict follows its reasons: trustworthy exactly when there are none, and each
+    # reason names the limit it broke.
+    assert ((s["client_trustworthy"] == 1.0) == (s["client_health"] == "")).all()
+    for health, lag in zip(s["client_health"], s["client_task_lag_p99_ms"], strict=True):
+        assert ("task lag" in health) == (lag > 1.0), (health, lag)
     assert (s["itl_exact_percentiles"] == 1).all()
     # No calibration on record here: the load ratio is unknown, and nothing warns of it.
     assert s["client_load_vs_calibration"].isna().all()
