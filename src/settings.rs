@@ -95,16 +95,6 @@ pub fn defaults() -> Value {
     })
 }
 
-/// Check SLO limits as a sweep would.
-pub fn check_slo(value: Value) -> Result<()> {
-    parse::<Slo>("SLO", value)?.validate()
-}
-
-/// Check a sweep config as `run_sweep` would, without running it.
-pub fn check_sweep(value: Value) -> Result<()> {
-    parse::<SweepConfig>("sweep config", value)?.validate()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +117,10 @@ mod tests {
         );
         assert_eq!(d["choices"]["faults"].as_array().map(Vec::len), Some(15));
         assert!(!d.to_string().contains("\"error\""), "{d}");
+    }
+
+    fn check_sweep(value: Value) -> Result<()> {
+        parse::<SweepConfig>("sweep config", value)?.validate()
     }
 
     #[test]

@@ -133,16 +133,18 @@ class SweepOptions:
             "ramp_end_rate": ramp_end,
         }
 
-    def engine_config(
-        self, target: Target, open_loop: dict[str, Any] | None, records_path: Path | None
-    ) -> dict[str, Any]:
-        """The engine's `SweepConfig` for one target (checked by the engine, which names
-        any key or value it refuses)."""
-        dataset = self.prompts if isinstance(self.prompts, Dataset) else None
+    def dataset(self) -> Dataset | None:
+        """The workload when it carries its own output budgets (a dataset or a trace)."""
         if self.trace is not None:
-            dataset = self.trace.dataset
+            return self.trace.dataset
+        return self.prompts if isinstance(self.prompts, Dataset) else None
+
+    def engine_config(self) -> dict[str, Any]:
+        """The engine's `SweepConfig` less its `target` and `records_path`, which differ per
+        target (the engine checks it, naming any key or value it refuses). Prompt files
+        are read here, once for every target."""
+        dataset = self.dataset()
         return {
-            "target": target.to_spec(),
             "batch_sizes": [int(b) for b in self.batch_sizes],
             "requests_per_stage": (
                 len(self.trace.times_s) if self.trace is not None else self.requests_per_stage
@@ -154,9 +156,8 @@ class SweepOptions:
             "seed": int(self.seed),
             "warmup_requests": int(self.warmup_requests),
             "tokenizer": str(self.tokenizer) if self.tokenizer is not None else None,
-            "records_path": str(records_path) if records_path is not None else None,
             "pricing": {"usd_per_gpu_hour": gpu_price(self.gpu_hourly_usd), "n_gpus": self.n_gpus},
-            "open_loop": open_loop,
+            "open_loop": self.open_loop(),
             "warmup_s": self.warmup_s,
             "cooldown_s": self.cooldown_s,
             "resume": bool(self.resume),
@@ -180,9 +181,7 @@ def _manifest(
     target_list: list[Target], opts: SweepOptions, config: dict[str, Any]
 ) -> dict[str, Any]:
     open_loop = config["open_loop"]
-    dataset = opts.prompts if isinstance(opts.prompts, Dataset) else None
-    if opts.trace is not None:
-        dataset = opts.trace.dataset
+    dataset = opts.dataset()
     prompt_list = config["prompts"]
     return {
         "llmbench_version": _core.__version__,
@@ -331,14 +330,18 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
     """Check the settings and build the engine's configs (checked by the engine before
     any load is sent), the manifest and the (not yet started) telemetry."""
     target_list = _target_list(targets)
-    open_loop = opts.open_loop()
     out = Path(opts.out_dir) if opts.out_dir is not None else None
     if opts.resume and out is None:
         raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
+    shared = opts.engine_config()
     configs = []
     for t in target_list:
         records_path = out / f"requests_{_slug(t.name)}.jsonl" if out is not None else None
-        config = opts.engine_config(t, open_loop, records_path)
+        config = {
+            **shared,
+            "target": t.to_spec(),
+            "records_path": str(records_path) if records_path is not None else None,
+        }
         _core.check_sweep(config)
         configs.append(config)
     if out is not None and not opts.resume:
@@ -349,7 +352,7 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
     return _SweepPlan(
         target_list,
         configs,
-        _manifest(target_list, opts, configs[0]),
+        _manifest(target_list, opts, shared),
         RunTelemetry(opts.gpu, opts.server_metrics),
         _model_arch(opts.model_arch),
         SLO.of(opts.slo) if opts.slo is not None else None,

@@ -47,17 +47,17 @@ fn settings(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// Check a sweep config (the dict `run_sweep` takes) without running it.
 #[pyfunction]
 fn check_sweep(config: &Bound<'_, PyAny>) -> PyResult<()> {
-    let value: serde_json::Value = pythonize::depythonize(config)
-        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid sweep config: {e}")))?;
-    crate::settings::check_sweep(value).map_err(to_pyerr)
+    from_py::<SweepConfig>("sweep config", config)?
+        .validate()
+        .map_err(to_pyerr)
 }
 
 /// Check SLO limits (the dict `SLO.to_engine()` gives) as a sweep would.
 #[pyfunction]
 fn check_slo(slo: &Bound<'_, PyAny>) -> PyResult<()> {
-    let value: serde_json::Value = pythonize::depythonize(slo)
-        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid SLO: {e}")))?;
-    crate::settings::check_slo(value).map_err(to_pyerr)
+    from_py::<crate::metrics::slo::Slo>("SLO", slo)?
+        .validate()
+        .map_err(to_pyerr)
 }
 
 /// Requests in a closed-loop stage of `batch_size` when none are given.
