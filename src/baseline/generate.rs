@@ -123,14 +123,15 @@ pub fn generate(
             "token id {bad} is outside the model's vocabulary of {vocab}"
         )));
     }
-    let t_start = now_ns();
     let device = model.device();
     let padded_len = req.prompts.iter().map(Vec::len).max().unwrap_or(0);
     let max_new = req.max_new_tokens.iter().copied().max().unwrap_or(0).max(1);
     let kv_tokens_per_row = padded_len + max_new - 1;
     let mut cache = model.new_cache(kv_tokens_per_row)?;
-    // The cache is allocated whole at the first step: say now if it cannot fit.
+    // The cache is allocated whole at the first step: say now if it cannot fit (before the
+    // clock starts, so the check is never part of a measured time).
     super::memory::check_model_kv_fits(model, b, kv_tokens_per_row)?;
+    let t_start = now_ns();
     let pads: Vec<usize> = req.prompts.iter().map(|p| padded_len - p.len()).collect();
     let pad_id = model.shape().eos_token_ids.first().copied().unwrap_or(0);
     let mut flat = Vec::with_capacity(b * padded_len);

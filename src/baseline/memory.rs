@@ -4,6 +4,8 @@
 //! request that cannot fit gets a clear error saying what was asked, what is free and the
 //! largest batch that would fit, instead of the device's allocation error mid-run.
 
+use std::sync::OnceLock;
+
 use candle_core::{Device, DeviceLocation};
 
 use super::model::Llama;
@@ -17,7 +19,11 @@ pub fn free_bytes(device: &Device) -> Option<u64> {
     match device.location() {
         DeviceLocation::Cpu => host_available(),
         DeviceLocation::Cuda { gpu_id } => {
-            let nvml = crate::telemetry::nvml::open().ok()?;
+            // Opened once per process: the served baseline checks before every batch.
+            static NVML: OnceLock<Option<nvml_wrapper::Nvml>> = OnceLock::new();
+            let nvml = NVML
+                .get_or_init(|| crate::telemetry::nvml::open().ok())
+                .as_ref()?;
             let info = nvml
                 .device_by_index(gpu_id as u32)
                 .ok()?
