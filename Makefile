@@ -17,7 +17,7 @@ $(VPY):
 venv: $(VPY) ## create the virtual environment .venv
 
 install: $(VPY) ## build the extension (release) and install llmbench with test extras into .venv
-	$(VPY) -m pip install -q '.[test,real-server]'
+	$(VPY) -m pip install -q '.[test,real-server,transformers]'
 
 develop: $(VPY) ## fast debug build of the extension, installed editable into .venv
 	$(VPY) -m pip install -q 'maturin>=1.9.4,<2' numpy pandas matplotlib pytest ruff mypy

@@ -33,6 +33,8 @@ from .results import Results
 from .targets import OpenAI, Target
 
 PRESETS = ("tiny", "llama-2-7b", "llama-2-13b")
+# In-process engines of `run`: candle (Rust) and HuggingFace transformers (Python).
+ENGINES = ("candle", "transformers")
 
 
 def _model_spec(
@@ -68,9 +70,15 @@ def run(
     n_gpus: int = 1,
     name: str = "baseline",
     out_dir: str | Path | None = None,
+    engine: str = "candle",
 ) -> Results:
     """Measure the baseline in process: for each batch size, `batches_per_stage` static
     batches of `max_new_tokens` new tokens each (after `warmup_batches` unmeasured ones).
+
+    `engine`: "candle" (llmbench's own LLaMA, in Rust) or "transformers" (HuggingFace
+    `generate()`, what the seed workflow measured; needs `pip install
+    'llmbench[transformers]'`). Both take the same models and prompts and give the same
+    columns, from the same bookkeeping.
 
     Prompts: text (`prompts`: a list, a file, or None for the packaged prompts), token ids
     (`prompt_ids`), or seeded random prompts of exactly `prompt_tokens` tokens. Greedy
@@ -90,6 +98,9 @@ def run(
         ...                             max_new_tokens=16)
         >>> res.summary[["batch_size", "decode_tok_s", "kv_cache_bytes"]]
     """
+    if engine not in ENGINES:
+        known = ", ".join(ENGINES)
+        raise InvalidArgumentError(f"unknown baseline engine {engine!r}; known: {known}")
     sizes = [int(b) for b in batch_sizes]
     given = sum(x is not None for x in (prompt_ids, prompt_tokens))
     if given > 1 or (given and prompts is not None):
@@ -120,6 +131,7 @@ def run(
         "llmbench_version": _core.__version__,
         "kind": "baseline_in_process",
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "engine": engine,
         "targets": [{"name": name, "api": "in-process", "model": str(model)}],
         "settings": {k: v for k, v in config.items() if k not in ("prompts", "prompt_ids")},
         "prompts": (
@@ -128,7 +140,12 @@ def run(
             else {"prompt_tokens": prompt_tokens, "n_ids": len(prompt_ids or [])}
         ),
     }
-    out = _core.baseline_run(config)
+    if engine == "transformers":
+        from .transformers_engine import run_study
+
+        out = run_study(config)
+    else:
+        out = _core.baseline_run(config)
     info = json.loads(out["server_info_json"])["baseline"]
     manifest["servers"] = {name: info}
     manifest["model_arch"] = {

@@ -55,15 +55,17 @@ impl Finish {
 }
 
 /// What one row produced: its tokens, each with the time its id reached the host.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RowOutput {
     pub tokens: Vec<u32>,
     pub times: Vec<u64>,
     pub finish: Finish,
 }
 
-/// What a batch produced and cost.
-#[derive(Debug, Clone)]
+/// What a batch produced and cost (also what the transformers engine hands over).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchOutput {
     pub rows: Vec<RowOutput>,
     /// When generation started (before the prompts were copied to the device).
@@ -83,7 +85,7 @@ pub struct BatchOutput {
 }
 
 /// A batch to generate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BatchRequest {
     /// Prompt token ids per row (non-empty).
     pub prompts: Vec<Vec<u32>>,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod generate;
 pub mod memory;
 pub mod model;
+pub mod recorder;
 pub mod serve;
 pub mod tokenizer;
 pub mod weights;
@@ -51,6 +52,46 @@ fn default_device() -> String {
     "cpu".into()
 }
 
+impl ModelSpec {
+    /// The model folder, or `None` for a preset name.
+    pub fn folder(&self) -> Option<PathBuf> {
+        let dir = PathBuf::from(&self.model);
+        dir.is_dir().then_some(dir)
+    }
+
+    /// The architecture: the folder's `config.json` or the preset's.
+    pub fn shape(&self) -> Result<LlamaShape> {
+        match self.folder() {
+            Some(dir) => LlamaShape::from_dir(&dir),
+            None if self.model.contains('/') || self.model.contains('\\') => Err(
+                crate::error::Error::Model(format!("model folder {} does not exist", self.model)),
+            ),
+            None => LlamaShape::preset(&self.model),
+        }
+    }
+
+    /// The dtype asked for; by default float16 on CUDA, float32 elsewhere.
+    pub fn dtype(&self) -> Result<DType> {
+        match &self.dtype {
+            Some(d) => parse_dtype(d),
+            None if self.device.starts_with("cuda") => Ok(DType::F16),
+            None => Ok(DType::F32),
+        }
+    }
+
+    /// The tokenizer: the one given, the folder's `tokenizer.json`, or the built-in one.
+    pub fn codec(&self, shape: &LlamaShape) -> Result<TextCodec> {
+        let path = self.tokenizer.clone().or_else(|| {
+            let p = self.folder()?.join("tokenizer.json");
+            p.exists().then_some(p)
+        });
+        match path {
+            Some(p) => TextCodec::from_file(&p, shape.bos_token_id),
+            None => TextCodec::builtin(shape.vocab_size, shape.bos_token_id),
+        }
+    }
+}
+
 /// A loaded baseline: model, tokenizer and what it is.
 pub struct Baseline {
     pub model: Llama,
@@ -65,34 +106,13 @@ impl Baseline {
     pub fn load(spec: &ModelSpec) -> Result<Baseline> {
         let t0 = std::time::Instant::now();
         let device = parse_device(&spec.device)?;
-        let dtype = match &spec.dtype {
-            Some(d) => parse_dtype(d)?,
-            None if device.is_cuda() => DType::F16,
-            None => DType::F32,
+        let dtype = spec.dtype()?;
+        let shape = spec.shape()?;
+        let weights = match spec.folder() {
+            Some(dir) => Weights::load(&dir, &shape, dtype, &device)?,
+            None => Weights::random(&shape, dtype, &device, spec.seed)?,
         };
-        let dir = PathBuf::from(&spec.model);
-        let (shape, weights) = if dir.is_dir() {
-            let shape = LlamaShape::from_dir(&dir)?;
-            let w = Weights::load(&dir, &shape, dtype, &device)?;
-            (shape, w)
-        } else if spec.model.contains('/') || spec.model.contains('\\') {
-            return Err(crate::error::Error::Model(format!(
-                "model folder {} does not exist",
-                spec.model
-            )));
-        } else {
-            let shape = LlamaShape::preset(&spec.model)?;
-            let w = Weights::random(&shape, dtype, &device, spec.seed)?;
-            (shape, w)
-        };
-        let tok_path = spec.tokenizer.clone().or_else(|| {
-            let p = dir.join("tokenizer.json");
-            (dir.is_dir() && p.exists()).then_some(p)
-        });
-        let codec = match tok_path {
-            Some(p) => TextCodec::from_file(&p, shape.bos_token_id)?,
-            None => TextCodec::builtin(shape.vocab_size, shape.bos_token_id)?,
-        };
+        let codec = spec.codec(&shape)?;
         let model = Llama::new(shape, weights, dtype, &device)?;
         synchronize(&device)?;
         Ok(Baseline {

@@ -7,6 +7,8 @@ use tokio_util::sync::CancellationToken;
 use super::errors::to_pyerr;
 use super::{convert, from_py, wait_detached};
 use crate::baseline::bench::{run, BaselineRun};
+use crate::baseline::generate::BatchOutput;
+use crate::baseline::recorder::{prompt_ids, StudyRecorder, WARMUP_STAGE};
 use crate::baseline::serve::{BaselineServer, ServeConfig};
 use crate::error::Error;
 use crate::runtime::runtime;
@@ -92,5 +94,133 @@ impl PyBaselineServer {
         if let Some(mut server) = self.inner.take() {
             py.detach(move || server.stop());
         }
+    }
+}
+
+/// The baseline study's bookkeeping for an engine that generates in Python (transformers):
+/// the prompts of each batch, the records (on disk as each batch ends) and the stage
+/// summaries, from the same code as candle's run. Times are `now_ns()` readings.
+#[pyclass(name = "BaselineStudy", module = "llmbench._core", unsendable)]
+pub struct PyBaselineStudy {
+    inner: Option<StudyRecorder>,
+    about: serde_json::Value,
+}
+
+impl PyBaselineStudy {
+    fn study(&mut self) -> PyResult<&mut StudyRecorder> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| to_pyerr(Error::InvalidArgument("the study is finished".into())))
+    }
+}
+
+#[pymethods]
+impl PyBaselineStudy {
+    /// Check `config` (a dict of `BaselineRun`), resolve the model's shape, tokenize the
+    /// prompts and open the record file. No weights are loaded.
+    #[new]
+    fn new(config: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let t_start_ns = crate::clock::now_ns();
+        let run: BaselineRun = from_py("baseline config", config)?;
+        let build = || -> crate::error::Result<(StudyRecorder, serde_json::Value)> {
+            let shape = run.model.shape()?;
+            let dtype = run.model.dtype()?;
+            let codec = run.model.codec(&shape)?;
+            let prompts = prompt_ids(&run, &shape, &codec)?;
+            let arch = shape.arch(dtype);
+            let about = serde_json::json!({
+                "model": run.model.model,
+                "folder": run.model.folder(),
+                "shape": shape,
+                "parameters": shape.parameters(),
+                "dtype": crate::baseline::config::dtype_name(dtype),
+                "tokenizer": codec.source,
+                "kv_bytes_per_token": arch.bytes_per_token(),
+                "kv_formula": arch.formula(),
+            });
+            let study = StudyRecorder::new(&run, prompts, arch.bytes_per_token(), t_start_ns)?;
+            Ok((study, about))
+        };
+        let (study, about) = build().map_err(to_pyerr)?;
+        Ok(PyBaselineStudy {
+            inner: Some(study),
+            about,
+        })
+    }
+
+    /// The model's shape, dtype, tokenizer and KV bytes per token, as JSON.
+    fn about_json(&self) -> String {
+        self.about.to_string()
+    }
+
+    /// Batch `k` of size `b` in `stage` (`None`: warm-up): a dict of `prompt_index`,
+    /// `prompts`, `max_new_tokens`, `ignore_eos`, `sampling` (one entry per row).
+    #[pyo3(signature = (b, stage, k))]
+    fn batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        b: u32,
+        stage: Option<u32>,
+        k: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (idx, req) = self.study()?.batch(b, stage.unwrap_or(WARMUP_STAGE), k);
+        let mut v = serde_json::to_value(&req)
+            .map_err(|e| to_pyerr(Error::InvalidArgument(e.to_string())))?;
+        v["prompt_index"] = serde_json::json!(idx);
+        pythonize::pythonize(py, &v).map_err(|e| to_pyerr(Error::InvalidArgument(e.to_string())))
+    }
+
+    /// Start a measured stage.
+    fn begin_stage(&mut self) -> PyResult<()> {
+        self.study()?.begin_stage();
+        Ok(())
+    }
+
+    /// GPU memory in use (bytes), read while a batch held its KV cache.
+    fn gpu_used(&mut self, bytes: u64) -> PyResult<()> {
+        self.study()?.gpu_used(bytes);
+        Ok(())
+    }
+
+    /// A finished batch (a dict of `BatchOutput`) for the prompts `prompt_index`.
+    fn record(
+        &mut self,
+        batch: &Bound<'_, PyAny>,
+        prompt_index: Vec<usize>,
+        stage: u32,
+        warmup: bool,
+    ) -> PyResult<()> {
+        let out: BatchOutput = from_py("batch output", batch)?;
+        if out.rows.len() != prompt_index.len() {
+            return Err(to_pyerr(Error::InvalidArgument(format!(
+                "{} rows for {} prompts",
+                out.rows.len(),
+                prompt_index.len()
+            ))));
+        }
+        self.study()?.record(out, &prompt_index, stage, warmup);
+        Ok(())
+    }
+
+    /// Close measured stage `stage` of batch size `b`.
+    fn end_stage(&mut self, stage: u32, b: u32, interrupted: bool) -> PyResult<()> {
+        self.study()?.end_stage(stage, b, interrupted);
+        Ok(())
+    }
+
+    /// Everything measured, as the dict `baseline_run` returns; `server_info` (a dict)
+    /// describes the engine.
+    fn finish<'py>(
+        &mut self,
+        py: Python<'py>,
+        server_info: &Bound<'py, PyAny>,
+        interrupted: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let info: serde_json::Value = from_py("server info", server_info)?;
+        let study = self
+            .inner
+            .take()
+            .ok_or_else(|| to_pyerr(Error::InvalidArgument("the study is finished".into())))?;
+        convert::sweep_to_dict(py, &study.finish(info, interrupted))
     }
 }

@@ -427,6 +427,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySimServer>()?;
     m.add_class::<baseline::PyBaselineServer>()?;
     m.add_function(wrap_pyfunction!(baseline::baseline_run, m)?)?;
+    m.add_class::<baseline::PyBaselineStudy>()?;
     m.add_class::<telemetry::PyGpuSampler>()?;
     m.add_class::<telemetry::PyMetricsScraper>()?;
     m.add_function(wrap_pyfunction!(telemetry::list_gpus, m)?)?;
