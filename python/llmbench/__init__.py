@@ -28,6 +28,7 @@ from .errors import (
     TokenizerError,
     UnreachableError,
 )
+from .plots import batch_size_axis
 from .pricing import GPU_PRICES_USD_PER_HOUR, gpu_price
 from .prompts import default_prompts, load_prompts
 from .results import Results
@@ -75,6 +76,7 @@ __all__ = [
     "__version__",
     "arrival_schedule",
     "baseline",
+    "batch_size_axis",
     "calibrate",
     "compare",
     "comparison_table",

@@ -40,6 +40,22 @@ def is_open_loop(summary: Any) -> bool:
     return bool(len(summary) and "target_rate" in summary and summary["target_rate"].notna().all())
 
 
+def batch_size_axis(ax: Any, batch_sizes: Any) -> None:
+    """A log₂ x axis with ticks at the batch sizes measured, written as people read them
+    (1, 2, 4 … 128), not as powers of two.
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> ax.plot(res.summary["batch_size"], res.summary["output_tok_s"])
+        >>> llmbench.batch_size_axis(ax, res.summary["batch_size"])
+    """
+    ax.set_xscale("log", base=2)
+    sizes = sorted({int(b) for b in batch_sizes if b == b})  # NaN (open loop) dropped
+    if sizes:
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.xaxis.set_minor_formatter(_deps.require("matplotlib.ticker").NullFormatter())
+
+
 def summary_figures(summary: Any) -> dict[str, Any]:
     """One figure per metric; x is batch size on a log2 axis, or for open-loop stages the
     achieved request rate.
@@ -65,13 +81,7 @@ def summary_figures(summary: Any) -> dict[str, Any]:
             ax.set_xlabel("achieved request rate (req/s)")
             title = title.replace("batch size", "request rate")
         else:
-            ax.set_xscale("log", base=2)
-            # Ticks at the batch sizes measured, written as people read them (1, 2, 4 …
-            # 128), not as powers of two.
-            sizes = sorted({int(b) for b in summary[x].dropna()})
-            if sizes:
-                ax.set_xticks(sizes, [str(b) for b in sizes])
-                ax.xaxis.set_minor_formatter(_deps.require("matplotlib.ticker").NullFormatter())
+            batch_size_axis(ax, summary[x])
             ax.set_xlabel("batch size (requests in flight)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
