@@ -405,6 +405,13 @@ impl PySimServer {
     }
 }
 
+/// Tasks alive on the engine's runtime right now (a leak check: once a sweep has returned,
+/// none of its request, stage or connection tasks may remain).
+#[pyfunction]
+fn alive_tasks() -> usize {
+    runtime().metrics().num_alive_tasks()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Share our runtime with pyo3-async-runtimes (ignore "already initialised").
@@ -414,6 +421,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(run_sweep_async, m)?)?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(alive_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;
     m.add_function(wrap_pyfunction!(check_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(check_slo, m)?)?;

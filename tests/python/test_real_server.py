@@ -17,7 +17,7 @@ from pathlib import Path
 
 import llmbench
 import pytest
-from conftest import free_port
+from conftest import REPO, free_port
 
 N_OUT = 12
 
@@ -146,3 +146,34 @@ def test_rejected_field_gives_a_clear_error(real_server):
     target = llmbench.OpenAI(url, model=str(model_dir), extra_body={"ignore_eos": True})
     with pytest.raises(llmbench.TargetError, match="ignore_eos"):
         llmbench.run_sweep(target, batch_sizes=[1], requests_per_stage=1, progress=False)
+
+
+@pytest.mark.real_server
+def test_metrics_notebook_against_transformers_serve(real_server, tmp_path):
+    # What the notebook tells a user to do for a real server: change only the target cell.
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    url, model_dir = real_server
+    nb = nbformat.read(REPO / "notebooks" / "metrics_study.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and "target = " in c.source]
+    cell.source = (
+        f"target = llmbench.OpenAI({url!r}, model={str(model_dir)!r}, api='chat',\n"
+        "                         force_output_len='transformers', name='transformers-serve')\n"
+        f"BATCH_SIZES = [1, 2]\nMAX_TOKENS = {N_OUT}\ntarget"
+    )
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
+    assert not errors, errors
+    # The notebook's results are the real server's: every request answered in full.
+    res = llmbench.Results.load(tmp_path / "results" / "metrics_study")
+    assert res.summary["target"].unique().tolist() == ["transformers-serve"]
+    assert res.summary["batch_size"].tolist() == [1, 2]
+    req = res.requests
+    assert req["ok"].all() and (req["n_out"] == N_OUT).all(), req["error"].tolist()
+    assert set(req["n_out_source"]) == {"server_usage"}
+    assert (tmp_path / "results" / "metrics_study" / "throughput_vs_batch_size.png").is_file()

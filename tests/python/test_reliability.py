@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,7 +17,8 @@ import time
 
 import llmbench
 import pytest
-from conftest import REPO, popen, run_cli
+from conftest import REPO, free_port, popen, run_cli, sim_process
+from llmbench import _core
 from llmbench.sim import FAULTS
 
 EXPECTED_KIND = {
@@ -356,3 +358,57 @@ def test_the_open_file_limit_is_raised_for_a_large_stage():
     assert out["ok"] == 512
     assert out["soft"] >= 512 + 256
     assert any("raised the open-file soft limit from 300" in w for w in out["warnings"])
+
+
+def _client_sockets() -> int:
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue
+    return n
+
+
+def test_no_task_or_connection_outlives_a_stage_with_faults(tmp_path):
+    # The scripted server in its own process, so every socket and task counted here is the
+    # client's. Half the requests get a fault, resets and stalls past the timeouts among
+    # them; two stages, so tasks of the first must be gone while the second runs.
+    port = free_port()
+    server = sim_process(
+        port,
+        *("--ttft-ms", "5", "--itl-ms", "1", "--fault-rate", "0.5"),
+        *("--faults", ",".join(FAULTS), "--fault-delay-ms", "3000", "--for-seconds", "120"),
+    )
+    try:
+        tasks_before, sockets_before = _core.alive_tasks(), _client_sockets()
+        target = llmbench.OpenAI(
+            f"http://127.0.0.1:{port}",
+            model="llmbench-sim",
+            timeouts=llmbench.Timeouts(connect=5, ttft=0.5, idle=0.5, total=20),
+        )
+        res = llmbench.run_sweep(
+            target,
+            batch_sizes=[8, 32],
+            requests_per_stage=96,
+            max_tokens=8,
+            warmup_requests=0,
+            out_dir=tmp_path,
+            progress=False,
+        )
+        kinds = set(res.requests["error_kind"].dropna())
+        # The faults happened: resets, timeouts and malformed streams among the failures.
+        assert {"connect", "incomplete", "timeout_idle", "timeout_ttft", "malformed"} <= kinds
+        assert res.summary["n_ok"].gt(0).all() and len(res.requests) == 192
+        # Nothing outlives the sweep: every task it spawned has ended and every connection
+        # it opened is closed (given a moment for the sockets' close to reach the kernel).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (
+            _core.alive_tasks() > tasks_before or _client_sockets() > sockets_before
+        ):
+            time.sleep(0.05)
+        assert _core.alive_tasks() <= tasks_before, (_core.alive_tasks(), tasks_before)
+        assert _client_sockets() <= sockets_before, (_client_sockets(), sockets_before)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
