@@ -83,24 +83,27 @@ def hf_config(preset: str):
 
 
 def run_engine(engine: str, model: str, args, ids: list[list[int]]) -> list[dict]:
-    res = llmbench.baseline.run(
-        model,
-        engine=engine,
-        batch_sizes=args.batch_sizes,
-        prompt_ids=ids,
-        max_new_tokens=args.new_tokens,
-        batches_per_stage=args.repeats,
-        warmup_batches=1,
-        device=args.device,
-        dtype=args.dtype,
-        seed=args.seed,
-        name=engine,
-    )
     rows = []
-    for _, s in res.summary.iterrows():
+    # One study per batch size, each with its own warm-up batch: the first batch of a new
+    # shape pays one-time costs (kernel selection, allocator growth) in both engines.
+    for b in args.batch_sizes:
+        res = llmbench.baseline.run(
+            model,
+            engine=engine,
+            batch_sizes=[b],
+            prompt_ids=ids,
+            max_new_tokens=args.new_tokens,
+            batches_per_stage=args.repeats,
+            warmup_batches=1,
+            device=args.device,
+            dtype=args.dtype,
+            seed=args.seed,
+            name=engine,
+        )
+        s = res.summary.iloc[0]
         rows.append(
             {
-                "batch_size": int(s["batch_size"]),
+                "batch_size": b,
                 "prefill_ms": float(s["prefill_ms"]),
                 "decode_step_ms": float(s["decode_step_ms"]),
                 "decode_tok_s": float(s["decode_tok_s"]),

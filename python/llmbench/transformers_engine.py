@@ -216,6 +216,12 @@ def run_study(config: dict[str, Any]) -> dict[str, Any]:
     study = _core.BaselineStudy(config)
     about = json.loads(study.about_json())
     spec = config["model"]
+    if str(spec["device"]).startswith("cuda"):
+        # Memory an earlier study of this process left in torch's cache is not this one's.
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
     t0 = time.perf_counter()
     try:
         model = _load_model(about, spec, torch, tf)
