@@ -73,7 +73,8 @@ def run(
     engine: str = "candle",
 ) -> Results:
     """Measure the baseline in process: for each batch size, `batches_per_stage` static
-    batches of `max_new_tokens` new tokens each (after `warmup_batches` unmeasured ones).
+    batches of `max_new_tokens` new tokens each, after `warmup_batches` unmeasured ones at
+    that size (a new shape's first batch pays one-time costs on a GPU).
 
     `engine`: "candle" (llmbench's own LLaMA, in Rust) or "transformers" (HuggingFace
     `generate()`, what the seed workflow measured; needs `pip install

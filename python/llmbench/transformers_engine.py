@@ -209,8 +209,8 @@ def _generate_batch(
 
 def run_study(config: dict[str, Any]) -> dict[str, Any]:
     """The baseline study of `config` (the dict `_core.baseline_run` takes) with
-    transformers: warm-up batches at the first batch size, then `batches_per_stage`
-    measured batches per batch size. Returns the dict `_core.baseline_run` returns."""
+    transformers: for each batch size, `warmup_batches` unmeasured batches, then
+    `batches_per_stage` measured ones. Returns the dict `_core.baseline_run` returns."""
     torch, tf = _require()
     import json
 
@@ -263,13 +263,12 @@ def run_study(config: dict[str, Any]) -> dict[str, Any]:
     open_stage: tuple[int, int] | None = None
     try:
         for si, b in enumerate(sizes):
-            if si == 0:
-                for k in range(int(config.get("warmup_batches", 1))):
-                    if one_batch(b, si, k, warmup=True):
-                        interrupted = True
-                        break
-                if interrupted:
+            for k in range(int(config.get("warmup_batches", 1))):
+                if one_batch(b, si, k, warmup=True):
+                    interrupted = True
                     break
+            if interrupted:
+                break
             study.begin_stage()
             open_stage = (si, b)
             for k in range(int(config.get("batches_per_stage", 1))):

@@ -42,7 +42,8 @@ pub struct BaselineRun {
     pub ignore_eos: bool,
     #[serde(default)]
     pub sampling: SamplingParams,
-    /// Unmeasured batches at the first batch size (CUDA kernels load lazily).
+    /// Unmeasured batches before each batch size's measured ones: a new shape's first batch
+    /// pays one-time costs (kernels loaded lazily, kernel selection, allocator growth).
     #[serde(default = "one")]
     pub warmup_batches: u32,
     #[serde(default)]
@@ -119,15 +120,13 @@ pub fn run(config: &BaselineRun, cancel: &CancellationToken) -> Result<SweepOutp
     let mut interrupted = false;
     'stages: for (si, &b) in config.batch_sizes.iter().enumerate() {
         let stage = si as u32;
-        if si == 0 {
-            for k in 0..config.warmup_batches {
-                let (idx, req) = study.batch(b, WARMUP_STAGE, k);
-                let out = generate_batch(&req, &mut study)?;
-                study.record(out, &idx, stage, true);
-                if cancel.is_cancelled() {
-                    interrupted = true;
-                    break 'stages;
-                }
+        for k in 0..config.warmup_batches {
+            let (idx, req) = study.batch(b, WARMUP_STAGE, k);
+            let out = generate_batch(&req, &mut study)?;
+            study.record(out, &idx, stage, true);
+            if cancel.is_cancelled() {
+                interrupted = true;
+                break 'stages;
             }
         }
         study.begin_stage();

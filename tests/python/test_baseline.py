@@ -46,7 +46,9 @@ def test_in_process_run_has_the_sweep_shape_and_exact_kv_bytes(tmp_path):
     back = llmbench.Results.load(tmp_path)
     assert back.summary["kv_cache_bytes"].tolist() == s["kv_cache_bytes"].tolist()
     live = (tmp_path / "requests_baseline.jsonl").read_text().splitlines()
-    assert len(live) == 8 + 1  # measured rows + the warm-up batch of one
+    # Measured rows + one warm-up batch at each batch size (1 and 3 rows).
+    assert len(live) == 8 + 1 + 3
+    assert len(res.warmup) == 1 + 3 and set(res.warmup["batch_size"]) == {1, 3}
     assert (tmp_path / "throughput_vs_batch_size.png").is_file()
 
 

@@ -55,7 +55,7 @@ def test_same_columns_and_exact_kv_bytes_as_candle(tmp_path):
     assert info["kv_bytes_per_token"] == 4096 and info["parameters"] == 19_286_272
     # Every record on disk, warm-up included, and the saved run loads back.
     live = (tmp_path / "transformers" / "requests_baseline.jsonl").read_text().splitlines()
-    assert len(live) == 8 + 1
+    assert len(live) == 8 + 1 + 3  # a warm-up batch at each batch size
     back = llmbench.Results.load(tmp_path / "transformers")
     assert back.summary["kv_cache_bytes"].tolist() == s["kv_cache_bytes"].tolist()
 
