@@ -16,11 +16,12 @@ torch and transformers are an optional extra: `pip install 'llmbench[transformer
 from __future__ import annotations
 
 import gc
+import json
 import time
 from typing import Any
 
 from . import _core
-from ._core import InvalidArgumentError, ModelError
+from ._core import ModelError
 
 _EXTRA = "pip install 'llmbench[transformers]'"
 
@@ -212,8 +213,6 @@ def run_study(config: dict[str, Any]) -> dict[str, Any]:
     transformers: for each batch size, `warmup_batches` unmeasured batches, then
     `batches_per_stage` measured ones. Returns the dict `_core.baseline_run` returns."""
     torch, tf = _require()
-    import json
-
     study = _core.BaselineStudy(config)
     about = json.loads(study.about_json())
     spec = config["model"]
@@ -239,9 +238,7 @@ def run_study(config: dict[str, Any]) -> dict[str, Any]:
     if pad_id is None:
         pad_id = 0
     interrupted = False
-    sizes = [int(b) for b in config["batch_sizes"]]
-    if not sizes or min(sizes) < 1:
-        raise InvalidArgumentError("batch sizes must be positive")
+    sizes = [int(b) for b in config["batch_sizes"]]  # checked by BaselineStudy
 
     def one_batch(b: int, stage: int, k: int, warmup: bool) -> bool:
         req = study.batch(b, None if warmup else stage, k)
@@ -263,7 +260,7 @@ def run_study(config: dict[str, Any]) -> dict[str, Any]:
     open_stage: tuple[int, int] | None = None
     try:
         for si, b in enumerate(sizes):
-            for k in range(int(config.get("warmup_batches", 1))):
+            for k in range(int(config["warmup_batches"])):
                 if one_batch(b, si, k, warmup=True):
                     interrupted = True
                     break
@@ -271,7 +268,7 @@ def run_study(config: dict[str, Any]) -> dict[str, Any]:
                 break
             study.begin_stage()
             open_stage = (si, b)
-            for k in range(int(config.get("batches_per_stage", 1))):
+            for k in range(int(config["batches_per_stage"])):
                 if one_batch(b, si, k, warmup=False):
                     interrupted = True
                     break
@@ -285,19 +282,11 @@ def run_study(config: dict[str, Any]) -> dict[str, Any]:
             study.end_stage(*open_stage, True)
     info = {
         "baseline": {
-            "server": "llmbench-baseline",
+            **about,
             "engine": "transformers",
             "transformers_version": tf.__version__,
             "torch_version": torch.__version__,
-            "model": about["model"],
-            "shape": shape,
-            "parameters": about["parameters"],
-            "dtype": about["dtype"],
             "device": str(model.device),
-            "tokenizer": about["tokenizer"],
-            "kv_bytes_per_token": about["kv_bytes_per_token"],
-            "kv_formula": about["kv_formula"],
-            "batching": "static",
             "load_s": load_s,
         }
     }

@@ -125,24 +125,36 @@ impl Baseline {
 
     /// What the baseline is, for manifests and `/info`.
     pub fn describe(&self) -> Value {
-        let s = self.model.shape();
-        let arch = s.arch(self.model.dtype());
-        json!({
-            "server": "llmbench-baseline",
-            "engine": "candle",
-            "candle_version": "0.11",
-            "model": self.name,
-            "shape": s,
-            "parameters": s.parameters(),
-            "dtype": dtype_name(self.model.dtype()),
-            "device": device_name(self.model.device()),
-            "tokenizer": self.codec.source,
-            "kv_bytes_per_token": arch.bytes_per_token(),
-            "kv_formula": arch.formula(),
-            "batching": "static",
-            "load_s": self.load_s,
-        })
+        let mut about = describe_model(
+            &self.name,
+            self.model.shape(),
+            self.model.dtype(),
+            &self.codec.source,
+        );
+        about["engine"] = json!("candle");
+        about["candle_version"] = json!("0.11");
+        about["device"] = json!(device_name(self.model.device()));
+        about["load_s"] = json!(self.load_s);
+        about
     }
+}
+
+/// What any engine of the baseline runs, for manifests and `/info`: the model, its shape
+/// and dtype, the tokenizer and the KV-cache formula. Each engine adds its own name,
+/// version, device and load time.
+pub fn describe_model(name: &str, shape: &LlamaShape, dtype: DType, tokenizer: &str) -> Value {
+    let arch = shape.arch(dtype);
+    json!({
+        "server": "llmbench-baseline",
+        "model": name,
+        "shape": shape,
+        "parameters": shape.parameters(),
+        "dtype": dtype_name(dtype),
+        "tokenizer": tokenizer,
+        "kv_bytes_per_token": arch.bytes_per_token(),
+        "kv_formula": arch.formula(),
+        "batching": "static",
+    })
 }
 
 /// "cpu" or "cuda:N".

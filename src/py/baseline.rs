@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use super::errors::to_pyerr;
 use super::{convert, from_py, wait_detached};
 use crate::baseline::bench::{run, BaselineRun};
+use crate::baseline::describe_model;
 use crate::baseline::generate::BatchOutput;
 use crate::baseline::recorder::{prompt_ids, StudyRecorder, WARMUP_STAGE};
 use crate::baseline::serve::{BaselineServer, ServeConfig};
@@ -127,18 +128,10 @@ impl PyBaselineStudy {
             let dtype = run.model.dtype()?;
             let codec = run.model.codec(&shape)?;
             let prompts = prompt_ids(&run, &shape, &codec)?;
-            let arch = shape.arch(dtype);
-            let about = serde_json::json!({
-                "model": run.model.model,
-                "folder": run.model.folder(),
-                "shape": shape,
-                "parameters": shape.parameters(),
-                "dtype": crate::baseline::config::dtype_name(dtype),
-                "tokenizer": codec.source,
-                "kv_bytes_per_token": arch.bytes_per_token(),
-                "kv_formula": arch.formula(),
-            });
-            let study = StudyRecorder::new(&run, prompts, arch.bytes_per_token(), t_start_ns)?;
+            let mut about = describe_model(&run.model.model, &shape, dtype, &codec.source);
+            about["folder"] = serde_json::json!(run.model.folder());
+            let bytes_per_token = shape.arch(dtype).bytes_per_token();
+            let study = StudyRecorder::new(&run, prompts, bytes_per_token, t_start_ns)?;
             Ok((study, about))
         };
         let (study, about) = build().map_err(to_pyerr)?;
@@ -148,7 +141,7 @@ impl PyBaselineStudy {
         })
     }
 
-    /// The model's shape, dtype, tokenizer and KV bytes per token, as JSON.
+    /// What the engine runs (`describe_model`, plus the model `folder` or null), as JSON.
     fn about_json(&self) -> String {
         self.about.to_string()
     }
