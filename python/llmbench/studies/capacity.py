@@ -16,7 +16,7 @@ from typing import Any, Literal
 from .. import _core, _deps
 from .._core import InvalidArgumentError
 from ..slo import SLO
-from ..sweep import run_sweep
+from ..sweep import SweepOptions, run_sweep
 from ..targets import Target
 
 
@@ -89,7 +89,10 @@ def find_capacity(
             return passes[x]
         kwargs = dict(sweep_kwargs)
         kwargs.setdefault("progress", False)
-        kwargs["warmup_requests"] = kwargs.get("warmup_requests", 1) if warm[0] else 0
+        # Warm up before the first trial only (with the sweep's default unless given).
+        kwargs["warmup_requests"] = (
+            kwargs.get("warmup_requests", SweepOptions.warmup_requests) if warm[0] else 0
+        )
         warm[0] = False
         if mode == "batch_size":
             n = requests_per_trial or _core.default_requests_for(int(x))
