@@ -67,3 +67,12 @@ pub fn record(id: u64, stage: u32, warmup: bool, kind: Option<ErrorKind>) -> Req
         error: None,
     }
 }
+
+/// A fresh, empty folder for one test (`name` keeps tests apart; the process id keeps runs
+/// apart).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("llmbench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

@@ -16,9 +16,9 @@ use super::tokenizer::TextCodec;
 use crate::error::{Error, Result};
 use crate::loadgen::prompts::PromptOrder;
 use crate::loadgen::{StageResult, SweepOutput};
-use crate::metrics::{summarize_stage, Cell, Pricing, Summary};
+use crate::metrics::{Cell, Pricing, StageStats, Summary};
 use crate::record::{Chunks, ErrorKind, RequestRecord, TokenSource};
-use crate::sink::RecordSink;
+use crate::record_file::{RecordKeeper, RecordSink};
 
 /// The stage index warm-up batches draw their prompts under (no measured stage has it).
 pub const WARMUP_STAGE: u32 = u32::MAX;
@@ -71,12 +71,11 @@ pub struct StudyRecorder {
     prompts: Vec<Vec<u32>>,
     order: PromptOrder,
     bytes_per_token: u64,
-    sink: Option<RecordSink>,
-    records: Vec<RequestRecord>,
+    keeper: RecordKeeper,
+    /// The current measured stage's summary, fed as its batches end.
+    current: StageStats,
     stages: Vec<StageResult>,
     next_id: u64,
-    /// Where the current stage's measured records start.
-    stage_first: usize,
     /// The current stage's measured batches.
     stage_batches: Vec<BatchOutput>,
     /// Peak GPU memory used during the current stage, when the engine can read it.
@@ -100,18 +99,17 @@ impl StudyRecorder {
         let sink = run
             .records_path
             .as_deref()
-            .map(RecordSink::open)
+            .map(RecordSink::create)
             .transpose()?;
         Ok(StudyRecorder {
             order: PromptOrder::new(prompts.len(), run.seed),
             run: run.clone(),
             prompts,
             bytes_per_token,
-            sink,
-            records: Vec::new(),
+            keeper: RecordKeeper::new(sink),
+            current: StageStats::new(run.pricing, None),
             stages: Vec::new(),
             next_id: 0,
-            stage_first: 0,
             stage_batches: Vec::new(),
             gpu_peak: None,
             t_start_ns,
@@ -147,7 +145,7 @@ impl StudyRecorder {
 
     /// Start a measured stage: what follows counts towards its summary.
     pub fn begin_stage(&mut self) {
-        self.stage_first = self.records.len();
+        self.current = StageStats::new(self.run.pricing, None);
         self.stage_batches.clear();
         self.gpu_peak = None;
     }
@@ -160,10 +158,10 @@ impl StudyRecorder {
     /// A finished batch: its rows become records, on disk at once.
     pub fn record(&mut self, out: BatchOutput, idx: &[usize], stage: u32, warmup: bool) {
         for r in records_of(&out, &self.prompts, idx, &mut self.next_id, stage, warmup) {
-            if let Some(s) = self.sink.as_mut() {
-                s.write(&r);
+            if !warmup {
+                self.current.add(&r);
             }
-            self.records.push(r);
+            self.keeper.keep(r);
         }
         if !warmup {
             self.stage_batches.push(out);
@@ -172,8 +170,10 @@ impl StudyRecorder {
 
     /// Close a measured stage of batch size `b`: its summary, with the baseline columns.
     pub fn end_stage(&mut self, stage: u32, b: u32, interrupted: bool) {
-        let stage_records: Vec<&RequestRecord> = self.records[self.stage_first..].iter().collect();
-        let mut summary = summarize_stage(&stage_records, self.run.pricing);
+        // Every record of the stage on disk before it counts as done.
+        self.keeper.flush();
+        let stats = std::mem::replace(&mut self.current, StageStats::new(self.run.pricing, None));
+        let mut summary = stats.finish();
         add_baseline_columns(
             &mut summary,
             &self.stage_batches,
@@ -194,15 +194,12 @@ impl StudyRecorder {
     /// Everything measured, as the load generator's output (`server_info` describes the
     /// engine).
     pub fn finish(self, server_info: Value, interrupted: bool) -> SweepOutput {
-        let mut warnings = Vec::new();
-        if let Some(e) = self.sink.as_ref().and_then(|s| s.error()) {
-            warnings.push(e.to_string());
-        }
+        let (records, write_error) = self.keeper.finish();
         SweepOutput {
-            records: self.records,
+            records,
             stages: self.stages,
             server_info,
-            warnings,
+            warnings: write_error.into_iter().collect(),
             interrupted,
             t_start_ns: self.t_start_ns,
         }

@@ -27,9 +27,9 @@ use crate::client::build_http_client;
 use crate::client::stream::{send, RunContext};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::metrics::{summarize_stage, Cell, Summary};
+use crate::metrics::{Cell, StageStats, Summary};
 use crate::record::RequestRecord;
-use crate::sink::RecordSink;
+use crate::record_file::{RecordKeeper, RecordSink};
 use crate::tokens::TokenCounter;
 use arrival::schedule;
 use closed::{run_stage, StageSpec};
@@ -57,7 +57,8 @@ pub struct StageResult {
 /// Everything a sweep produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepOutput {
-    /// Every record, warm-up included, in completion order.
+    /// Every record, warm-up included, in completion order, when the sweep had no record
+    /// file (with one, they are in the file and none is kept in memory).
     pub records: Vec<RequestRecord>,
     /// One entry per stage that started.
     pub stages: Vec<StageResult>,
@@ -107,7 +108,9 @@ fn load_prior(config: &SweepConfig, plan: &[(u32, Option<f64>)]) -> Result<resum
                     },
                 )
                 .collect();
-            resume::load_prior(p, &expected)
+            resume::load_prior(p, &expected, || {
+                StageStats::new(config.pricing, config.slo.as_ref())
+            })
         }
         (None, true) => Err(Error::InvalidArgument(
             "resuming needs the record file of the interrupted run (an out_dir)".into(),
@@ -124,8 +127,11 @@ struct Sweep {
     order: Arc<PromptOrder>,
     ids: Arc<AtomicU64>,
     progress: Arc<Progress>,
-    sink: Option<RecordSink>,
-    records: Vec<RequestRecord>,
+    keeper: RecordKeeper,
+    /// The summary of the stage being run, fed as its records complete.
+    current: Option<StageStats>,
+    /// The summaries of stages an interrupted run completed (when resuming).
+    kept: std::collections::BTreeMap<u32, StageStats>,
     stages: Vec<StageResult>,
     warnings: Vec<String>,
 }
@@ -133,9 +139,9 @@ struct Sweep {
 impl Sweep {
     /// The summary of stage `index` from the records it kept (a stage completed before an
     /// interruption, resumed): not watched, so its client-health columns are NaN.
-    fn kept_stage(&self, index: u32, batch_size: u32, rate: Option<f64>) -> StageResult {
-        let st: Vec<&RequestRecord> = self.records.iter().filter(|x| x.stage == index).collect();
-        let mut summary = self.summarize(&st);
+    fn kept_stage(&mut self, index: u32, batch_size: u32, rate: Option<f64>) -> StageResult {
+        let stats = self.kept.remove(&index).unwrap_or_else(|| self.new_stats());
+        let mut summary = stats.finish();
         put_health(&mut summary, None);
         StageResult {
             index,
@@ -146,21 +152,17 @@ impl Sweep {
         }
     }
 
-    /// A stage's summary columns, with the SLO's when one is set.
-    fn summarize(&self, records: &[&RequestRecord]) -> Summary {
-        let mut summary = summarize_stage(records, self.config.pricing);
-        if let Some(slo) = &self.config.slo {
-            let duration_s = summary.f64("duration_s");
-            slo.put_columns(&mut summary, records, duration_s);
-        }
-        summary
+    /// An empty stage summary, with the SLO's columns when one is set.
+    fn new_stats(&self) -> StageStats {
+        StageStats::new(self.config.pricing, self.config.slo.as_ref())
     }
 
+    /// Count a completed record in its stage's summary and hand it to the record file.
     fn keep(&mut self, rec: RequestRecord) {
-        if let Some(s) = self.sink.as_mut() {
-            s.write(&rec);
+        if let Some(stats) = self.current.as_mut() {
+            stats.add(&rec);
         }
-        self.records.push(rec);
+        self.keeper.keep(rec);
     }
 
     /// Warm-up requests: connections open, server caches warm; reported apart, never in
@@ -267,7 +269,7 @@ impl Sweep {
         let monitor = health::HealthMonitor::start();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let stage_task = self.spawn_stage(step, tx)?;
-        let first = self.records.len();
+        self.current = (!step.warm).then(|| self.new_stats());
         while let Some(rec) = rx.recv().await {
             self.keep(rec);
         }
@@ -277,12 +279,14 @@ impl Sweep {
         }
         let interrupted = self.shared.cancel.is_cancelled();
         let client_health = monitor.finish().await;
+        // Every record of the stage on disk before it counts as done.
+        self.keeper.flush();
+        let stats = self.current.take();
         if step.warm {
             // Kept (on disk and in the records, flagged), never summarized.
             return Ok(interrupted);
         }
-        let stage_records: Vec<&RequestRecord> = self.records[first..].iter().collect();
-        let mut summary = self.summarize(&stage_records);
+        let mut summary = stats.unwrap_or_else(|| self.new_stats()).finish();
         let problems = client_health.problems(self.send_lag_judged(step, &summary));
         if !problems.is_empty() {
             let load = step
@@ -388,9 +392,11 @@ impl Sweep {
             Some(p) => Some(Arc::new(TokenCounter::from_file(p)?)),
             None => None,
         };
-        let sink = match &config.records_path {
-            Some(p) => Some(RecordSink::open(p)?),
-            None => None,
+        // A resumed run goes on writing the file that holds what it kept.
+        let sink = match (prior.sink, &config.records_path) {
+            (Some(s), _) => Some(s),
+            (None, Some(p)) => Some(RecordSink::create(p)?),
+            (None, None) => None,
         };
         let workload = Arc::new(Workload {
             prompts: config.prompts.clone(),
@@ -410,8 +416,9 @@ impl Sweep {
             ids: Arc::new(AtomicU64::new(prior.next_id)),
             workload,
             progress,
-            sink,
-            records: prior.records,
+            keeper: RecordKeeper::new(sink),
+            current: None,
+            kept: prior.stats,
             stages: Vec::new(),
             warnings,
             config,
@@ -458,9 +465,10 @@ pub async fn run_sweep(
             "resumed: kept {} completed stage(s) ({} records), dropped {} record(s) of the \
              stage that was cut short",
             prior.done.len(),
-            prior.records.len(),
+            prior.kept_records,
             prior.dropped
         ));
+        warnings.extend(prior.notes.iter().cloned());
     }
     let done: Vec<u32> = prior.done.iter().copied().collect();
     let warmup_wave = config.warmup_s.is_some_and(|d| d > 0.0);
@@ -477,11 +485,10 @@ pub async fn run_sweep(
     } else {
         sweep.run(&steps(&plan, warmup_wave), &done, &info).await?
     };
-    if let Some(e) = sweep.sink.as_ref().and_then(|s| s.error()) {
-        sweep.warnings.push(e.to_string());
-    }
+    let (records, write_error) = sweep.keeper.finish();
+    sweep.warnings.extend(write_error);
     Ok(SweepOutput {
-        records: sweep.records,
+        records,
         stages: sweep.stages,
         server_info: info,
         warnings: sweep.warnings,

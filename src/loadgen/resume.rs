@@ -1,117 +1,157 @@
-//! Resuming an interrupted sweep from its live record file (`requests_<target>.jsonl`):
-//! stages whose records are complete are kept and summarized again; the stage that was cut
-//! short is dropped and run again from its start, with the ones never started.
+//! Resuming an interrupted sweep from its record file (`requests_<target>.arrows`, or the
+//! `.jsonl` of earlier versions): stages whose records are complete are kept and
+//! summarized again; the stage that was cut short is dropped and run again from its
+//! start, with the ones never started. Records are read one batch at a time, so resuming
+//! a long run takes no more memory than running it.
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::metrics::StageStats;
 use crate::record::{ErrorKind, RequestRecord};
-
-/// Read a JSONL record file. A line that does not parse (the last one, cut by a crash or a
-/// full disk) is skipped and counted, never fatal.
-pub fn read_records(path: &Path) -> Result<(Vec<RequestRecord>, usize)> {
-    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let mut records = Vec::new();
-    let mut bad = 0;
-    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice::<RequestRecord>(line) {
-            Ok(r) => records.push(r),
-            Err(_) => bad += 1,
-        }
-    }
-    Ok((records, bad))
-}
+use crate::record_file::{for_each_record, read_jsonl, RecordSink};
 
 /// What an earlier, interrupted run left.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Prior {
-    /// Records of the completed stages (their warm-up records included).
-    pub records: Vec<RequestRecord>,
     /// Indices of the completed stages.
     pub done: BTreeSet<u32>,
-    /// Records dropped: those of the stage that was cut short, and unreadable lines.
-    pub dropped: usize,
+    /// The completed stages' summaries, rebuilt from their records.
+    pub stats: BTreeMap<u32, StageStats>,
+    /// Records kept (those of the completed stages, warm-up included).
+    pub kept_records: u64,
+    /// Records dropped: those of the stage that was cut short.
+    pub dropped: u64,
+    /// What was unreadable (a cut tail, bad lines), one line each.
+    pub notes: Vec<String>,
     /// The next free record id.
     pub next_id: u64,
+    /// The record file, rewritten to hold only the kept records and open for the rest.
+    pub sink: Option<RecordSink>,
 }
 
-/// Work out which stages of `expected` (per stage index: the number of requests it
-/// sends, `None` when bounded by time) an earlier run completed, keep their records, and
-/// rewrite `path` to hold only those, so the records appended next follow them.
-pub fn load_prior(path: &Path, expected: &[Option<u64>]) -> Result<Prior> {
-    if !path.exists() {
+/// Per stage: measured records seen and whether one was cancelled.
+#[derive(Default)]
+struct Scan {
+    measured: BTreeMap<u32, (u64, bool)>,
+    last_started: Option<u32>,
+    next_id: u64,
+    total: u64,
+}
+
+impl Scan {
+    fn add(&mut self, r: &RequestRecord) {
+        self.total += 1;
+        self.next_id = self.next_id.max(r.id + 1);
+        if r.warmup {
+            return;
+        }
+        self.last_started = Some(self.last_started.map_or(r.stage, |l| l.max(r.stage)));
+        let e = self.measured.entry(r.stage).or_default();
+        e.0 += 1;
+        e.1 |= r.error_kind == Some(ErrorKind::Cancelled);
+    }
+
+    /// The stages of `expected` (per stage index: the number of requests it sends,
+    /// `None` when bounded by time) that ended before the interruption.
+    fn done(&self, expected: &[Option<u64>]) -> BTreeSet<u32> {
+        let mut done = BTreeSet::new();
+        for (i, want) in expected.iter().enumerate() {
+            let stage = i as u32;
+            let Some(&(n, cancelled)) = self.measured.get(&stage) else {
+                continue;
+            };
+            // A later stage started only after this one ended; otherwise it must hold
+            // every request it was meant to send, none of them cut by the interruption.
+            let later_started = self.last_started.is_some_and(|l| l > stage);
+            let full = want.is_some_and(|w| n == w);
+            if !cancelled && (later_started || full) {
+                done.insert(stage);
+            }
+        }
+        done
+    }
+}
+
+/// The record file of earlier versions beside `path` (`requests_<target>.jsonl`).
+fn legacy_path(path: &Path) -> PathBuf {
+    path.with_extension("jsonl")
+}
+
+/// Read what an earlier run left at `path` (or in its JSON-lines predecessor), work out
+/// which stages of `expected` it completed, rebuild their summaries with `new_stats`, and
+/// rewrite `path` to hold only their records, open for the records that follow.
+pub fn load_prior(
+    path: &Path,
+    expected: &[Option<u64>],
+    new_stats: impl Fn() -> StageStats,
+) -> Result<Prior> {
+    let legacy = legacy_path(path);
+    let from_legacy = !path.exists() && legacy.exists();
+    if !path.exists() && !from_legacy {
         return Ok(Prior::default());
     }
-    let (all, bad) = read_records(path)?;
-    let next_id = all.iter().map(|r| r.id + 1).max().unwrap_or(0);
-    let last_started = all.iter().filter(|r| !r.warmup).map(|r| r.stage).max();
-    let mut done = BTreeSet::new();
-    for (i, want) in expected.iter().enumerate() {
-        let stage = i as u32;
-        let measured: Vec<&RequestRecord> = all
-            .iter()
-            .filter(|r| r.stage == stage && !r.warmup)
-            .collect();
-        if measured.is_empty() {
-            continue;
+    let mut prior = Prior::default();
+    let mut scan = Scan::default();
+    // Two passes over the file: which stages are whole, then copy theirs.
+    let legacy_records = if from_legacy {
+        let (records, bad) = read_jsonl(&legacy)?;
+        if bad > 0 {
+            prior.notes.push(format!(
+                "{}: skipped {bad} unreadable line(s)",
+                legacy.display()
+            ));
         }
-        let cancelled = measured
-            .iter()
-            .any(|r| r.error_kind == Some(ErrorKind::Cancelled));
-        // A later stage started only after this one ended; otherwise it must hold every
-        // request it was meant to send, none of them cut by the interruption.
-        let later_started = last_started.is_some_and(|l| l > stage);
-        let full = want.is_some_and(|n| measured.len() as u64 == n);
-        if !cancelled && (later_started || full) {
-            done.insert(stage);
+        records.iter().for_each(|r| scan.add(r));
+        Some(records)
+    } else {
+        let read = for_each_record(path, |r| scan.add(&r))?;
+        prior.notes.extend(read.note);
+        None
+    };
+    prior.done = scan.done(expected);
+    prior.next_id = scan.next_id;
+    let tmp = path.with_extension("arrows.resume-tmp");
+    let sink = RecordSink::create(&tmp)?;
+    let mut copy = |r: RequestRecord| {
+        if prior.done.contains(&r.stage) {
+            prior
+                .stats
+                .entry(r.stage)
+                .or_insert_with(&new_stats)
+                .add(&r);
+            prior.kept_records += 1;
+            sink.write(r);
+        }
+    };
+    match legacy_records {
+        Some(records) => records.into_iter().for_each(&mut copy),
+        None => {
+            for_each_record(path, &mut copy)?;
         }
     }
-    let total = all.len();
-    let records: Vec<RequestRecord> = all
-        .into_iter()
-        .filter(|r| done.contains(&r.stage))
-        .collect();
-    let dropped = bad + (total - records.len());
-    rewrite(path, &records)?;
-    Ok(Prior {
-        records,
-        done,
-        dropped,
-        next_id,
-    })
-}
-
-/// Replace the file's contents atomically (write a sibling, then rename).
-fn rewrite(path: &Path, records: &[RequestRecord]) -> Result<()> {
-    let tmp = path.with_extension("jsonl.resume-tmp");
-    let mut out = Vec::new();
-    for r in records {
-        serde_json::to_writer(&mut out, r).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
-        out.push(b'\n');
-    }
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(&out).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    prior.dropped = scan.total - prior.kept_records;
+    sink.flush();
+    let mut sink = sink;
+    sink.rename_to(path)?;
+    prior.sink = Some(sink);
+    Ok(prior)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Pricing;
+    use crate::record_file::read_records;
     use crate::test_support::record as rec;
 
-    #[test]
-    fn complete_stages_are_kept_and_a_cut_stage_and_line_are_dropped() {
-        let dir = std::env::temp_dir().join(format!("llmbench-resume-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("requests.jsonl");
-        let mut text = String::new();
-        let records = [
+    fn stats() -> StageStats {
+        StageStats::new(Pricing::default(), None)
+    }
+
+    fn prior_records() -> Vec<RequestRecord> {
+        vec![
             rec(0, 0, true, None),
             rec(1, 0, false, None),
             rec(2, 0, false, None),
@@ -119,26 +159,54 @@ mod tests {
             rec(4, 1, false, Some(ErrorKind::HttpStatus)),
             rec(5, 2, false, None),
             rec(6, 2, false, Some(ErrorKind::Cancelled)),
-        ];
-        for r in &records {
-            text.push_str(&serde_json::to_string(r).expect("json"));
+        ]
+    }
+
+    fn check(prior: &Prior, path: &Path) {
+        // Stage 0 is full; stage 1 is short but stage 2 started after it; stage 2 was cut.
+        assert_eq!(prior.done.iter().copied().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(prior.kept_records, 5);
+        assert_eq!(prior.next_id, 7);
+        assert_eq!(prior.stats[&0].len(), 2, "warm-up records are not counted");
+        assert_eq!(prior.stats[&1].len(), 2);
+        // The file now holds exactly the kept records (once the sink has written them).
+        let (back, read) = read_records(path).expect("read");
+        assert_eq!(
+            back.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
+        assert_eq!(read.dropped_bytes, 0);
+    }
+
+    #[test]
+    fn complete_stages_are_kept_and_a_cut_stage_is_dropped() {
+        let dir = crate::test_support::temp_dir("resume");
+        let path = dir.join("requests.arrows");
+        let mut sink = RecordSink::create(&path).expect("sink");
+        prior_records().into_iter().for_each(|r| sink.write(r));
+        sink.close();
+        let prior = load_prior(&path, &[Some(2), Some(3), Some(4), Some(8)], stats).expect("prior");
+        assert_eq!(prior.dropped, 2);
+        check(&prior, &path);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_json_lines_file_of_earlier_versions_is_read_and_a_cut_line_dropped() {
+        let dir = crate::test_support::temp_dir("resume-jsonl");
+        let path = dir.join("requests.arrows");
+        let mut text = String::new();
+        for r in prior_records() {
+            text.push_str(&serde_json::to_string(&r).expect("json"));
             text.push('\n');
         }
         // A crash cut the last line in half.
         text.push_str(&serde_json::to_string(&rec(7, 2, false, None)).expect("json")[..40]);
-        std::fs::write(&path, text).expect("write");
-        let prior = load_prior(&path, &[Some(2), Some(3), Some(4), Some(8)]).expect("prior");
-        // Stage 0 is full; stage 1 is short but stage 2 started after it; stage 2 was cut.
-        assert_eq!(prior.done.iter().copied().collect::<Vec<_>>(), vec![0, 1]);
-        assert_eq!(
-            prior.records.iter().map(|r| r.id).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
-        assert_eq!(prior.dropped, 3);
-        assert_eq!(prior.next_id, 7);
-        // The file now holds exactly the kept records.
-        let (back, bad) = read_records(&path).expect("read");
-        assert_eq!((back.len(), bad), (5, 0));
+        std::fs::write(legacy_path(&path), text).expect("write");
+        let prior = load_prior(&path, &[Some(2), Some(3), Some(4), Some(8)], stats).expect("prior");
+        assert_eq!(prior.dropped, 2);
+        assert_eq!(prior.notes.len(), 1, "{:?}", prior.notes);
+        check(&prior, &path);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::record::{ErrorKind, RequestRecord, TokenSource};
-use stats::{censored_percentile, describe, Dist, PERCENTILES};
+use stats::{Dist, PERCENTILES};
 use streaming::StreamingDist;
 
 const NS_PER_MS: f64 = 1e6;
@@ -36,19 +36,28 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     /// Compute a record's latencies.
     pub fn of(r: &RequestRecord) -> Self {
+        Self::from_times(r.t_sched, r.t_sent, r.t_first(), r.t_last(), r.n_out)
+    }
+
+    /// The same from the record's times (as the record file stores them) and `n_out`.
+    pub fn from_times(
+        t_sched: u64,
+        t_sent: u64,
+        first: Option<u64>,
+        last: Option<u64>,
+        n_out: u32,
+    ) -> Self {
         let ms = |a: u64, b: u64| (a as f64 - b as f64) / NS_PER_MS;
-        let first = r.t_first();
-        let last = r.t_last();
         let tpot = match (first, last) {
-            (Some(f), Some(l)) if r.n_out >= 2 => Some(ms(l, f) / f64::from(r.n_out - 1)),
+            (Some(f), Some(l)) if n_out >= 2 => Some(ms(l, f) / f64::from(n_out - 1)),
             _ => None,
         };
         RequestMetrics {
-            ttft_ms: first.map(|f| ms(f, r.t_sent)),
-            ttft_sched_ms: first.map(|f| ms(f, r.t_sched)),
-            send_lag_ms: ms(r.t_sent, r.t_sched),
-            e2e_ms: last.map(|l| ms(l, r.t_sent)),
-            e2e_sched_ms: last.map(|l| ms(l, r.t_sched)),
+            ttft_ms: first.map(|f| ms(f, t_sent)),
+            ttft_sched_ms: first.map(|f| ms(f, t_sched)),
+            send_lag_ms: ms(t_sent, t_sched),
+            e2e_ms: last.map(|l| ms(l, t_sent)),
+            e2e_sched_ms: last.map(|l| ms(l, t_sched)),
             tpot_ms: tpot,
         }
     }
@@ -180,176 +189,278 @@ fn put_dist(map: &mut Summary, name: &str, d: Option<Dist>) {
     map.insert(format!("{name}_max_ms"), num(max));
 }
 
-fn put_censored(map: &mut Summary, name: &str, sorted_ok: &[f64], n_failed: usize) {
-    for (label, q) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
-        map.insert(
-            format!("{name}_{label}_censored_ms"),
-            num(censored_percentile(sorted_ok, n_failed, q)),
-        );
+fn put_censored(map: &mut Summary, name: &str, censored: &[f64]) {
+    for ((label, _), v) in CENSORED.iter().zip(censored) {
+        map.insert(format!("{name}_{label}_censored_ms"), num(*v));
     }
 }
 
-fn most_common(sources: impl Iterator<Item = TokenSource>) -> String {
-    let mut counts: HashMap<TokenSource, usize> = HashMap::new();
-    for s in sources {
-        *counts.entry(s).or_default() += 1;
-    }
+/// The censored percentiles every stage reports for TTFT and E2E.
+const CENSORED: [(&str, f64); 3] = [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)];
+
+fn most_common(counts: &HashMap<TokenSource, u64>) -> String {
     counts
-        .into_iter()
-        .max_by_key(|(s, c)| (*c, s.as_str()))
+        .iter()
+        .max_by_key(|(s, c)| (**c, s.as_str()))
         .map(|(s, _)| s.as_str())
         .unwrap_or("unknown")
         .to_string()
 }
 
-/// Summarize one stage's measured (non-warm-up) records into named columns.
-///
-/// Non-finite values are kept as such here; JSON writers turn them into null.
-pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary {
-    let mut m = Summary::default();
-    let measured: Vec<&RequestRecord> = records.iter().copied().filter(|r| !r.warmup).collect();
-    let ok: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.ok()).collect();
-    let n_cancelled = measured
-        .iter()
-        .filter(|r| r.error_kind == Some(ErrorKind::Cancelled))
-        .count();
-    let n_failed = measured.len() - ok.len() - n_cancelled;
+/// Smallest, largest and count of a stream of instants (for rates).
+#[derive(Default)]
+struct Span {
+    lo: Option<u64>,
+    hi: Option<u64>,
+    n: u64,
+}
 
-    m.insert("n_requests", int(measured.len()));
-    m.insert("n_ok", int(ok.len()));
-    m.insert("n_failed", int(n_failed));
-    m.insert("n_cancelled", int(n_cancelled));
-    let denom = (ok.len() + n_failed).max(1) as f64;
-    m.insert("error_rate", num(n_failed as f64 / denom));
-    for kind in ErrorKind::ALL {
-        if kind == ErrorKind::Cancelled {
-            continue;
-        }
-        let n = measured
-            .iter()
-            .filter(|r| r.error_kind == Some(kind))
-            .count();
-        m.insert(format!("errors_{}", kind.as_str()), int(n));
+impl Span {
+    fn add(&mut self, t: u64) {
+        self.lo = Some(self.lo.map_or(t, |l| l.min(t)));
+        self.hi = Some(self.hi.map_or(t, |h| h.max(t)));
+        self.n += 1;
     }
 
-    let t_start = measured.iter().map(|r| r.t_sched).min();
-    let t_end = measured.iter().map(|r| r.t_done).max();
-    let duration_s = match (t_start, t_end) {
-        (Some(a), Some(b)) if b > a => (b - a) as f64 / NS_PER_S,
-        _ => f64::NAN,
-    };
-    m.insert("duration_s", num(duration_s));
-
-    let per: Vec<RequestMetrics> = ok.iter().map(|r| RequestMetrics::of(r)).collect();
-    let collect =
-        |f: fn(&RequestMetrics) -> Option<f64>| -> Vec<f64> { per.iter().filter_map(f).collect() };
-    let mut ttft = collect(|p| p.ttft_ms);
-    let mut ttft_sched = collect(|p| p.ttft_sched_ms);
-    let mut e2e = collect(|p| p.e2e_ms);
-    let mut tpot = collect(|p| p.tpot_ms);
-    let mut send_lag: Vec<f64> = measured
-        .iter()
-        .map(|r| RequestMetrics::of(r).send_lag_ms)
-        .collect();
-    // Per-token and per-chunk samples can number tens of millions: streamed.
-    let mut itl = StreamingDist::default();
-    let mut gaps = StreamingDist::default();
-    for r in &ok {
-        for_each_itl(r, |v, n| itl.add(v, n));
-        for_each_chunk_gap(r, |v| gaps.add(v, 1));
-    }
-
-    put_dist(&mut m, "ttft", describe(&mut ttft));
-    put_censored(&mut m, "ttft", &ttft, n_failed);
-    put_dist(&mut m, "ttft_sched", describe(&mut ttft_sched));
-    m.insert("itl_exact_percentiles", int(u8::from(itl.is_exact())));
-    put_dist(&mut m, "itl", itl.finish());
-    put_dist(&mut m, "tpot", describe(&mut tpot));
-    put_dist(&mut m, "e2e", describe(&mut e2e));
-    put_censored(&mut m, "e2e", &e2e, n_failed);
-    put_dist(&mut m, "chunk_gap", gaps.finish());
-    put_dist(&mut m, "send_lag", describe(&mut send_lag));
-    let mut e2e_sched = collect(|p| p.e2e_sched_ms);
-    put_dist(&mut m, "e2e_sched", describe(&mut e2e_sched));
-    // What the client delivered: the rate requests were scheduled at and really sent at,
-    // and how many left more than 1 ms after their scheduled time.
-    let rate = |times: Vec<u64>| -> f64 {
-        let (lo, hi) = (times.iter().min(), times.iter().max());
-        match (lo, hi) {
-            (Some(a), Some(b)) if b > a && times.len() > 1 => {
-                (times.len() - 1) as f64 / ((b - a) as f64 / NS_PER_S)
+    /// Events per second between the first and the last (NaN with fewer than two).
+    fn rate(&self) -> f64 {
+        match (self.lo, self.hi) {
+            (Some(a), Some(b)) if b > a && self.n > 1 => {
+                (self.n - 1) as f64 / ((b - a) as f64 / NS_PER_S)
             }
             _ => f64::NAN,
         }
-    };
-    m.insert(
-        "sched_rate_req_s",
-        num(rate(measured.iter().map(|r| r.t_sched).collect())),
-    );
-    m.insert(
-        "sent_rate_req_s",
-        num(rate(measured.iter().map(|r| r.t_sent).collect())),
-    );
-    m.insert(
-        "late_sends_1ms",
-        int(measured
-            .iter()
-            .filter(|r| r.t_sent.saturating_sub(r.t_sched) > 1_000_000)
-            .count()),
-    );
+    }
+}
 
-    let n_out_total: u64 = ok.iter().map(|r| u64::from(r.n_out)).sum();
-    let n_in_total: u64 = ok.iter().filter_map(|r| r.n_in).map(u64::from).sum();
-    let in_known = ok.iter().all(|r| r.n_in.is_some());
-    let output_tok_s = n_out_total as f64 / duration_s;
-    let total_tok_s = (n_out_total + n_in_total) as f64 / duration_s;
-    m.insert("n_in_total", int(n_in_total));
-    m.insert("n_out_total", int(n_out_total));
-    m.insert("n_in_mean", num(n_in_total as f64 / ok.len().max(1) as f64));
-    m.insert(
-        "n_out_mean",
-        num(n_out_total as f64 / ok.len().max(1) as f64),
-    );
-    m.insert("output_tok_s", num(output_tok_s));
-    m.insert(
-        "total_tok_s",
-        num(if in_known { total_tok_s } else { f64::NAN }),
-    );
-    m.insert("req_s", num(ok.len() as f64 / duration_s));
-    let busy_ns: u64 = measured.iter().map(|r| r.t_done - r.t_sent).sum();
-    m.insert(
-        "achieved_concurrency",
-        num(busy_ns as f64 / NS_PER_S / duration_s),
-    );
-    m.insert(
-        "usd_per_1m_output_tokens",
-        num(pricing.usd_per_1m(output_tok_s)),
-    );
-    m.insert(
-        "usd_per_1m_total_tokens",
-        num(if in_known {
-            pricing.usd_per_1m(total_tok_s)
-        } else {
-            f64::NAN
-        }),
-    );
-    m.insert("usd_per_gpu_hour", num(pricing.usd_per_gpu_hour));
-    m.insert("n_gpus", int(pricing.n_gpus));
-    m.insert(
-        "chunk_token_source",
-        Cell::Text(most_common(ok.iter().map(|r| r.chunk_token_source))),
-    );
-    m.insert(
-        "n_out_source",
-        Cell::Text(most_common(ok.iter().map(|r| r.n_out_source))),
-    );
-    m.insert(
-        "n_in_source",
-        Cell::Text(most_common(ok.iter().map(|r| r.n_in_source))),
-    );
-    m.insert("t_start_ns", int(t_start.unwrap_or(0)));
-    m.insert("t_end_ns", int(t_end.unwrap_or(0)));
-    m
+fn per_request_dist() -> StreamingDist {
+    StreamingDist::with_limit(streaming::EXACT_LIMIT_PER_REQUEST)
+}
+
+/// One stage's summary built one record at a time, in bounded memory: records can go to
+/// disk as they complete and a stage of any length is summarized within moments of its
+/// last request. Exact (numpy-identical) up to [`streaming::EXACT_LIMIT_PER_REQUEST`]
+/// requests per stage, from histograms (within 0.1%) above.
+pub struct StageStats {
+    pricing: Pricing,
+    slo: Option<slo::SloStats>,
+    n_measured: u64,
+    n_ok: u64,
+    errors: HashMap<ErrorKind, u64>,
+    done: Span,
+    sched: Span,
+    sent: Span,
+    late_sends: u64,
+    ttft: StreamingDist,
+    ttft_sched: StreamingDist,
+    e2e: StreamingDist,
+    e2e_sched: StreamingDist,
+    tpot: StreamingDist,
+    send_lag: StreamingDist,
+    itl: StreamingDist,
+    gaps: StreamingDist,
+    n_out_total: u64,
+    n_in_total: u64,
+    in_known: bool,
+    busy_ns: u64,
+    chunk_sources: HashMap<TokenSource, u64>,
+    out_sources: HashMap<TokenSource, u64>,
+    in_sources: HashMap<TokenSource, u64>,
+}
+
+impl StageStats {
+    /// An empty stage priced at `pricing`, with the SLO's columns when one is given.
+    pub fn new(pricing: Pricing, slo: Option<&slo::Slo>) -> Self {
+        StageStats {
+            pricing,
+            slo: slo.map(slo::SloStats::new),
+            n_measured: 0,
+            n_ok: 0,
+            errors: HashMap::new(),
+            done: Span::default(),
+            sched: Span::default(),
+            sent: Span::default(),
+            late_sends: 0,
+            ttft: per_request_dist(),
+            ttft_sched: per_request_dist(),
+            e2e: per_request_dist(),
+            e2e_sched: per_request_dist(),
+            tpot: per_request_dist(),
+            send_lag: per_request_dist(),
+            // Per-token and per-chunk samples can number tens of millions.
+            itl: StreamingDist::default(),
+            gaps: StreamingDist::default(),
+            n_out_total: 0,
+            n_in_total: 0,
+            in_known: true,
+            busy_ns: 0,
+            chunk_sources: HashMap::new(),
+            out_sources: HashMap::new(),
+            in_sources: HashMap::new(),
+        }
+    }
+
+    /// Requests counted so far (warm-up ones are not).
+    pub fn len(&self) -> u64 {
+        self.n_measured
+    }
+
+    /// Whether no measured request was added.
+    pub fn is_empty(&self) -> bool {
+        self.n_measured == 0
+    }
+
+    /// Count one record (a warm-up record is ignored).
+    pub fn add(&mut self, r: &RequestRecord) {
+        if r.warmup {
+            return;
+        }
+        self.n_measured += 1;
+        if let Some(k) = r.error_kind {
+            *self.errors.entry(k).or_default() += 1;
+        }
+        self.done.add(r.t_done);
+        self.sched.add(r.t_sched);
+        self.sent.add(r.t_sent);
+        if r.t_sent.saturating_sub(r.t_sched) > 1_000_000 {
+            self.late_sends += 1;
+        }
+        self.busy_ns += r.t_done.saturating_sub(r.t_sent);
+        let m = RequestMetrics::of(r);
+        self.send_lag.add(m.send_lag_ms, 1);
+        if let Some(s) = self.slo.as_mut() {
+            s.add(r);
+        }
+        if !r.ok() {
+            return;
+        }
+        self.n_ok += 1;
+        let put = |d: &mut StreamingDist, v: Option<f64>| {
+            if let Some(v) = v {
+                d.add(v, 1);
+            }
+        };
+        put(&mut self.ttft, m.ttft_ms);
+        put(&mut self.ttft_sched, m.ttft_sched_ms);
+        put(&mut self.e2e, m.e2e_ms);
+        put(&mut self.e2e_sched, m.e2e_sched_ms);
+        put(&mut self.tpot, m.tpot_ms);
+        for_each_itl(r, |v, n| self.itl.add(v, n));
+        for_each_chunk_gap(r, |v| self.gaps.add(v, 1));
+        self.n_out_total += u64::from(r.n_out);
+        match r.n_in {
+            Some(n) => self.n_in_total += u64::from(n),
+            None => self.in_known = false,
+        }
+        *self.chunk_sources.entry(r.chunk_token_source).or_default() += 1;
+        *self.out_sources.entry(r.n_out_source).or_default() += 1;
+        *self.in_sources.entry(r.n_in_source).or_default() += 1;
+    }
+
+    /// The stage's summary columns. Non-finite values are kept as such here; JSON writers
+    /// turn them into null.
+    pub fn finish(self) -> Summary {
+        let mut m = Summary::default();
+        let n_cancelled = self.errors.get(&ErrorKind::Cancelled).copied().unwrap_or(0);
+        let n_ok = self.n_ok;
+        let n_failed = self.n_measured - n_ok - n_cancelled;
+        m.insert("n_requests", int(self.n_measured));
+        m.insert("n_ok", int(n_ok));
+        m.insert("n_failed", int(n_failed));
+        m.insert("n_cancelled", int(n_cancelled));
+        let denom = (n_ok + n_failed).max(1) as f64;
+        m.insert("error_rate", num(n_failed as f64 / denom));
+        for kind in ErrorKind::ALL {
+            if kind != ErrorKind::Cancelled {
+                let n = self.errors.get(&kind).copied().unwrap_or(0);
+                m.insert(format!("errors_{}", kind.as_str()), int(n));
+            }
+        }
+        let (t_start, t_end) = (self.sched.lo, self.done.hi);
+        let duration_s = match (t_start, t_end) {
+            (Some(a), Some(b)) if b > a => (b - a) as f64 / NS_PER_S,
+            _ => f64::NAN,
+        };
+        m.insert("duration_s", num(duration_s));
+        let failed = n_failed as usize;
+        let (ttft, ttft_censored) = self.ttft.finish_censored(failed, &CENSORED.map(|c| c.1));
+        put_dist(&mut m, "ttft", ttft);
+        put_censored(&mut m, "ttft", &ttft_censored);
+        put_dist(&mut m, "ttft_sched", self.ttft_sched.finish());
+        m.insert("itl_exact_percentiles", int(u8::from(self.itl.is_exact())));
+        put_dist(&mut m, "itl", self.itl.finish());
+        put_dist(&mut m, "tpot", self.tpot.finish());
+        let (e2e, e2e_censored) = self.e2e.finish_censored(failed, &CENSORED.map(|c| c.1));
+        put_dist(&mut m, "e2e", e2e);
+        put_censored(&mut m, "e2e", &e2e_censored);
+        put_dist(&mut m, "chunk_gap", self.gaps.finish());
+        put_dist(&mut m, "send_lag", self.send_lag.finish());
+        put_dist(&mut m, "e2e_sched", self.e2e_sched.finish());
+        // What the client delivered: the rate requests were scheduled at and really sent at,
+        // and how many left more than 1 ms after their scheduled time.
+        m.insert("sched_rate_req_s", num(self.sched.rate()));
+        m.insert("sent_rate_req_s", num(self.sent.rate()));
+        m.insert("late_sends_1ms", int(self.late_sends));
+
+        let output_tok_s = self.n_out_total as f64 / duration_s;
+        let total_tok_s = (self.n_out_total + self.n_in_total) as f64 / duration_s;
+        m.insert("n_in_total", int(self.n_in_total));
+        m.insert("n_out_total", int(self.n_out_total));
+        m.insert(
+            "n_in_mean",
+            num(self.n_in_total as f64 / n_ok.max(1) as f64),
+        );
+        m.insert(
+            "n_out_mean",
+            num(self.n_out_total as f64 / n_ok.max(1) as f64),
+        );
+        m.insert("output_tok_s", num(output_tok_s));
+        m.insert(
+            "total_tok_s",
+            num(if self.in_known { total_tok_s } else { f64::NAN }),
+        );
+        m.insert("req_s", num(n_ok as f64 / duration_s));
+        m.insert(
+            "achieved_concurrency",
+            num(self.busy_ns as f64 / NS_PER_S / duration_s),
+        );
+        m.insert(
+            "usd_per_1m_output_tokens",
+            num(self.pricing.usd_per_1m(output_tok_s)),
+        );
+        m.insert(
+            "usd_per_1m_total_tokens",
+            num(if self.in_known {
+                self.pricing.usd_per_1m(total_tok_s)
+            } else {
+                f64::NAN
+            }),
+        );
+        m.insert("usd_per_gpu_hour", num(self.pricing.usd_per_gpu_hour));
+        m.insert("n_gpus", int(self.pricing.n_gpus));
+        m.insert(
+            "chunk_token_source",
+            Cell::Text(most_common(&self.chunk_sources)),
+        );
+        m.insert("n_out_source", Cell::Text(most_common(&self.out_sources)));
+        m.insert("n_in_source", Cell::Text(most_common(&self.in_sources)));
+        m.insert("t_start_ns", int(t_start.unwrap_or(0)));
+        m.insert("t_end_ns", int(t_end.unwrap_or(0)));
+        if let Some(s) = self.slo {
+            s.put_columns(&mut m, duration_s);
+        }
+        m
+    }
+}
+
+/// Summarize one stage's measured (non-warm-up) records into named columns: the
+/// [`StageStats`] of these records.
+pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary {
+    let mut stats = StageStats::new(pricing, None);
+    for r in records {
+        stats.add(r);
+    }
+    stats.finish()
 }
 
 #[cfg(test)]

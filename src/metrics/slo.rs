@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::censored_percentile;
+use super::streaming::StreamingDist;
 use super::{for_each_itl, num, Cell, RequestMetrics, Summary};
 use crate::error::{Error, Result};
 use crate::record::{ErrorKind, RequestRecord};
@@ -135,39 +135,91 @@ impl Slo {
     /// `duration_s`: `slo_<metric>_p<percentile>_ms` per limit, `slo_met`, `n_good`,
     /// `good_fraction`, `goodput_req_s`.
     pub fn put_columns(&self, summary: &mut Summary, records: &[&RequestRecord], duration_s: f64) {
-        let measured: Vec<&RequestRecord> = records.iter().copied().filter(|r| !r.warmup).collect();
-        let counted = |r: &RequestRecord| r.ok() || r.error_kind != Some(ErrorKind::Cancelled);
-        let n_failed = measured.iter().filter(|r| !r.ok() && counted(r)).count();
-        let mut good: Vec<bool> = measured.iter().map(|r| r.ok()).collect();
-        let mut met = true;
-        for (metric, limit) in self.limits() {
-            let values: Vec<f64> = measured.iter().map(|r| metric.of(r)).collect();
-            // A request without the value (NaN) is not held to that limit.
-            for (g, v) in good.iter_mut().zip(&values) {
-                *g &= v.partial_cmp(&limit) != Some(std::cmp::Ordering::Greater);
+        let mut stats = SloStats::new(self);
+        for r in records {
+            stats.add(r);
+        }
+        stats.put_columns(summary, duration_s);
+    }
+}
+
+/// A stage's SLO columns built one record at a time, in bounded memory (the limited
+/// metrics' distributions as [`StreamingDist`]s).
+pub struct SloStats {
+    percentile: f64,
+    limits: Vec<(Metric, f64, StreamingDist)>,
+    n_good: u64,
+    n_failed: u64,
+    n_counted: u64,
+}
+
+impl SloStats {
+    /// Nothing counted yet.
+    pub fn new(slo: &Slo) -> Self {
+        SloStats {
+            percentile: slo.percentile,
+            limits: slo
+                .limits()
+                .into_iter()
+                .map(|(m, v)| {
+                    (
+                        m,
+                        v,
+                        StreamingDist::with_limit(super::streaming::EXACT_LIMIT_PER_REQUEST),
+                    )
+                })
+                .collect(),
+            n_good: 0,
+            n_failed: 0,
+            n_counted: 0,
+        }
+    }
+
+    /// Count one record (warm-up records are ignored). A cancelled request is neither
+    /// good nor counted; a request without a limited metric's value (NaN: one token has
+    /// no TPOT) is not held to that limit.
+    pub fn add(&mut self, r: &RequestRecord) {
+        if r.warmup {
+            return;
+        }
+        let counted = r.ok() || r.error_kind != Some(ErrorKind::Cancelled);
+        if counted {
+            self.n_counted += 1;
+        }
+        if !r.ok() && counted {
+            self.n_failed += 1;
+        }
+        let mut good = r.ok();
+        for (metric, limit, dist) in &mut self.limits {
+            let v = metric.of(r);
+            good &= v.partial_cmp(limit) != Some(std::cmp::Ordering::Greater);
+            if r.ok() && v.is_finite() {
+                dist.add(v, 1);
             }
-            let mut ok_values: Vec<f64> = measured
-                .iter()
-                .zip(&values)
-                .filter(|(r, v)| r.ok() && v.is_finite())
-                .map(|(_, v)| *v)
-                .collect();
-            ok_values.sort_by(f64::total_cmp);
-            let p = censored_percentile(&ok_values, n_failed, self.percentile);
+        }
+        if good {
+            self.n_good += 1;
+        }
+    }
+
+    /// Add the columns to `summary`, for a stage lasting `duration_s`.
+    pub fn put_columns(self, summary: &mut Summary, duration_s: f64) {
+        let mut met = true;
+        for (metric, limit, dist) in self.limits {
+            let (_, p) = dist.finish_censored(self.n_failed as usize, &[self.percentile]);
+            let p = p[0];
             summary.insert(
                 format!("slo_{}_p{}_ms", metric.name(), self.percentile),
                 num(p),
             );
             met &= p <= limit;
         }
-        let n_good = good.iter().filter(|g| **g).count();
-        let denom = measured.iter().filter(|r| counted(r)).count();
         summary.insert("slo_met", Cell::Bool(met));
-        summary.insert("n_good", Cell::Int(n_good as u64));
+        summary.insert("n_good", Cell::Int(self.n_good));
         summary.insert(
             "good_fraction",
-            num(if denom > 0 {
-                n_good as f64 / denom as f64
+            num(if self.n_counted > 0 {
+                self.n_good as f64 / self.n_counted as f64
             } else {
                 f64::NAN
             }),
@@ -175,7 +227,7 @@ impl Slo {
         summary.insert(
             "goodput_req_s",
             num(if duration_s > 0.0 {
-                n_good as f64 / duration_s
+                self.n_good as f64 / duration_s
             } else {
                 f64::NAN
             }),

@@ -6,10 +6,15 @@
 
 use hdrhistogram::Histogram;
 
-use super::stats::{describe, Dist, PERCENTILES};
+use super::stats::{censored_percentile, describe, Dist, PERCENTILES};
 
-/// Samples kept whole before switching to the histogram (32 MiB of `f64`).
+/// Samples kept whole before switching to the histogram (32 MiB of `f64`): per-token ITL
+/// and chunk gaps.
 pub const EXACT_LIMIT: usize = 1 << 22;
+
+/// The same for per-request latencies (8 MiB of `f64` each; a stage keeps about eight of
+/// them), so a stage of any length holds its summary in bounded memory.
+pub const EXACT_LIMIT_PER_REQUEST: usize = 1 << 20;
 
 /// Histogram resolution: 1 ns over values up to an hour.
 const SIGFIG: u8 = 3;
@@ -94,6 +99,41 @@ impl StreamingDist {
                 }
             }
         }
+    }
+
+    /// The distribution (`None` when empty) and, for each `q` of `censored_q`, the
+    /// percentile over these samples plus `n_failed` samples of +inf
+    /// ([`super::stats::censored_percentile`]; from the histogram above the limit).
+    pub fn finish_censored(
+        mut self,
+        n_failed: usize,
+        censored_q: &[f64],
+    ) -> (Option<Dist>, Vec<f64>) {
+        if self.hist.is_none() {
+            self.exact.sort_by(f64::total_cmp);
+            let censored = censored_q
+                .iter()
+                .map(|&q| censored_percentile(&self.exact, n_failed, q))
+                .collect();
+            return (self.finish(), censored);
+        }
+        let n_ok = self.n as f64;
+        let censored = censored_q
+            .iter()
+            .map(|&q| {
+                // The rank among all (ok and failed) as a rank among the ok values; a rank
+                // that reaches the failures is +inf, as in the exact case.
+                let pos = q / 100.0 * (n_ok + n_failed as f64 - 1.0);
+                match &self.hist {
+                    Some(h) if pos.ceil() < n_ok => {
+                        let q_ok = if n_ok > 1.0 { pos / (n_ok - 1.0) } else { 0.0 };
+                        h.median_equivalent(h.value_at_quantile(q_ok.clamp(0.0, 1.0))) as f64 / 1e6
+                    }
+                    _ => f64::INFINITY,
+                }
+            })
+            .collect();
+        (self.finish(), censored)
     }
 
     /// The distribution (`None` when empty).

@@ -23,6 +23,7 @@ pub fn baseline_run<'py>(
     config: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let config: BaselineRun = from_py("baseline config", config)?;
+    super::require_records_path(config.records_path.as_deref())?;
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let fut = async move {
@@ -123,6 +124,7 @@ impl PyBaselineStudy {
     fn new(config: &Bound<'_, PyAny>) -> PyResult<Self> {
         let t_start_ns = crate::clock::now_ns();
         let run: BaselineRun = from_py("baseline config", config)?;
+        super::require_records_path(run.records_path.as_deref())?;
         let build = || -> crate::error::Result<(StudyRecorder, serde_json::Value)> {
             let shape = run.model.shape()?;
             let dtype = run.model.dtype()?;

@@ -1,5 +1,6 @@
-//! Sweep results into Python: request records as columns of numpy arrays (cheap for a
-//! million rows), chunk times as one flat array with offsets, summaries as dicts.
+//! Sweep results into Python: summaries as dicts (the request records stay in the record
+//! file, which Python reads itself), per-request latencies of record-file columns, and the
+//! scripted server's truth as columns of numpy arrays.
 
 use numpy::PyArray1;
 use pyo3::prelude::*;
@@ -7,121 +8,62 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::loadgen::SweepOutput;
 use crate::metrics::{Cell, RequestMetrics, Summary};
-use crate::record::RequestRecord;
 
 fn opt_f64(v: Option<f64>) -> f64 {
     v.unwrap_or(f64::NAN)
 }
 
-fn opt_i64(v: Option<u64>) -> i64 {
-    v.map(|x| x as i64).unwrap_or(-1)
-}
-
-/// Request records as a dict of equal-length columns.
-pub fn records_to_columns<'py>(
+/// Per-request latencies (`RequestMetrics`) of rows given as columns: the times in ns
+/// (`t_first_ns`/`t_last_ns` -1 where the request has none) and `n_out`. NaN where a
+/// latency is undefined.
+pub fn request_metrics<'py>(
     py: Python<'py>,
-    records: &[RequestRecord],
+    t_sched: &[u64],
+    t_sent: &[u64],
+    t_first: &[i64],
+    t_last: &[i64],
+    n_out: &[u32],
 ) -> PyResult<Bound<'py, PyDict>> {
+    let n = t_sched.len();
+    if [t_sent.len(), t_first.len(), t_last.len(), n_out.len()]
+        .iter()
+        .any(|&l| l != n)
+    {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "request_metrics: the columns differ in length",
+        ));
+    }
+    let opt = |t: i64| u64::try_from(t).ok();
+    let m: Vec<RequestMetrics> = (0..n)
+        .map(|i| {
+            RequestMetrics::from_times(
+                t_sched[i],
+                t_sent[i],
+                opt(t_first[i]),
+                opt(t_last[i]),
+                n_out[i],
+            )
+        })
+        .collect();
     let d = PyDict::new(py);
-    macro_rules! col {
-        ($name:expr, $f:expr) => {
-            d.set_item(
-                $name,
-                PyArray1::from_vec(py, records.iter().map($f).collect::<Vec<_>>()),
-            )?;
-        };
-    }
-    macro_rules! list {
-        ($name:expr, $f:expr) => {
-            d.set_item(
-                $name,
-                PyList::new(py, records.iter().map($f).collect::<Vec<_>>())?,
-            )?;
-        };
-    }
-    let metrics: Vec<RequestMetrics> = records.iter().map(RequestMetrics::of).collect();
-    col!("id", |r: &RequestRecord| r.id);
-    col!("stage", |r: &RequestRecord| r.stage);
-    col!("batch_size", |r: &RequestRecord| r.batch_size);
-    col!("warmup", |r: &RequestRecord| r.warmup);
-    col!("prompt_index", |r: &RequestRecord| r.prompt_index);
-    col!("ok", |r: &RequestRecord| r.ok());
-    list!("error_kind", |r: &RequestRecord| r
-        .error_kind
-        .map(|k| k.as_str()));
-    list!("error", |r: &RequestRecord| r.error.clone());
-    col!("http_status", |r: &RequestRecord| r
-        .http_status
-        .map(i32::from)
-        .unwrap_or(-1));
-    col!("t_sched_ns", |r: &RequestRecord| r.t_sched);
-    col!("t_sent_ns", |r: &RequestRecord| r.t_sent);
-    col!("t_headers_ns", |r: &RequestRecord| opt_i64(r.t_headers));
-    col!("t_first_ns", |r: &RequestRecord| opt_i64(r.t_first()));
-    col!("t_last_ns", |r: &RequestRecord| opt_i64(r.t_last()));
-    col!("t_done_ns", |r: &RequestRecord| r.t_done);
-    let m = &metrics;
-    d.set_item(
-        "ttft_ms",
-        PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.ttft_ms)).collect()),
-    )?;
+    let col = |f: fn(&RequestMetrics) -> Option<f64>| -> Vec<f64> {
+        m.iter().map(|x| opt_f64(f(x))).collect()
+    };
+    d.set_item("ttft_ms", PyArray1::from_vec(py, col(|x| x.ttft_ms)))?;
     d.set_item(
         "ttft_sched_ms",
-        PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.ttft_sched_ms)).collect()),
+        PyArray1::from_vec(py, col(|x| x.ttft_sched_ms)),
     )?;
     d.set_item(
         "send_lag_ms",
-        PyArray1::from_vec(py, m.iter().map(|x| x.send_lag_ms).collect()),
+        PyArray1::from_vec(py, col(|x| Some(x.send_lag_ms))),
     )?;
-    d.set_item(
-        "e2e_ms",
-        PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.e2e_ms)).collect()),
-    )?;
+    d.set_item("e2e_ms", PyArray1::from_vec(py, col(|x| x.e2e_ms)))?;
     d.set_item(
         "e2e_sched_ms",
-        PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.e2e_sched_ms)).collect()),
+        PyArray1::from_vec(py, col(|x| x.e2e_sched_ms)),
     )?;
-    d.set_item(
-        "tpot_ms",
-        PyArray1::from_vec(py, m.iter().map(|x| opt_f64(x.tpot_ms)).collect()),
-    )?;
-    col!("n_in", |r: &RequestRecord| r
-        .n_in
-        .map(i64::from)
-        .unwrap_or(-1));
-    list!("n_in_source", |r: &RequestRecord| r.n_in_source.as_str());
-    col!("n_out", |r: &RequestRecord| r.n_out);
-    list!("n_out_source", |r: &RequestRecord| r.n_out_source.as_str());
-    col!("n_out_streamed", |r: &RequestRecord| r.n_out_streamed());
-    col!("n_chunks", |r: &RequestRecord| r.chunks.len() as u32);
-    list!("chunk_token_source", |r: &RequestRecord| r
-        .chunk_token_source
-        .as_str());
-    list!("finish_reason", |r: &RequestRecord| r.finish_reason.clone());
-    Ok(d)
-}
-
-/// Every record's chunks as flat arrays: record `i` owns `offsets[i]..offsets[i + 1]`.
-pub fn chunks_to_columns<'py>(
-    py: Python<'py>,
-    records: &[RequestRecord],
-) -> PyResult<Bound<'py, PyDict>> {
-    let mut offsets = Vec::with_capacity(records.len() + 1);
-    let total: usize = records.iter().map(|r| r.chunks.len()).sum();
-    let mut times = Vec::with_capacity(total);
-    let mut tokens = Vec::with_capacity(total);
-    offsets.push(0u64);
-    for r in records {
-        for (t, k) in r.chunks.iter() {
-            times.push(t);
-            tokens.push(k);
-        }
-        offsets.push(times.len() as u64);
-    }
-    let d = PyDict::new(py);
-    d.set_item("offsets", PyArray1::from_vec(py, offsets))?;
-    d.set_item("t_ns", PyArray1::from_vec(py, times))?;
-    d.set_item("tokens", PyArray1::from_vec(py, tokens))?;
+    d.set_item("tpot_ms", PyArray1::from_vec(py, col(|x| x.tpot_ms)))?;
     Ok(d)
 }
 
@@ -169,8 +111,6 @@ pub fn summary_to_dict<'py>(py: Python<'py>, s: &Summary) -> PyResult<Bound<'py,
 /// The whole sweep output.
 pub fn sweep_to_dict<'py>(py: Python<'py>, out: &SweepOutput) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("records", records_to_columns(py, &out.records)?)?;
-    d.set_item("chunks", chunks_to_columns(py, &out.records)?)?;
     let stages = PyList::empty(py);
     for st in &out.stages {
         let s = PyDict::new(py);

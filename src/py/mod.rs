@@ -166,10 +166,45 @@ fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDi
     Ok(d)
 }
 
-/// Run a sweep described by `config` (a dict of `SweepConfig`). Blocks with the GIL
-/// released; `progress`, if given, is called about twice a second with a dict of counters.
-/// Returns a dict: `records` (columns), `chunks`, `stages`, `server_info_json`, `warnings`,
-/// `interrupted` (true after Ctrl-C, with everything measured before it).
+/// The record file a run from Python writes: Python reads every record from it, so a
+/// config without one would measure and keep nothing.
+pub(crate) fn require_records_path(path: Option<&std::path::Path>) -> PyResult<()> {
+    match path {
+        Some(_) => Ok(()),
+        None => Err(to_pyerr(Error::InvalidArgument(
+            "records_path is required: the run's records go to that file".into(),
+        ))),
+    }
+}
+
+/// Per-request latencies (`ttft_ms`, `ttft_sched_ms`, `send_lag_ms`, `e2e_ms`,
+/// `e2e_sched_ms`, `tpot_ms`) of records given as columns, by the engine's definitions;
+/// `t_first_ns`/`t_last_ns` are -1 where a request has none.
+#[pyfunction]
+fn request_metrics<'py>(
+    py: Python<'py>,
+    t_sched_ns: numpy::PyReadonlyArray1<'py, u64>,
+    t_sent_ns: numpy::PyReadonlyArray1<'py, u64>,
+    t_first_ns: numpy::PyReadonlyArray1<'py, i64>,
+    t_last_ns: numpy::PyReadonlyArray1<'py, i64>,
+    n_out: numpy::PyReadonlyArray1<'py, u32>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let slice = |e: numpy::AsSliceError| pyo3::exceptions::PyValueError::new_err(e.to_string());
+    convert::request_metrics(
+        py,
+        t_sched_ns.as_slice().map_err(slice)?,
+        t_sent_ns.as_slice().map_err(slice)?,
+        t_first_ns.as_slice().map_err(slice)?,
+        t_last_ns.as_slice().map_err(slice)?,
+        n_out.as_slice().map_err(slice)?,
+    )
+}
+
+/// Run a sweep described by `config` (a dict of `SweepConfig`, with its `records_path`).
+/// Blocks with the GIL released; `progress`, if given, is called about twice a second with
+/// a dict of counters. Returns a dict: `stages`, `server_info_json`, `warnings`,
+/// `interrupted` (true after Ctrl-C, with everything measured before it); the records are
+/// in the record file.
 #[pyfunction]
 #[pyo3(signature = (config, progress=None))]
 fn run_sweep<'py>(
@@ -178,6 +213,7 @@ fn run_sweep<'py>(
     progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let config: SweepConfig = from_py("sweep config", config)?;
+    require_records_path(config.records_path.as_deref())?;
     let cancel = CancellationToken::new();
     let counters = Arc::new(Progress::default());
     let fut = engine_run_sweep(config, cancel.clone(), counters.clone());
@@ -202,6 +238,7 @@ fn run_sweep_async<'py>(
     config: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config: SweepConfig = from_py("sweep config", config)?;
+    require_records_path(config.records_path.as_deref())?;
     pyo3_async_runtimes::tokio::future_into_py(py, async move {
         let cancel = CancellationToken::new();
         // Dropping this future (asyncio cancellation) drops the guard, cancelling the run.
@@ -421,6 +458,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(run_sweep_async, m)?)?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(request_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(alive_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;
     m.add_function(wrap_pyfunction!(check_sweep, m)?)?;

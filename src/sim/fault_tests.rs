@@ -56,8 +56,8 @@ fn expected(fault: Fault) -> Option<ErrorKind> {
 }
 
 fn read_records(path: &std::path::Path) -> Vec<RequestRecord> {
-    let (records, bad) = crate::loadgen::resume::read_records(path).expect("records file");
-    assert_eq!(bad, 0, "every line a whole JSON record");
+    let (records, read) = crate::record_file::read_records(path).expect("records file");
+    assert_eq!(read.dropped_bytes, 0, "every batch whole: {:?}", read.note);
     records
 }
 
@@ -75,7 +75,7 @@ async fn every_fault_is_recorded_with_its_kind_and_the_run_goes_on() {
     std::fs::create_dir_all(&dir).expect("dir");
     for api in [Api::Chat, Api::Completions, Api::Tgi] {
         for fault in Fault::ALL {
-            let records = dir.join(format!("{api:?}-{}.jsonl", fault.name()));
+            let records = dir.join(format!("{api:?}-{}.arrows", fault.name()));
             let _ = std::fs::remove_file(&records);
             let out = run_sweep(
                 config(&server.url(), api, fault, &records),
@@ -85,8 +85,12 @@ async fn every_fault_is_recorded_with_its_kind_and_the_run_goes_on() {
             .await
             .unwrap_or_else(|e| panic!("{api:?} {fault:?}: the run stopped: {e}"));
             let what = format!("{api:?} {fault:?}");
-            let measured: Vec<&RequestRecord> = out.records.iter().filter(|r| !r.warmup).collect();
+            // Everything is on disk, faulty request included, and nothing kept in memory.
+            assert!(out.records.is_empty(), "{what}");
+            let on_disk = read_records(&records);
+            let measured: Vec<&RequestRecord> = on_disk.iter().filter(|r| !r.warmup).collect();
             assert_eq!(measured.len(), 6, "{what}");
+            assert_eq!(out.stages[0].summary.f64("n_requests"), 6.0, "{what}");
             let faulty: Vec<&&RequestRecord> =
                 measured.iter().filter(|r| r.prompt_index == 5).collect();
             assert_eq!(faulty.len(), 1, "{what}");
@@ -109,14 +113,10 @@ async fn every_fault_is_recorded_with_its_kind_and_the_run_goes_on() {
                 let ttft = (r.t_first().expect("a first token") - r.t_sent) as f64 / 1e6;
                 assert!((20.0..400.0).contains(&ttft), "{what}: ttft {ttft}");
             }
-            // Everything is on disk, faulty request included.
-            let on_disk = read_records(&records);
-            assert_eq!(on_disk.len(), out.records.len(), "{what}");
             let mut ids: Vec<u64> = on_disk.iter().map(|r| r.id).collect();
             ids.sort();
-            let mut want: Vec<u64> = out.records.iter().map(|r| r.id).collect();
-            want.sort();
-            assert_eq!(ids, want, "{what}");
+            ids.dedup();
+            assert_eq!(ids.len(), on_disk.len(), "{what}: each record once");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -138,7 +138,7 @@ async fn faults_by_rate_fail_about_that_share_and_nothing_else() {
         &server.url(),
         Api::Chat,
         Fault::SplitWrites,
-        &dir.join("r.jsonl"),
+        &dir.join("r.arrows"),
     );
     c.prompts.truncate(5);
     c.requests_per_stage = Some(200);
@@ -146,7 +146,10 @@ async fn faults_by_rate_fail_about_that_share_and_nothing_else() {
     let out = run_sweep(c, CancellationToken::new(), Arc::new(Progress::default()))
         .await
         .expect("sweep");
-    let failed: Vec<&RequestRecord> = out.records.iter().filter(|r| !r.ok()).collect();
+    let records = read_records(&dir.join("r.arrows"));
+    assert_eq!(records.len(), 200);
+    assert_eq!(out.stages[0].summary.f64("n_requests"), 200.0);
+    let failed: Vec<&RequestRecord> = records.iter().filter(|r| !r.ok()).collect();
     assert!(
         (25..80).contains(&failed.len()),
         "{} of 200 at 25%",
@@ -173,13 +176,14 @@ async fn a_refused_connection_is_recorded_and_the_run_ends_normally() {
         &format!("http://127.0.0.1:{port}"),
         Api::Chat,
         Fault::SplitWrites,
-        &dir.join("r.jsonl"),
+        &dir.join("r.arrows"),
     );
     let out = run_sweep(c, CancellationToken::new(), Arc::new(Progress::default()))
         .await
         .expect("no warm-up: the run records the failures instead of stopping");
-    assert_eq!(out.records.len(), 6);
-    for r in &out.records {
+    let records = read_records(&dir.join("r.arrows"));
+    assert_eq!(records.len(), 6);
+    for r in &records {
         assert_eq!(r.error_kind, Some(ErrorKind::Connect), "{:?}", r.error);
         assert!(
             r.error.as_deref().unwrap_or("").contains("127.0.0.1"),
