@@ -11,7 +11,7 @@ Example:
     >>> res.summary
 """
 
-from . import baseline, datasets
+from . import baseline, datasets, records
 from ._core import __version__
 from .columns.client_health import ClientLimitWarning
 from .columns.kv import model_arch
@@ -92,6 +92,7 @@ __all__ = [
     "model_arch",
     "parse_config",
     "prompt_order",
+    "records",
     "run_sweep",
     "run_sweep_async",
     "save_config",

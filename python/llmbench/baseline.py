@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from ._settings import BASELINE_MODEL, BASELINE_RUN, BASELINE_SERVER
 from .errors import SweepInterrupted
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
+from .records import SUFFIX as RECORD_SUFFIX
+from .records import RecordFiles
 from .results import Results
 from .targets import OpenAI, Target
 
@@ -108,11 +111,10 @@ def run(
         raise InvalidArgumentError("give one of prompts, prompt_ids or prompt_tokens")
     prompt_list = None if given else load_prompts(prompts)
     price = gpu_price(gpu_hourly_usd)
-    records_path = None
-    if out_dir is not None:
-        records_path = Path(out_dir) / f"requests_{name}.jsonl"
-        if records_path.exists():
-            records_path.unlink()
+    # The records go to out_dir, or to a temporary folder kept as long as the results.
+    owner = tempfile.TemporaryDirectory(prefix="llmbench-records-") if out_dir is None else None
+    folder = Path(out_dir) if out_dir is not None else Path(owner.name)  # type: ignore[union-attr]
+    records_path = folder / f"requests_{name}{RECORD_SUFFIX}"
     config = {
         "model": _model_spec(model, dtype, device, seed, tokenizer),
         "batch_sizes": sizes,
@@ -126,7 +128,7 @@ def run(
         "warmup_batches": int(warmup_batches),
         "seed": int(seed),
         "pricing": {"usd_per_gpu_hour": price, "n_gpus": int(n_gpus)},
-        "records_path": str(records_path) if records_path is not None else None,
+        "records_path": str(records_path),
     }
     manifest: dict[str, Any] = {
         "llmbench_version": _core.__version__,
@@ -158,7 +160,7 @@ def run(
     manifest["interrupted"] = out["interrupted"]
     manifest["clock"] = {"unix_anchor_ns": out["unix_anchor_ns"]}
     desc = {"name": name, "api": "in-process", "model": str(model)}
-    res = Results.from_engine([(desc, out)], manifest)
+    res = Results.from_engine([(desc, out)], manifest, RecordFiles({name: records_path}, owner))
     if out_dir is not None:
         res.save(out_dir)
     if out["interrupted"]:

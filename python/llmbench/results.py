@@ -2,8 +2,11 @@
 
 Files written by `Results.save(dir)` (the seed workflow's layout):
 
-- `metrics_data.json`: the run manifest, the summary rows and every request record with
-  its chunk times (non-finite numbers written as null);
+- `requests_<target>.arrows`: every request record with its chunk times, written by the
+  engine as the run goes (`llmbench.records`);
+- `metrics_data.json`: the run manifest, the summary rows and where the record files are;
+  every request record too (with its chunk times) for runs of up to `JSON_RECORDS_LIMIT`
+  records, or on request (`save(records_in_json=True)`). Non-finite numbers as null;
 - `metrics_summary.csv`: one row per target x batch size;
 - PNG plots of throughput, TTFT, ITL and cost vs batch size.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,12 @@ import numpy as np
 
 from . import _deps
 from ._core import ResultsIOError
+from .records import RecordFiles, RecordFrame, RecordSets
+
+#: Runs of up to this many records (warm-up included) keep every record in
+#: `metrics_data.json` too, as the seed workflow's readers expect; longer ones only in
+#: their record files unless `save(records_in_json=True)`.
+JSON_RECORDS_LIMIT = 10_000
 
 # Summary columns shown first (the rest follow in engine order).
 KEY_COLUMNS = [
@@ -46,8 +56,6 @@ PLOT_FILES = {
     "cost": "cost_vs_batch_size.png",
 }
 
-_CHUNK_KEYS = ("offsets", "t_ns", "tokens")
-
 
 def _finite_or_none(v: Any) -> Any:
     """A JSON-able scalar: numpy scalars as Python ones; NaN, +-inf and pandas' missing
@@ -62,22 +70,6 @@ def _finite_or_none(v: Any) -> Any:
     if v is not None and not isinstance(v, (str, bool, int)) and _deps.pandas().isna(v) is True:
         return None
     return v
-
-
-def _concat_chunks(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    offsets = [np.zeros(1, dtype=np.uint64)]
-    times, tokens = [], []
-    base = 0
-    for p in parts:
-        offsets.append(p["offsets"][1:].astype(np.uint64) + np.uint64(base))
-        times.append(p["t_ns"].astype(np.uint64))
-        tokens.append(p["tokens"].astype(np.uint32))
-        base += len(p["t_ns"])
-    return {
-        "offsets": np.concatenate(offsets),
-        "t_ns": np.concatenate(times) if times else np.zeros(0, np.uint64),
-        "tokens": np.concatenate(tokens) if tokens else np.zeros(0, np.uint32),
-    }
 
 
 class Results:
@@ -96,17 +88,13 @@ class Results:
         >>> res.save("results/metrics_study")
     """
 
-    def __init__(
-        self,
-        summary: Any,
-        all_requests: Any,
-        chunks: dict[str, np.ndarray],
-        manifest: dict[str, Any],
-    ) -> None:
+    def __init__(self, summary: Any, records: Any, manifest: dict[str, Any]) -> None:
         self.summary = summary
-        self._all = all_requests
-        self._chunks = chunks
+        #: Where the per-request records come from (`llmbench.records`): read on demand.
+        self.records = records
         self.manifest = manifest
+        self._all: Any = None
+        self._chunks: dict[str, np.ndarray] | None = None
         #: NVML samples (one row per GPU per sample) when the run sampled GPUs, else None.
         self.gpu: Any = None
         #: Per-process GPU memory samples, else None.
@@ -131,10 +119,11 @@ class Results:
         from .columns.kv import GIB, inflight_timeline
 
         rows = None
+        every = self.all_requests
         if target is not None:
-            rows = (self._all["target"] == target).to_numpy().nonzero()[0]
-        tl = inflight_timeline(self._all, self._chunks, rows)
-        t0 = int(self._all["t_sched_ns"].min()) if len(self._all) else 0
+            rows = (every["target"] == target).to_numpy().nonzero()[0]
+        tl = inflight_timeline(every, self.chunk_arrays, rows)
+        t0 = int(every["t_sched_ns"].min()) if len(every) else 0
         tl.insert(1, "t_s", (tl["t_ns"] - t0) / 1e9)
         arch = self.manifest.get("model_arch")
         if arch:
@@ -144,11 +133,14 @@ class Results:
     @property
     def all_requests(self) -> Any:
         """Every request, warm-up included (`warmup` column), in the order of the chunk
-        arrays of `chunk_arrays`.
+        arrays of `chunk_arrays`; read from the record files on first use and kept. For a
+        long run, `read_requests` reads only the columns and stages asked for.
 
         Example:
             >>> res.all_requests.groupby("warmup").size()
         """
+        if self._all is None:
+            self._all = self.records.read()
         return self._all
 
     @property
@@ -161,49 +153,104 @@ class Results:
             >>> c = res.chunk_arrays
             >>> c["t_ns"][c["offsets"][0] : c["offsets"][1]]
         """
+        if self._chunks is None:
+            self._chunks = self.records.chunk_arrays()
         return self._chunks
 
     @property
     def requests(self) -> Any:
         """Measured requests (warm-up excluded), one row each."""
-        return self._all[~self._all["warmup"]].reset_index(drop=True)
+        every = self.all_requests
+        return every[~every["warmup"]].reset_index(drop=True) if len(every) else every
 
     @property
     def warmup(self) -> Any:
         """Warm-up requests, reported apart and never in the statistics."""
-        return self._all[self._all["warmup"]].reset_index(drop=True)
+        every = self.all_requests
+        return every[every["warmup"]].reset_index(drop=True) if len(every) else every
+
+    def read_requests(
+        self,
+        columns: list[str] | None = None,
+        stages: list[int] | None = None,
+        targets: list[str] | None = None,
+        warmup: bool | None = False,
+    ) -> Any:
+        """Measured requests (`warmup=True`: the warm-up ones; None: both) of `stages`
+        and `targets` with only `columns` (all when None), read from the record files
+        without keeping them: what a notebook opening a long run uses.
+
+        Example:
+            >>> res.read_requests(["ttft_ms", "e2e_ms"], stages=[3])
+        """
+        if self._all is not None:
+            return RecordFrame(self._all, self.chunk_arrays).read(columns, stages, targets, warmup)
+        return self.records.read(columns, stages, targets, warmup)
+
+    @property
+    def n_records(self) -> int:
+        """Records of the run (warm-up included), counted without reading them whole."""
+        return len(self._all) if self._all is not None else self.records.count()
 
     @property
     def interrupted(self) -> bool:
         """Whether the run was cut short (Ctrl-C)."""
         return bool(self.manifest.get("interrupted", False))
 
-    def chunks(self, request_id: int, target: str | None = None) -> Any:
-        """Chunk arrival times of one request: columns `t_ms` (since send) and `tokens`.
+    def chunks(
+        self,
+        request_id: int | None = None,
+        target: str | None = None,
+        stages: list[int] | None = None,
+    ) -> Any:
+        """Chunk arrival times: of one request (`t_ms` since its send, `tokens`), or with no
+        `request_id` of every measured request of `stages` and `target` (all when None) as
+        one long frame with `target`, `id`, `t_ms` and `tokens`, read from the record
+        files.
 
         Example:
             >>> res.chunks(res.requests.id[0])
+            >>> res.chunks(stages=[2]).groupby("id").t_ms.max()
         """
         pd = _deps.pandas()
-        rows = self._all.index[self._all["id"] == request_id]
-        if target is not None:
-            rows = rows[self._all.loc[rows, "target"] == target]
-        if len(rows) == 0:
+        targets = [target] if target is not None else None
+        warmup = None if request_id is not None else False
+        rows = self.read_requests(["id", "t_sent_ns"], stages, targets, warmup)
+        source = self.records if self._all is None else RecordFrame(self._all, self.chunk_arrays)
+        arrays = source.chunk_arrays(stages, targets, warmup)
+        offsets = arrays["offsets"].astype(np.int64)
+        lengths = np.diff(offsets)
+        sent = np.repeat(rows["t_sent_ns"].to_numpy(np.int64), lengths)
+        t_ms = (arrays["t_ns"].astype(np.int64) - sent) / 1e6
+        if request_id is None:
+            return pd.DataFrame(
+                {
+                    "target": np.repeat(rows["target"].to_numpy(), lengths),
+                    "id": np.repeat(rows["id"].to_numpy(), lengths),
+                    "t_ms": t_ms,
+                    "tokens": arrays["tokens"],
+                }
+            )
+        match = (rows["id"] == request_id).to_numpy().nonzero()[0]
+        if len(match) == 0:
             raise KeyError(f"no request with id {request_id}")
-        i = int(rows[0])
-        a, b = int(self._chunks["offsets"][i]), int(self._chunks["offsets"][i + 1])
-        t = self._chunks["t_ns"][a:b].astype(np.int64) - int(self._all.loc[i, "t_sent_ns"])
-        return pd.DataFrame({"t_ms": t / 1e6, "tokens": self._chunks["tokens"][a:b]})
+        i = int(match[0])
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        return pd.DataFrame({"t_ms": t_ms[a:b], "tokens": arrays["tokens"][a:b]})
 
     # ---- building -------------------------------------------------------------------
 
     @classmethod
     def from_engine(
-        cls, outputs: list[tuple[dict[str, Any], dict[str, Any]]], manifest: dict[str, Any]
+        cls,
+        outputs: list[tuple[dict[str, Any], dict[str, Any]]],
+        manifest: dict[str, Any],
+        records: RecordFiles,
     ) -> Results:
-        """Assemble from the engine's per-target outputs: (target description, output)."""
+        """Assemble from the engine's per-target outputs, (target description, output),
+        and the record files they wrote."""
         pd = _deps.pandas()
-        summaries, requests, chunk_parts = [], [], []
+        summaries = []
         for desc, out in outputs:
             for st in out["stages"]:
                 row = {"target": desc["name"], "api": desc["api"], "model": desc["model"]}
@@ -214,10 +261,6 @@ class Results:
                 row["interrupted"] = st["interrupted"]
                 row.update(st["summary"])
                 summaries.append(row)
-            df = pd.DataFrame(out["records"])
-            df.insert(0, "target", desc["name"])
-            requests.append(df)
-            chunk_parts.append(out["chunks"])
         summary = pd.DataFrame(summaries)
         for col in ("batch_size", "target_rate"):
             # None where a column does not apply (open vs closed loop): numeric, NaN there.
@@ -226,8 +269,7 @@ class Results:
         if len(summary):
             first = [c for c in KEY_COLUMNS if c in summary.columns]
             summary = summary[first + [c for c in summary.columns if c not in first]]
-        all_requests = pd.concat(requests, ignore_index=True) if requests else pd.DataFrame()
-        return cls(summary, _tidy_requests(all_requests), _concat_chunks(chunk_parts), manifest)
+        return cls(summary, records, manifest)
 
     @classmethod
     def concat(cls, runs: list[Results], labels: list[str] | None = None) -> Results:
@@ -243,22 +285,17 @@ class Results:
         for r in runs:
             for t in set(r.summary["target"]) if len(r.summary) else ():
                 seen[t] = seen.get(t, 0) + 1
-        summaries, requests, chunks = [], [], []
+        summaries, parts = [], []
         for r, label in zip(runs, labels, strict=True):
             rename = {t: f"{t} ({label})" for t, n in seen.items() if n > 1}
             summaries.append(r.summary.replace({"target": rename}))
-            requests.append(r._all.replace({"target": rename}) if len(r._all) else r._all)
-            chunks.append(r._chunks)
+            source = r.records if r._all is None else RecordFrame(r._all, r.chunk_arrays)
+            parts.append((source, rename))
         manifest = {
             "kind": "comparison",
             "runs": [{"label": label, **r.manifest} for r, label in zip(runs, labels, strict=True)],
         }
-        return cls(
-            pd.concat(summaries, ignore_index=True),
-            pd.concat(requests, ignore_index=True),
-            _concat_chunks(chunks),
-            manifest,
-        )
+        return cls(pd.concat(summaries, ignore_index=True), RecordSets(parts), manifest)
 
     def log_wandb(self, *, timeout_s: float = 120.0, **settings: Any) -> str | None:
         """Log to Weights & Biases (see `llmbench.wandb_log.log_wandb`); never raises for
@@ -273,22 +310,28 @@ class Results:
 
     # ---- files ----------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything as plain JSON-able data (non-finite numbers as None)."""
-        records = []
-        cols = list(self._all.columns)
-        offsets, t_ns, tokens = (self._chunks[k] for k in _CHUNK_KEYS)
-        for i, values in enumerate(self._all.itertuples(index=False, name=None)):
-            rec = {c: _finite_or_none(v) for c, v in zip(cols, values, strict=True)}
-            a, b = int(offsets[i]), int(offsets[i + 1])
-            rec["chunk_times_ns"] = t_ns[a:b].tolist()
-            rec["chunk_tokens"] = tokens[a:b].tolist()
-            records.append(rec)
+    def to_dict(self, records_in_json: bool | None = None) -> dict[str, Any]:
+        """Everything as plain JSON-able data (non-finite numbers as None): the manifest,
+        the summary, where the record files are, and every record (with its chunk times)
+        when `records_in_json` is true, or when None for runs of up to
+        `JSON_RECORDS_LIMIT` records."""
+        if records_in_json is None:
+            records_in_json = self.n_records <= JSON_RECORDS_LIMIT
         summary = [
             {k: _finite_or_none(v) for k, v in row.items()}
             for row in self.summary.to_dict(orient="records")
         ]
-        out: dict[str, Any] = {"manifest": self.manifest, "summary": summary, "requests": records}
+        out: dict[str, Any] = {"manifest": self.manifest, "summary": summary}
+        files = getattr(self.records, "files", None)
+        if files:
+            out["records"] = {
+                "format": "arrow-ipc-stream",
+                "files": {name: Path(p).name for name, p in files.items()},
+                "n_records": self.n_records,
+                "in_json": bool(records_in_json),
+            }
+        if records_in_json:
+            out["requests"] = self._records_as_json()
         telemetry = {
             key: _frame_to_columns(frame)
             for key, frame in (
@@ -302,8 +345,25 @@ class Results:
             out["telemetry"] = telemetry
         return out
 
-    def save(self, out_dir: str | Path, plots: bool = True) -> list[Path]:
-        """Write `metrics_data.json`, `metrics_summary.csv` and the plots into `out_dir`.
+    def _records_as_json(self) -> list[dict[str, Any]]:
+        every = self.all_requests
+        cols = list(every.columns)
+        offsets, t_ns, tokens = (self.chunk_arrays[k] for k in ("offsets", "t_ns", "tokens"))
+        records = []
+        for i, values in enumerate(every.itertuples(index=False, name=None)):
+            rec = {c: _finite_or_none(v) for c, v in zip(cols, values, strict=True)}
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            rec["chunk_times_ns"] = t_ns[a:b].tolist()
+            rec["chunk_tokens"] = tokens[a:b].tolist()
+            records.append(rec)
+        return records
+
+    def save(
+        self, out_dir: str | Path, plots: bool = True, records_in_json: bool | None = None
+    ) -> list[Path]:
+        """Write `metrics_data.json`, `metrics_summary.csv` and the plots into `out_dir`,
+        with the record files (copied there when the run wrote them elsewhere).
+        `records_in_json`: see `to_dict`.
 
         Example:
             >>> res.save("results/metrics_study")
@@ -311,9 +371,12 @@ class Results:
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
+            if isinstance(self.records, RecordFiles):
+                self._copy_record_files(out)
             data_path = out / "metrics_data.json"
             tmp = data_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.to_dict(), allow_nan=False), encoding="utf-8")
+            data = self.to_dict(records_in_json)
+            tmp.write_text(json.dumps(data, allow_nan=False), encoding="utf-8")
             tmp.replace(data_path)
             csv_path = out / "metrics_summary.csv"
             self.summary.to_csv(csv_path, index=False)
@@ -324,9 +387,21 @@ class Results:
             written += self.plot(out_dir=out, close=True)
         return written
 
+    def _copy_record_files(self, out: Path) -> None:
+        """Put the record files in `out` (each run's results folder holds its records)."""
+        moved = {}
+        for name, path in self.records.files.items():
+            dest = out / path.name
+            if dest.resolve() != path.resolve():
+                shutil.copyfile(path, dest)
+            moved[name] = dest
+        self.records = RecordFiles(moved)
+
     @classmethod
     def load(cls, path: str | Path) -> Results:
-        """Read results saved by `save` (a folder or its `metrics_data.json`).
+        """Read results saved by `save` (a folder or its `metrics_data.json`), including
+        runs saved by versions that kept every record in `metrics_data.json`. Records are
+        read from the record files when first asked for.
 
         Example:
             >>> res = llmbench.Results.load("results/metrics_study")
@@ -339,23 +414,14 @@ class Results:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ResultsIOError(f"cannot read results from {p}: {e}") from e
-        records = data.get("requests", [])
-        offsets = [0]
-        t_ns: list[int] = []
-        tokens: list[int] = []
-        rows = []
-        for r in records:
-            t_ns.extend(r.pop("chunk_times_ns", []))
-            tokens.extend(r.pop("chunk_tokens", []))
-            offsets.append(len(t_ns))
-            rows.append(r)
-        chunks = {
-            "offsets": np.asarray(offsets, dtype=np.uint64),
-            "t_ns": np.asarray(t_ns, dtype=np.uint64),
-            "tokens": np.asarray(tokens, dtype=np.uint32),
-        }
+        pointer = data.get("records") or {}
+        files = {name: p.parent / f for name, f in (pointer.get("files") or {}).items()}
+        if files and all(f.exists() for f in files.values()):
+            records: Any = RecordFiles(files)
+        else:
+            records = _records_from_json(data.get("requests", []))
         summary = pd.DataFrame(data.get("summary", []))
-        res = cls(summary, _tidy_requests(pd.DataFrame(rows)), chunks, data.get("manifest", {}))
+        res = cls(summary, records, data.get("manifest", {}))
         res.attach_telemetry({k: pd.DataFrame(v) for k, v in (data.get("telemetry") or {}).items()})
         return res
 
@@ -393,9 +459,38 @@ class Results:
         targets = sorted(set(self.summary["target"])) if len(self.summary) else []
         return (
             f"Results(targets={targets}, stages={len(self.summary)}, "
-            f"requests={int((~self._all['warmup']).sum()) if len(self._all) else 0}"
+            f"requests={_measured(self.summary)}"
             f"{', interrupted' if self.interrupted else ''})"
         )
+
+
+def _measured(summary: Any) -> int:
+    """Measured requests, from the summary (no record is read)."""
+    if not len(summary) or "n_requests" not in summary:
+        return 0
+    return int(summary["n_requests"].fillna(0).sum())
+
+
+def _records_from_json(records: list[dict[str, Any]]) -> RecordFrame:
+    """The per-request rows kept in `metrics_data.json` (runs saved before the record
+    file, or with `records_in_json`)."""
+    pd = _deps.pandas()
+    offsets = [0]
+    t_ns: list[int] = []
+    tokens: list[int] = []
+    rows = []
+    for r in records:
+        r = dict(r)
+        t_ns.extend(r.pop("chunk_times_ns", []))
+        tokens.extend(r.pop("chunk_tokens", []))
+        offsets.append(len(t_ns))
+        rows.append(r)
+    chunks = {
+        "offsets": np.asarray(offsets, dtype=np.uint64),
+        "t_ns": np.asarray(t_ns, dtype=np.uint64),
+        "tokens": np.asarray(tokens, dtype=np.uint32),
+    }
+    return RecordFrame(_tidy_requests(pd.DataFrame(rows)), chunks)
 
 
 def _frame_to_columns(frame: Any) -> dict[str, list[Any]]:

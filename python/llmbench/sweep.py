@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from .datasets import Dataset, Trace
 from .errors import SweepInterrupted, warn
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
+from .records import SUFFIX as RECORD_SUFFIX
+from .records import RecordFiles
 from .results import Results
 from .slo import SLO
 from .targets import Target
@@ -250,6 +253,7 @@ def _finish(
     target_list: list[Target],
     outputs: list[dict[str, Any]],
     manifest: dict[str, Any],
+    files: _RecordPaths,
     out_dir: str | Path | None,
     telemetry: RunTelemetry | None = None,
     arch: dict[str, Any] | None = None,
@@ -270,9 +274,9 @@ def _finish(
             "note": "t_*_ns columns are ns on one monotonic clock; unix = unix_anchor_ns + t; "
             "the machine's CLOCK_MONOTONIC (time.monotonic_ns()) = monotonic_anchor_ns + t",
         }
-    results = Results.from_engine(
-        [(t.describe(), o) for t, o in zip(target_list, outputs, strict=False)], manifest
-    )
+    ran = list(zip(target_list, outputs, strict=False))
+    records = RecordFiles({t.name: Path(files.paths[t.name]) for t, _ in ran}, owner=files.owner)
+    results = Results.from_engine([(t.describe(), o) for t, o in ran], manifest, records)
     manifest["model_arch"] = arch
     if telemetry is not None:
         telemetry.stop()
@@ -302,7 +306,7 @@ def _finish(
             results.save(out_dir)
         except ResultsIOError as e:
             # A full disk must not cost the measurements: they are returned (and every
-            # record written before the disk filled is in requests_<target>.jsonl).
+            # record written before the disk filled is in requests_<target>.arrows).
             note = f"{e}; the results are returned in memory only"
             manifest["warnings"].append(note)
             warn(note, ResultsIOWarning)
@@ -311,6 +315,28 @@ def _finish(
 
 class ResultsIOWarning(UserWarning):
     """The results could not be written (e.g. a full disk); they were returned anyway."""
+
+
+@dataclass
+class _RecordPaths:
+    """Where each target's records go: `out_dir`, or a temporary folder (`owner`) that
+    lives as long as the results reading it."""
+
+    paths: dict[str, str]
+    owner: Any = None
+
+
+def _record_paths(target_list: list[Target], out: Path | None) -> _RecordPaths:
+    owner = None
+    if out is None:
+        owner = tempfile.TemporaryDirectory(prefix="llmbench-records-")
+        folder = Path(owner.name)
+    else:
+        folder = out
+    return _RecordPaths(
+        {t.name: str(folder / f"requests_{_slug(t.name)}{RECORD_SUFFIX}") for t in target_list},
+        owner,
+    )
 
 
 @dataclass
@@ -324,6 +350,7 @@ class _SweepPlan:
     arch: dict[str, Any] | None
     slo: SLO | None
     out_dir: str | Path | None
+    files: _RecordPaths
 
 
 def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
@@ -334,21 +361,19 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
     if opts.resume and out is None:
         raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
     shared = opts.engine_config()
+    files = _record_paths(target_list, out)
     configs = []
     for t in target_list:
-        records_path = out / f"requests_{_slug(t.name)}.jsonl" if out is not None else None
-        config = {
-            **shared,
-            "target": t.to_spec(),
-            "records_path": str(records_path) if records_path is not None else None,
-        }
+        config = {**shared, "target": t.to_spec(), "records_path": files.paths[t.name]}
         _core.check_sweep(config)
         configs.append(config)
     if out is not None and not opts.resume:
-        # A fresh run replaces the previous run's live record files; a resumed one
-        # continues them.
+        # A fresh run replaces the previous run's record files (and those of versions
+        # that wrote JSON lines); a resumed one continues them.
         for config in configs:
-            Path(config["records_path"]).unlink(missing_ok=True)
+            path = Path(config["records_path"])
+            path.unlink(missing_ok=True)
+            path.with_suffix(".jsonl").unlink(missing_ok=True)
     return _SweepPlan(
         target_list,
         configs,
@@ -357,6 +382,7 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
         _model_arch(opts.model_arch),
         SLO.of(opts.slo) if opts.slo is not None else None,
         opts.out_dir,
+        files,
     )
 
 
@@ -506,12 +532,16 @@ def run_sweep(
     except KeyboardInterrupt:
         # Interrupted before the engine could return anything for this target (e.g. during
         # its warm-up): keep the targets already measured.
-        results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch, slo_spec)
+        results = _finish(
+            target_list, outputs, manifest, plan.files, out_dir, telemetry, arch, slo_spec
+        )
         raise SweepInterrupted(results, _interrupt_message(results, out_dir)) from None
     except BaseException:
         telemetry.stop()
         raise
-    results = _finish(target_list, outputs, manifest, out_dir, telemetry, arch, slo_spec)
+    results = _finish(
+        target_list, outputs, manifest, plan.files, out_dir, telemetry, arch, slo_spec
+    )
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
     _maybe_log_wandb(results, wandb)
@@ -525,7 +555,7 @@ def _maybe_log_wandb(results: Results, wandb: bool | dict[str, Any] | None) -> N
 
 
 def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
-    n = len(results.requests)
+    n = int(results.summary["n_requests"].sum()) if "n_requests" in results.summary else 0
     where = f"; saved to {out_dir}" if out_dir is not None else ""
     return f"sweep interrupted: {n} completed requests kept in .results{where}"
 
@@ -559,6 +589,7 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
         plan.target_list,
         outputs,
         plan.manifest,
+        plan.files,
         plan.out_dir,
         plan.telemetry,
         plan.arch,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import llmbench
 import pytest
@@ -81,3 +82,17 @@ def _default_sigint() -> None:
 def popen(args: list[str], **kwargs) -> subprocess.Popen:
     """Start a child that receives SIGINT as a terminal user's Ctrl-C."""
     return subprocess.Popen(args, preexec_fn=_default_sigint, **kwargs)
+
+
+def records_so_far(path: Path, columns: tuple[str, ...] = ("id", "stage", "warmup")) -> Any:
+    """The records a run has written to its record file so far (a file still being
+    written may end inside a batch: its whole batches are read, quietly)."""
+    import warnings
+
+    if not path.is_file():
+        import pandas as pd
+
+        return pd.DataFrame(columns=list(columns))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", llmbench.records.RecordFileWarning)
+        return llmbench.records.read_file(path, list(columns))

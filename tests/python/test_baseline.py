@@ -45,7 +45,7 @@ def test_in_process_run_has_the_sweep_shape_and_exact_kv_bytes(tmp_path):
     # Saved like a sweep, loadable, with the live records on disk.
     back = llmbench.Results.load(tmp_path)
     assert back.summary["kv_cache_bytes"].tolist() == s["kv_cache_bytes"].tolist()
-    live = (tmp_path / "requests_baseline.jsonl").read_text().splitlines()
+    live = llmbench.records.read_file(tmp_path / "requests_baseline.arrows")
     # Measured rows + one warm-up batch at each batch size (1 and 3 rows).
     assert len(live) == 8 + 1 + 3
     assert len(res.warmup) == 1 + 3 and set(res.warmup["batch_size"]) == {1, 3}

@@ -54,7 +54,7 @@ def test_same_columns_and_exact_kv_bytes_as_candle(tmp_path):
     assert info["engine"] == "transformers" and tf.manifest["engine"] == "transformers"
     assert info["kv_bytes_per_token"] == 4096 and info["parameters"] == 19_286_272
     # Every record on disk, warm-up included, and the saved run loads back.
-    live = (tmp_path / "transformers" / "requests_baseline.jsonl").read_text().splitlines()
+    live = llmbench.records.read_file(tmp_path / "transformers" / "requests_baseline.arrows")
     assert len(live) == 8 + 1 + 3  # a warm-up batch at each batch size
     back = llmbench.Results.load(tmp_path / "transformers")
     assert back.summary["kv_cache_bytes"].tolist() == s["kv_cache_bytes"].tolist()
@@ -181,7 +181,7 @@ def test_ctrl_c_keeps_what_was_measured(monkeypatch, tmp_path):
     # The first measured batch whole, the second's rows cancelled with the token they had.
     assert req["finish_reason"].tolist() == ["length", "length", "cancelled", "cancelled"]
     assert req["n_out"].tolist() == [3, 3, 1, 1]
-    assert len((tmp_path / "requests_baseline.jsonl").read_text().splitlines()) == 2 + 4
+    assert len(llmbench.records.read_file(tmp_path / "requests_baseline.arrows")) == 2 + 4
 
 
 def test_missing_extra_is_named(monkeypatch):

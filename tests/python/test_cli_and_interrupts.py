@@ -153,8 +153,8 @@ def test_ctrl_c_cancels_promptly_and_keeps_every_completed_request(tmp_path):
     kept = int(out.split()[-1])
     assert kept >= 4
     # Every completed request is on disk: live records and the saved results agree.
-    live = [json.loads(x) for x in (tmp_path / "requests_sim-chat.jsonl").read_text().splitlines()]
-    completed = [r for r in live if not r["warmup"] and r["error_kind"] != "cancelled"]
+    live = llmbench.records.read_file(tmp_path / "requests_sim-chat.arrows")
+    completed = live[~live["warmup"] & (live["error_kind"] != "cancelled")]
     data = json.loads((tmp_path / "metrics_data.json").read_text())
     saved_ok = [r for r in data["requests"] if not r["warmup"] and r["ok"]]
     assert len(completed) == len(saved_ok) >= 4

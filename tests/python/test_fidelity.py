@@ -171,8 +171,15 @@ def test_record_files_keep_plain_chunk_arrays(sim, tmp_path):
         progress=False,
         out_dir=tmp_path,
     )
-    (jsonl,) = tmp_path.glob("requests_*.jsonl")
-    rec = json.loads(jsonl.read_text().splitlines()[-1])
-    assert len(rec["chunk_times"]) == len(rec["chunk_tokens"]) == 5
-    assert rec["chunk_times"] == sorted(rec["chunk_times"])
+    # Any Arrow reader opens the file: plain lists of chunk gaps and token counts.
+    import pyarrow.ipc
+
+    (path,) = tmp_path.glob("requests_*.arrows")
+    table = pyarrow.ipc.open_stream(path.read_bytes()).read_all()
+    rec = table.slice(len(table) - 1).to_pylist()[0]
+    assert len(rec["chunk_dt_ns"]) == len(rec["chunk_tokens"]) == 5
+    assert all(dt >= 0 for dt in rec["chunk_dt_ns"])
     assert rec["chunk_tokens"] == [1] * 5
+    # First: ns from the send to the first chunk; then the gaps.
+    assert rec["t_sent_ns"] + sum(rec["chunk_dt_ns"]) == rec["t_last_ns"]
+    assert rec["t_sent_ns"] + rec["chunk_dt_ns"][0] == rec["t_first_ns"]

@@ -17,7 +17,7 @@ import time
 
 import llmbench
 import pytest
-from conftest import REPO, free_port, popen, run_cli, sim_process
+from conftest import REPO, free_port, popen, records_so_far, run_cli, sim_process
 from llmbench import _core
 from llmbench.sim import FAULTS
 
@@ -83,7 +83,7 @@ def test_each_fault_is_recorded_with_its_kind(faulty_sim, fault, tmp_path):
     assert others["ttft_ms"].min() >= 20.0
     assert others["ttft_ms"].median() < 25.0, others["ttft_ms"].tolist()
     # Every request is on disk, in the live records and in the saved results.
-    live = (tmp_path / f"requests_{target.name}.jsonl").read_text().splitlines()
+    live = llmbench.records.read_file(tmp_path / f"requests_{target.name}.arrows")
     assert len(live) == 6
     saved = json.loads((tmp_path / "metrics_data.json").read_text())["requests"]
     assert sorted(r["id"] for r in saved) == sorted(req["id"])
@@ -97,19 +97,20 @@ def test_a_killed_run_resumes_from_its_records(tmp_path):
         "--max-tokens", "6", "--out", str(out), "--quiet", "--metrics-period", "0",
     ]  # fmt: skip
     proc = popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-    live = out / "requests_llmbench-sim.jsonl"
+    live = out / "requests_llmbench-sim.arrows"
     deadline = time.monotonic() + 60
     # Kill it (no chance to clean up) once the second stage has started.
     while time.monotonic() < deadline:
-        lines = live.read_text().splitlines() if live.exists() else []
-        if any(json.loads(x)["stage"] == 1 for x in lines if x.endswith("}")):
+        if (records_so_far(live)["stage"] == 1).any():
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert not (out / "metrics_data.json").exists()
-    before = [json.loads(x) for x in live.read_text().splitlines() if x.endswith("}")]
-    stage0 = {r["id"]: r["t_sent"] for r in before if r["stage"] == 0 and not r["warmup"]}
+    before = records_so_far(live, ("id", "stage", "warmup", "t_sent_ns"))
+    stage0 = {
+        int(r.id): int(r.t_sent_ns) for r in before.itertuples() if r.stage == 0 and not r.warmup
+    }
     assert len(stage0) == 12
 
     r = run_cli("metrics", "--resume", str(out))
@@ -137,7 +138,7 @@ def test_a_failed_final_write_returns_the_results(sim, tmp_path):
             out_dir=tmp_path, progress=False,
         )  # fmt: skip
     assert int(res.summary.iloc[0]["n_ok"]) == 4
-    live = (tmp_path / "requests_sim-chat.jsonl").read_text().splitlines()
+    live = llmbench.records.read_file(tmp_path / "requests_sim-chat.arrows")
     assert len(live) == 5  # and the warm-up request
 
 

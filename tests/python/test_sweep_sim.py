@@ -150,7 +150,7 @@ def test_results_roundtrip_and_plots(sim, tmp_path):
         [
             "metrics_data.json",
             "metrics_summary.csv",
-            "requests_sim-chat.jsonl",
+            "requests_sim-chat.arrows",
             "throughput_vs_batch_size.png",
             "ttft_vs_batch_size.png",
             "itl_vs_batch_size.png",
@@ -158,8 +158,8 @@ def test_results_roundtrip_and_plots(sim, tmp_path):
         ]
     )
     # The live record file holds every request, warm-up included.
-    lines = (tmp_path / "requests_sim-chat.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + 12
+    live = llmbench.records.read_file(tmp_path / "requests_sim-chat.arrows")
+    assert len(live) == 1 + 12
     loaded = llmbench.Results.load(tmp_path)
     assert list(loaded.summary["batch_size"]) == [1, 2, 4]
     assert loaded.summary["ttft_p50_ms"].tolist() == pytest.approx(

@@ -12,7 +12,7 @@ import types
 
 import llmbench
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, records_so_far, run_cli
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -203,7 +203,7 @@ def test_the_notebook_stop_button_cancels_a_sweep_and_keeps_what_it_measured(tmp
     # kernel), while a sweep that would take a minute runs in a cell.
     manager = pytest.importorskip("jupyter_client.manager")
     km, kc = manager.start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
-    records = tmp_path / "results" / "requests_scripted.jsonl"
+    records = tmp_path / "results" / "requests_scripted.arrows"
     code = (
         "import llmbench\n"
         "sim = llmbench.SimServer(ttft_ms=20, itl_ms=20)\n"
@@ -218,7 +218,7 @@ def test_the_notebook_stop_button_cancels_a_sweep_and_keeps_what_it_measured(tmp
     try:
         kc.execute(code)
         deadline = time.monotonic() + 60
-        while not (records.is_file() and len(records.read_text().splitlines()) >= 5):
+        while len(records_so_far(records)) < 5:
             assert time.monotonic() < deadline, "the sweep never started"
             time.sleep(0.1)
         t_interrupt = time.monotonic()
@@ -241,6 +241,6 @@ def test_the_notebook_stop_button_cancels_a_sweep_and_keeps_what_it_measured(tmp
     text = "".join(m["content"].get("text", "") for m in outputs)
     kept, interrupted = text.split()
     assert interrupted == "True"
-    lines = records.read_text().splitlines()
-    assert int(kept) == len(lines) >= 5
-    assert all(json.loads(line)["id"] >= 0 for line in lines)
+    on_disk = llmbench.records.read_file(records)
+    assert int(kept) == len(on_disk) >= 5
+    assert on_disk["id"].is_unique
