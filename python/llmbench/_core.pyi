@@ -3,6 +3,9 @@ from collections.abc import Callable
 from os import PathLike
 from typing import Any, final
 
+import numpy as np
+from numpy.typing import NDArray
+
 __all__ = [
     "BaselineServer",
     "BaselineStudy",
@@ -31,7 +34,9 @@ __all__ = [
     "parse_metrics",
     "parse_speed",
     "prompt_order",
+    "record_write_speed",
     "redact_url",
+    "request_metrics",
     "run_sweep",
     "run_sweep_async",
     "settings",
@@ -85,6 +90,16 @@ def run_sweep(
 ) -> dict[str, Any]: ...
 def run_sweep_async(config: dict[str, Any]) -> Any: ...
 def now_ns() -> int: ...
+def request_metrics(
+    t_sched_ns: NDArray[np.uint64],
+    t_sent_ns: NDArray[np.uint64],
+    t_first_ns: NDArray[np.int64],
+    t_last_ns: NDArray[np.int64],
+    n_out: NDArray[np.uint32],
+) -> dict[str, NDArray[np.float64]]: ...
+def record_write_speed(
+    path: str | PathLike[str], records: int = 200_000, tokens: int = 32
+) -> dict[str, Any]: ...
 def alive_tasks() -> int: ...
 def settings() -> dict[str, Any]: ...
 def check_sweep(config: dict[str, Any]) -> None: ...

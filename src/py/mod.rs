@@ -302,6 +302,28 @@ fn parse_speed<'py>(
     Ok(d)
 }
 
+/// Write `records` records of `tokens` tokens each (shaped like a real run's) to the record
+/// file `path` as fast as the writer takes them: `{"records", "bytes", "seconds",
+/// "records_per_s"}`. The writer's throughput, for `benches/long_run.py`.
+#[pyfunction]
+#[pyo3(signature = (path, records=200_000, tokens=32))]
+fn record_write_speed<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    records: u64,
+    tokens: u32,
+) -> PyResult<Bound<'py, PyDict>> {
+    let s = py
+        .detach(|| crate::record_file::speed::write_speed(&path, records, tokens))
+        .map_err(to_pyerr)?;
+    let d = PyDict::new(py);
+    d.set_item("records", s.records)?;
+    d.set_item("bytes", s.bytes)?;
+    d.set_item("seconds", s.seconds)?;
+    d.set_item("records_per_s", s.records as f64 / s.seconds)?;
+    Ok(d)
+}
+
 /// Prompts of exactly `n_tokens` tokens each under the given `tokenizer.json`, made of
 /// words from `words`, seeded (prompt `i` uses `seed + i`).
 #[pyfunction]
@@ -470,6 +492,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(synthetic_prompts, m)?)?;
     m.add_function(wrap_pyfunction!(count_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(parse_speed, m)?)?;
+    m.add_function(wrap_pyfunction!(record_write_speed, m)?)?;
     m.add_class::<PySimServer>()?;
     m.add_class::<baseline::PyBaselineServer>()?;
     m.add_function(wrap_pyfunction!(baseline::baseline_run, m)?)?;

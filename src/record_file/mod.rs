@@ -14,6 +14,7 @@
 
 mod batch;
 mod reader;
+pub mod speed;
 mod writer;
 
 pub use batch::{records_of_batch, schema, RecordColumns, SCHEMA_VERSION};

@@ -154,6 +154,35 @@ def test_a_run_saved_by_the_previous_release_loads(tmp_path):
     assert llmbench.compare([folder, folder]) is not None
 
 
+def test_a_run_of_the_previous_release_resumes_from_its_json_lines(tmp_path):
+    # Its two stages are whole: kept as they were; the third runs now, into the record file.
+    from conftest import REPO
+
+    folder = tmp_path / "run"
+    shutil.copytree(REPO / "tests" / "fixtures" / "run_before_record_file", folder)
+    before = [json.loads(x) for x in (folder / "requests_sim-chat.jsonl").read_text().splitlines()]
+    with llmbench.SimServer(ttft_ms=5, itl_ms=2) as sim:
+        res = llmbench.run_sweep(
+            sim.target(),
+            batch_sizes=[1, 2, 4],
+            requests_per_stage=4,
+            max_tokens=4,
+            out_dir=folder,
+            resume=True,
+            progress=False,
+        )
+    assert res.summary["n_ok"].tolist() == [4, 4, 4]
+    kept = res.requests[res.requests["stage"] < 2]
+    assert sorted(kept["t_sent_ns"].tolist()) == sorted(
+        r["t_sent"] for r in before if not r["warmup"]
+    )
+    on_disk = rf.read_file(folder / "requests_sim-chat.arrows", ["id", "stage", "warmup"])
+    measured = on_disk[~on_disk["warmup"]]
+    assert sorted(measured["stage"].tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    assert on_disk["id"].is_unique
+    assert any("resumed" in w for w in res.manifest["warnings"])
+
+
 def test_big_runs_keep_their_records_out_of_the_json(sim, tmp_path, monkeypatch):
     monkeypatch.setattr(llmbench.results, "JSON_RECORDS_LIMIT", 10)
     res = _run(sim, tmp_path)
