@@ -286,8 +286,6 @@ def _finish(
         results.attach_telemetry(frames)
         results.summary = add_stage_columns(
             results.summary,
-            results.all_requests,
-            results.chunk_arrays,
             frames,
             manifest["telemetry"]["scrape"],
             manifest["servers"],

@@ -1,6 +1,7 @@
 //! The metrics of docs/architecture.md ("Metrics"), computed from request records: per request (TTFT, TPOT, E2E,
 //! per-token ITL samples) and per stage (distributions, throughput, concurrency, cost).
 
+pub mod held;
 pub mod slo;
 pub mod stats;
 pub mod streaming;
@@ -266,6 +267,7 @@ pub struct StageStats {
     chunk_sources: HashMap<TokenSource, u64>,
     out_sources: HashMap<TokenSource, u64>,
     in_sources: HashMap<TokenSource, u64>,
+    held: held::HeldTokens,
 }
 
 impl StageStats {
@@ -297,6 +299,7 @@ impl StageStats {
             chunk_sources: HashMap::new(),
             out_sources: HashMap::new(),
             in_sources: HashMap::new(),
+            held: held::HeldTokens::default(),
         }
     }
 
@@ -326,6 +329,7 @@ impl StageStats {
             self.late_sends += 1;
         }
         self.busy_ns += r.t_done.saturating_sub(r.t_sent);
+        self.held.add(r);
         let m = RequestMetrics::of(r);
         self.send_lag.add(m.send_lag_ms, 1);
         if let Some(s) = self.slo.as_mut() {
@@ -446,6 +450,10 @@ impl StageStats {
         m.insert("n_in_source", Cell::Text(most_common(&self.in_sources)));
         m.insert("t_start_ns", int(t_start.unwrap_or(0)));
         m.insert("t_end_ns", int(t_end.unwrap_or(0)));
+        m.insert(
+            "kv_client_est_tokens_max",
+            num(self.held.max().unwrap_or(f64::NAN)),
+        );
         if let Some(s) = self.slo {
             s.put_columns(&mut m, duration_s);
         }

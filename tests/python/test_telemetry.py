@@ -194,25 +194,25 @@ def test_stage_energy_and_memory_columns_by_hand():
         }
     )
     row = {"t_start_ns": 500 * ms, "t_end_ns": 1500 * ms, "n_out_total": 400, "n_ok": 4}
-    req, chunks = _synthetic_requests()
-    out = stage_telemetry(row, gpu, None, inflight_timeline(req, chunks), 524288)
+    out = stage_telemetry({**row, "kv_client_est_tokens_max": 18.0}, gpu, None, 524288)
     assert out["gpu_energy_j"] == pytest.approx(100.0)
     assert out["j_per_output_token"] == pytest.approx(0.25)
     assert out["j_per_request"] == pytest.approx(25.0)
     assert out["gpu_mem_used_max_gib"] == pytest.approx(20.0)
     assert out["gpu_power_mean_w"] == pytest.approx(100.0)
     assert out["kv_bytes_per_token"] == 524288
+    assert out["kv_client_est_gib_max"] == pytest.approx(18 * 524288 / 2**30)
     # Without energy-counter readings in the window, power integrated over time: 100 W
     # for 1 s; NaN power rows (read on another cadence) are skipped, not taken as 0 W.
     gpu2 = gpu.assign(energy_j=np.nan)
     gpu2.loc[gpu2.index % 5 != 0, "power_w"] = np.nan
-    out = stage_telemetry(row, gpu2, None, None, None)
+    out = stage_telemetry(row, gpu2, None, None)
     assert out["gpu_energy_j"] == pytest.approx(100.0, rel=1e-6)
     assert out["gpu_power_mean_w"] == pytest.approx(100.0)
     # A counter read once a second still gives the window's energy (interpolated).
     gpu3 = gpu.copy()
     gpu3.loc[gpu3["t_ns"] % (1000 * ms) != 0, "energy_j"] = np.nan
-    out = stage_telemetry(row, gpu3, None, None, None)
+    out = stage_telemetry(row, gpu3, None, None)
     assert out["gpu_energy_j"] == pytest.approx(100.0)
 
 
@@ -270,6 +270,12 @@ def test_kv_cache_command_on_the_default_target(tmp_path):
         data["summary"][1]["kv_client_est_tokens_max"]
         > data["summary"][0]["kv_client_est_tokens_max"]
     )
+    # The engine's running estimate (1 ms bins) against the exact timeline of the records.
+    for stage, row in zip(data["stages"], data["summary"], strict=True):
+        t = np.asarray(est["t_ns"])
+        window = (t >= stage["t_start_ns"]) & (t <= stage["t_end_ns"])
+        exact = max(np.asarray(est["tokens"])[window])
+        assert 0.9 * exact <= row["kv_client_est_tokens_max"] <= exact
 
 
 def test_timeline_figure_data(sim):

@@ -58,17 +58,15 @@ def inflight_timeline(
     done = requests["t_done_ns"].to_numpy(np.int64)[idx]
     n_in = pd.to_numeric(requests["n_in"], errors="coerce").fillna(0).to_numpy(np.int64)[idx]
     offsets = chunks["offsets"].astype(np.int64)
-    times, deltas_tok, deltas_req = [sent, done], [n_in, np.zeros_like(done)], []
-    out_held = np.zeros(len(idx), dtype=np.int64)
-    chunk_t, chunk_k = [], []
-    for j, i in enumerate(idx):
-        a, b = offsets[i], offsets[i + 1]
-        k = chunks["tokens"][a:b].astype(np.int64)
-        chunk_t.append(chunks["t_ns"][a:b].astype(np.int64))
-        chunk_k.append(k)
-        out_held[j] = k.sum()
-    times.append(np.concatenate(chunk_t) if chunk_t else np.zeros(0, np.int64))
-    deltas_tok.append(np.concatenate(chunk_k) if chunk_k else np.zeros(0, np.int64))
+    starts, lengths = offsets[idx], offsets[idx + 1] - offsets[idx]
+    # The chunk positions of the chosen rows, in row order.
+    pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    pos = pos + np.arange(int(lengths.sum()))
+    k = chunks["tokens"][pos].astype(np.int64)
+    owner = np.repeat(np.arange(len(idx)), lengths)
+    out_held = np.bincount(owner, weights=k, minlength=len(idx)).astype(np.int64)
+    times = [sent, done, chunks["t_ns"][pos].astype(np.int64)]
+    deltas_tok = [n_in, np.zeros_like(done), k]
     # At the end a request releases its prompt and everything it received.
     deltas_tok[1] = -(n_in + out_held)
     deltas_req = [np.ones_like(sent), -np.ones_like(done), np.zeros_like(times[2])]
@@ -156,7 +154,6 @@ def stage_telemetry(
     summary_row: dict[str, Any],
     gpu: Any | None,
     kv_server: Any | None,
-    timeline: Any | None,
     bytes_per_token: int | None,
 ) -> dict[str, float]:
     """Memory, power, energy and KV columns for one stage (its t_start_ns..t_end_ns)."""
@@ -191,20 +188,10 @@ def stage_telemetry(
         out["kv_server_gib_max"] = float(w["kv_bytes"].max()) / GIB
         if bytes_per_token:
             out["kv_server_tokens_max"] = float(w["kv_bytes"].max()) / bytes_per_token
-    if timeline is not None and len(timeline):
-        # The step function's value at t0 plus every change inside the window.
-        before = timeline[timeline["t_ns"] <= t0].tail(1)
-        w = pd_concat(before, _window(timeline, t0, t1))
-        out["kv_client_est_tokens_max"] = float(w["tokens"].max())
-        if bytes_per_token:
-            out["kv_client_est_gib_max"] = out["kv_client_est_tokens_max"] * bytes_per_token / GIB
+    held = summary_row.get("kv_client_est_tokens_max")
+    if bytes_per_token and held is not None:
+        # The engine's estimate of the tokens the stage's requests held at once.
+        out["kv_client_est_gib_max"] = float(held) * bytes_per_token / GIB
     if bytes_per_token:
         out["kv_bytes_per_token"] = float(bytes_per_token)
     return out
-
-
-def pd_concat(a: Any, b: Any) -> Any:
-    """Concatenate two frames of the same columns (either may be empty)."""
-    pd = _deps.pandas()
-    frames = [f for f in (a, b) if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else b

@@ -12,7 +12,7 @@ from .._core import NvmlUnavailableError
 from ..errors import warn
 from ..targets import Target
 from ..telemetry import GpuSampler, MetricsScraper
-from .kv import inflight_timeline, server_kv, stage_telemetry
+from .kv import server_kv, stage_telemetry
 
 DEFAULT_GPU_PERIOD_MS = 10.0
 DEFAULT_METRICS_PERIOD_MS = 1000.0
@@ -119,8 +119,6 @@ def server_kv_by_target(
 
 def add_stage_columns(
     summary: Any,
-    requests: Any,
-    chunks: dict[str, Any],
     frames: dict[str, Any],
     scrape_info: dict[str, Any],
     server_infos: dict[str, Any],
@@ -131,19 +129,11 @@ def add_stage_columns(
     if not len(summary):
         return summary
     kv_server = server_kv_by_target(frames.get("server_metrics"), scrape_info, server_infos)
-    # One in-flight timeline per target, shared by its stages.
-    timelines = {
-        target: inflight_timeline(
-            requests, chunks, (requests["target"] == target).to_numpy().nonzero()[0]
-        )
-        for target in dict.fromkeys(summary["target"])
-    }
     extra = [
         stage_telemetry(
             row.to_dict(),
             frames.get("gpu"),
             kv_server.get(row["target"]),
-            timelines[row["target"]],
             bytes_per_token,
         )
         for _, row in summary.iterrows()
