@@ -31,17 +31,19 @@ from _host import cpu_model
 
 # Runs in the child: works with this version and with the one before the record file.
 CHILD = r"""
-import json, resource, sys, tempfile, threading, time
+import json, sys, tempfile, threading, time
 from pathlib import Path
 import llmbench
 from llmbench import _core
 
 n = int(sys.argv[1])
 every = float(sys.argv[2])
-def rss_mib():
+def status_mib(key):
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(key):
             return int(line.split()[1]) / 1024
+def rss_mib():
+    return status_mib("VmRSS:")
 samples, stop = [], threading.Event()
 t0 = time.monotonic()
 def watch():
@@ -65,7 +67,8 @@ with tempfile.TemporaryDirectory() as out:
         "wall_s": wall,
         "stage_s": float(s["duration_s"]),
         "ready_after_last_request_s": (returned_ns - int(s["t_end_ns"])) / 1e9,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # VmHWM: this process's own peak (ru_maxrss would carry the parent's across exec).
+        "peak_rss_mib": status_mib("VmHWM:"),
         "rss_samples_s_mib": samples,
         "files_bytes": files,
         "files_total_mb": sum(files.values()) / 1e6,
@@ -100,8 +103,6 @@ def main() -> None:
     args = ap.parse_args()
     import llmbench
 
-    with tempfile.TemporaryDirectory() as tmp:
-        writer = llmbench._core.record_write_speed(Path(tmp) / "w.arrows", 1_000_000, 32)
     report: dict = {
         "host": {
             "cpu": cpu_model(),
@@ -110,19 +111,8 @@ def main() -> None:
         },
         "workload": "run_sweep, SimServer in process (ttft 0.5 ms, itl 0.1 ms, max_batch 256), "
         "batch 256, 32 tokens, defaults",
-        "record_writer": {
-            "records_per_s": writer["records_per_s"],
-            "bytes_per_record": writer["bytes"] / writer["records"],
-            "note": "1,000,000 records of 32 tokens handed to the writer as fast as it "
-            "takes them, until the last is on disk",
-        },
         "runs": [],
     }
-    print(
-        f"record writer: {writer['records_per_s']:,.0f} records/s, "
-        f"{writer['bytes'] / writer['records']:.0f} bytes/record",
-        flush=True,
-    )
     versions = [("this", sys.executable)] + ([("before", args.before)] if args.before else [])
     for n in [int(x) for x in args.requests.split(",")]:
         for label, python in versions:
@@ -135,6 +125,21 @@ def main() -> None:
                 f"{r['peak_rss_mib']:8.0f} MiB, files {r['files_total_mb']:8.1f} MB",
                 flush=True,
             )
+    # The writer alone, last (its million records in memory would inflate nothing above:
+    # each run is its own process, measured by its own high-water mark).
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = llmbench._core.record_write_speed(Path(tmp) / "w.arrows", 1_000_000, 32)
+    report["record_writer"] = {
+        "records_per_s": writer["records_per_s"],
+        "bytes_per_record": writer["bytes"] / writer["records"],
+        "note": "1,000,000 records of 32 tokens handed to the writer as fast as it takes "
+        "them, until the last is on disk",
+    }
+    print(
+        f"record writer: {writer['records_per_s']:,.0f} records/s, "
+        f"{writer['bytes'] / writer['records']:.0f} bytes/record",
+        flush=True,
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
 

@@ -39,7 +39,7 @@ __all__ = [
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C (or a notebook's stop button) during a sweep.
 
-    Everything measured before it is kept: on disk (the run's `requests.jsonl` and the
+    Everything measured before it is kept: on disk (the run's record files and the
     files `save` writes) and in `.results`.
 
     Example:

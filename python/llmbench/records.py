@@ -148,9 +148,10 @@ class RecordFiles:
         fields: Sequence[str],
         stages: Iterable[int] | None,
         warmup: bool | None,
+        limit: int | None = None,
     ) -> Any:
         """One file's rows of `stages` (all when None) and warm-up flag (both when None),
-        with `fields` only."""
+        the first `limit` of them (all when None), with `fields` only."""
         pa = _pa()
         import pyarrow.compute as pc
 
@@ -168,9 +169,12 @@ class RecordFiles:
                 w = w if warmup else pc.invert(w)
                 mask = w if mask is None else pc.and_(mask, w)
             parts.append(batch.filter(mask) if mask is not None else batch)
+            if limit is not None and sum(p.num_rows for p in parts) >= limit:
+                break
         if schema is None:
             return pa.table({f: pa.array([], _empty_type(f)) for f in fields})
-        return pa.Table.from_batches(parts, schema=schema).select(list(fields))
+        table = pa.Table.from_batches(parts, schema=schema).select(list(fields))
+        return table.slice(0, limit) if limit is not None else table
 
     def read(
         self,
@@ -178,10 +182,12 @@ class RecordFiles:
         stages: Iterable[int] | None = None,
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
+        limit: int | None = None,
     ) -> Any:
         """The rows of `stages` and `targets` (all when None), measured or warm-up ones by
-        `warmup` (both when None), as a DataFrame with `target` and `columns` (all of
-        `COLUMNS` when None), in each file's order (requests in order of completion)."""
+        `warmup` (both when None), the first `limit` of each target's (all when None), as a
+        DataFrame with `target` and `columns` (all of `COLUMNS` when None), in each file's
+        order (requests in order of completion)."""
         pd = _deps.pandas()
         cols = list(COLUMNS) if columns is None else [c for c in columns if c != "target"]
         unknown = [c for c in cols if c not in COLUMNS]
@@ -193,7 +199,7 @@ class RecordFiles:
         frames = []
         names = list(self.files) if targets is None else [t for t in self.files if t in targets]
         for name in names:
-            table = self._table(self.files[name], stored, stages, warmup)
+            table = self._table(self.files[name], stored, stages, warmup, limit)
             frame = _frame(table, stored)
             frame = _with_derived(frame, cols)
             frame.insert(0, "target", name)
@@ -346,9 +352,12 @@ class RecordFrame:
         stages: Iterable[int] | None = None,
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
+        limit: int | None = None,
     ) -> Any:
         rows = self._rows(stages, targets, warmup)
         out = self.frame.iloc[rows]
+        if limit is not None and len(out):
+            out = out.groupby("target", sort=False).head(limit)
         if columns is not None:
             out = out[["target", *[c for c in columns if c != "target"]]]
         return out.reset_index(drop=True)
@@ -398,11 +407,12 @@ class RecordSets:
         stages: Iterable[int] | None = None,
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
+        limit: int | None = None,
     ) -> Any:
         pd = _deps.pandas()
         frames = []
         for source, rename, names in self._each(targets):
-            f = source.read(columns, stages, names, warmup)
+            f = source.read(columns, stages, names, warmup, limit)
             if len(f) and rename:
                 f["target"] = f["target"].replace(rename)
             frames.append(f)

@@ -77,7 +77,9 @@ class Results:
 
     Attributes:
         summary: one row per target x batch size (see `KEY_COLUMNS` for the main ones).
-        requests: one row per measured request (warm-up excluded).
+        requests: one row per measured request (warm-up excluded), read from the record
+            files on first use; `read_requests(columns, stages)` reads only what it is
+            asked for (a long run's records are never all in memory unless asked).
         warmup: the warm-up requests, reported apart.
         manifest: how the run was made (llmbench version, targets, server info, prompts
             hash, seed, host, settings).
@@ -175,17 +177,18 @@ class Results:
         stages: list[int] | None = None,
         targets: list[str] | None = None,
         warmup: bool | None = False,
+        limit: int | None = None,
     ) -> Any:
         """Measured requests (`warmup=True`: the warm-up ones; None: both) of `stages`
-        and `targets` with only `columns` (all when None), read from the record files
-        without keeping them: what a notebook opening a long run uses.
+        and `targets` with only `columns` (all when None), at most `limit` rows per target,
+        read from the record files without keeping them: what a notebook opening a long
+        run uses.
 
         Example:
             >>> res.read_requests(["ttft_ms", "e2e_ms"], stages=[3])
         """
-        if self._all is not None:
-            return RecordFrame(self._all, self.chunk_arrays).read(columns, stages, targets, warmup)
-        return self.records.read(columns, stages, targets, warmup)
+        source = self.records if self._all is None else RecordFrame(self._all, self.chunk_arrays)
+        return source.read(columns, stages, targets, warmup, limit)
 
     @property
     def n_records(self) -> int:

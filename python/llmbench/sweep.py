@@ -418,7 +418,8 @@ def run_sweep(
     Each stage keeps `batch_size` requests in flight until `requests_per_stage` requests
     (default `max(4 x batch_size, 16)`) have been sent, or `stage_duration_s` has passed.
     A warm-up request per target runs first and is reported apart. Records are written to
-    `out_dir/requests_<target>.jsonl` as they complete; at the end `metrics_data.json`,
+    `out_dir/requests_<target>.arrows` as the run goes (to a temporary folder, kept as long
+    as the results, without `out_dir`); at the end `metrics_data.json`,
     `metrics_summary.csv` and the plots are written to `out_dir`.
 
     The GIL is released for the whole run. Ctrl-C cancels in-flight requests and raises

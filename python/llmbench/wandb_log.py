@@ -76,7 +76,8 @@ def _log(results: Results, wandb: Any, settings: dict[str, Any]) -> str:
             metrics[x] = _finite(row.get(x))
             run.log(metrics, step=step)
         run.log({"summary_table": wandb.Table(dataframe=summary.astype(object))})
-        requests = results.requests.head(MAX_REQUEST_ROWS)
+        # The first rows only, read from the record files without reading them whole.
+        requests = results.read_requests(limit=MAX_REQUEST_ROWS)
         run.log({"requests_table": wandb.Table(dataframe=requests.astype(str))})
         if results.gpu is not None and len(results.gpu):
             run.log({"gpu_timeline": wandb.Table(dataframe=results.gpu)})
@@ -85,7 +86,7 @@ def _log(results: Results, wandb: Any, settings: dict[str, Any]) -> str:
         for key, fig in results.plot().items():
             run.log({f"plots/{key}": wandb.Image(fig)})
             plt.close(fig)
-        run.summary["n_requests"] = len(results.requests)
+        run.summary["n_requests"] = int(summary["n_requests"].sum()) if len(summary) else 0
         run.summary["interrupted"] = results.interrupted
         return str(run.dir)
     finally:

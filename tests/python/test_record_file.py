@@ -99,6 +99,8 @@ def test_only_the_stages_and_columns_asked_for_are_read(sim, tmp_path):
     assert back._all is None
     assert back.n_records == 1 + 3 * 24
     assert len(back.read_requests(warmup=True)) == 1
+    first = back.read_requests(["id"], limit=5)
+    assert first["id"].tolist() == res.requests["id"].head(5).tolist()
     with pytest.raises(KeyError, match="no request column"):
         back.read_requests(["ttft"])
 
