@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from .errors import SweepInterrupted
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .records import SUFFIX as RECORD_SUFFIX
-from .records import RecordFiles
+from .records import RecordFiles, record_folder
 from .results import Results
 from .targets import OpenAI, Target
 
@@ -111,9 +110,7 @@ def run(
         raise InvalidArgumentError("give one of prompts, prompt_ids or prompt_tokens")
     prompt_list = None if given else load_prompts(prompts)
     price = gpu_price(gpu_hourly_usd)
-    # The records go to out_dir, or to a temporary folder kept as long as the results.
-    owner = tempfile.TemporaryDirectory(prefix="llmbench-records-") if out_dir is None else None
-    folder = Path(out_dir) if out_dir is not None else Path(owner.name)  # type: ignore[union-attr]
+    folder, owner = record_folder(out_dir)
     records_path = folder / f"requests_{name}{RECORD_SUFFIX}"
     config = {
         "model": _model_spec(model, dtype, device, seed, tokenizer),

@@ -12,6 +12,7 @@ what was dropped. Runs saved before the record file (every record inside
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -66,6 +67,16 @@ _DERIVED_FROM = {
 }
 #: Stored integer columns that may be missing (pandas' nullable Int64 in the frames).
 _NULLABLE_INT = ("http_status", "t_headers_ns", "t_first_ns", "t_last_ns", "n_in")
+
+
+def record_folder(out_dir: str | Path | None) -> tuple[Path, Any]:
+    """Where a run's record files go: `out_dir`, or without one a temporary folder, returned
+    with its owner (a `TemporaryDirectory`, None for `out_dir`) for `RecordFiles` to keep,
+    so the folder lives exactly as long as the results reading it."""
+    if out_dir is not None:
+        return Path(out_dir), None
+    owner = tempfile.TemporaryDirectory(prefix="llmbench-records-")
+    return Path(owner.name), owner
 
 
 class RecordFileWarning(UserWarning):

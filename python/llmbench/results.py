@@ -187,8 +187,12 @@ class Results:
         Example:
             >>> res.read_requests(["ttft_ms", "e2e_ms"], stages=[3])
         """
-        source = self.records if self._all is None else RecordFrame(self._all, self.chunk_arrays)
-        return source.read(columns, stages, targets, warmup, limit)
+        return self._source().read(columns, stages, targets, warmup, limit)
+
+    def _source(self) -> Any:
+        """Where to read records: the frame already read whole when there is one, else the
+        record files."""
+        return self.records if self._all is None else RecordFrame(self._all, self.chunk_arrays)
 
     @property
     def n_records(self) -> int:
@@ -219,8 +223,7 @@ class Results:
         targets = [target] if target is not None else None
         warmup = None if request_id is not None else False
         rows = self.read_requests(["id", "t_sent_ns"], stages, targets, warmup)
-        source = self.records if self._all is None else RecordFrame(self._all, self.chunk_arrays)
-        arrays = source.chunk_arrays(stages, targets, warmup)
+        arrays = self._source().chunk_arrays(stages, targets, warmup)
         offsets = arrays["offsets"].astype(np.int64)
         lengths = np.diff(offsets)
         sent = np.repeat(rows["t_sent_ns"].to_numpy(np.int64), lengths)
@@ -292,8 +295,7 @@ class Results:
         for r, label in zip(runs, labels, strict=True):
             rename = {t: f"{t} ({label})" for t, n in seen.items() if n > 1}
             summaries.append(r.summary.replace({"target": rename}))
-            source = r.records if r._all is None else RecordFrame(r._all, r.chunk_arrays)
-            parts.append((source, rename))
+            parts.append((r._source(), rename))
         manifest = {
             "kind": "comparison",
             "runs": [{"label": label, **r.manifest} for r, label in zip(runs, labels, strict=True)],

@@ -8,7 +8,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from .errors import SweepInterrupted, warn
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .records import SUFFIX as RECORD_SUFFIX
-from .records import RecordFiles
+from .records import RecordFiles, record_folder
 from .results import Results
 from .slo import SLO
 from .targets import Target
@@ -325,12 +324,7 @@ class _RecordPaths:
 
 
 def _record_paths(target_list: list[Target], out: Path | None) -> _RecordPaths:
-    owner = None
-    if out is None:
-        owner = tempfile.TemporaryDirectory(prefix="llmbench-records-")
-        folder = Path(owner.name)
-    else:
-        folder = out
+    folder, owner = record_folder(out)
     return _RecordPaths(
         {t.name: str(folder / f"requests_{_slug(t.name)}{RECORD_SUFFIX}") for t in target_list},
         owner,
