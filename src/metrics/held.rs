@@ -65,16 +65,22 @@ impl HeldTokens {
     }
 
     /// Halve the resolution: each pair of bins becomes one, which keeps the sums at the
-    /// coarser bins' ends exact.
+    /// coarser bins' ends exact. Done in place (coarse bin `j` takes fine bins `2j − lead`
+    /// and `2j − lead + 1`, never before `j`, so none is overwritten before it is read): no
+    /// second array, so memory does not step up when it happens.
     fn coarsen(&mut self) {
         let origin = self.origin.unwrap_or(0);
         let aligned = origin - origin % (2 * self.res_ns);
         let lead = usize::from(aligned != origin);
-        let mut merged = vec![0i64; (self.diff.len() + lead).div_ceil(2)];
-        for (i, d) in self.diff.iter().enumerate() {
-            merged[(i + lead) / 2] += d;
+        let n = self.diff.len();
+        let merged = (n + lead).div_ceil(2);
+        for j in 0..merged {
+            let first = (2 * j).checked_sub(lead);
+            let a = first.map_or(0, |i| self.diff[i]);
+            let b = self.diff.get(2 * j + 1 - lead).copied().unwrap_or(0);
+            self.diff[j] = a + b;
         }
-        self.diff = merged;
+        self.diff.truncate(merged);
         self.origin = Some(aligned);
         self.res_ns *= 2;
     }
@@ -125,6 +131,41 @@ mod tests {
         h.add(&req(1060 * MS, &[(1090 * MS, 4)], 1200 * MS, 5));
         assert_eq!(h.max(), Some(24.0));
         assert_eq!(HeldTokens::default().max(), None);
+    }
+
+    #[test]
+    fn halving_keeps_the_running_sum_at_every_coarse_bin_end() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for (origin, len) in [(0u64, 7usize), (MS, 8), (3 * MS, 1), (5 * MS, 33), (0, 0)] {
+            let diff: Vec<i64> = (0..len).map(|_| rng.random_range(-50..50)).collect();
+            let mut h = HeldTokens {
+                origin: Some(origin),
+                res_ns: MS,
+                diff: diff.clone(),
+            };
+            h.coarsen();
+            assert_eq!(h.res_ns, 2 * MS);
+            let fine_end = |t: u64| -> i64 {
+                // Sum of the fine bins that end at or before t.
+                diff.iter()
+                    .enumerate()
+                    .filter(|(i, _)| origin + (*i as u64 + 1) * MS <= t)
+                    .map(|(_, d)| d)
+                    .sum()
+            };
+            let mut running = 0;
+            for (j, d) in h.diff.iter().enumerate() {
+                running += d;
+                let end = h.origin.unwrap_or(0) + (j as u64 + 1) * 2 * MS;
+                assert_eq!(
+                    running,
+                    fine_end(end),
+                    "origin {origin}, {len} bins, coarse bin {j}"
+                );
+            }
+            assert_eq!(h.diff.iter().sum::<i64>(), diff.iter().sum::<i64>());
+        }
     }
 
     #[test]

@@ -462,7 +462,9 @@ impl StageStats {
 }
 
 /// Summarize one stage's measured (non-warm-up) records into named columns: the
-/// [`StageStats`] of these records.
+/// [`StageStats`] of these records (for tests with records in hand; runs feed
+/// `StageStats` as records complete).
+#[cfg(test)]
 pub fn summarize_stage(records: &[&RequestRecord], pricing: Pricing) -> Summary {
     let mut stats = StageStats::new(pricing, None);
     for r in records {

@@ -133,7 +133,9 @@ impl Slo {
 
     /// Add the SLO columns of a stage made of `records` (warm-up ones are left out) lasting
     /// `duration_s`: `slo_<metric>_p<percentile>_ms` per limit, `slo_met`, `n_good`,
-    /// `good_fraction`, `goodput_req_s`.
+    /// `good_fraction`, `goodput_req_s`. For tests with records in hand; runs feed
+    /// [`SloStats`] as records complete.
+    #[cfg(test)]
     pub fn put_columns(&self, summary: &mut Summary, records: &[&RequestRecord], duration_s: f64) {
         let mut stats = SloStats::new(self);
         for r in records {

@@ -21,8 +21,5 @@ pub use batch::{records_of_batch, schema, RecordColumns, SCHEMA_VERSION};
 pub use reader::{for_each_record, read_jsonl, read_records, ReadSummary};
 pub use writer::{RecordKeeper, RecordSink};
 
-/// The file name extension of a record file (an Arrow IPC stream).
-pub const EXTENSION: &str = "arrows";
-
 #[cfg(test)]
 mod tests;

@@ -90,11 +90,6 @@ impl RecordSink {
         })
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Hand one record to the writer. Never blocks and never fails: a write error is
     /// remembered and reported by [`RecordSink::error`].
     pub fn write(&self, record: RequestRecord) {
