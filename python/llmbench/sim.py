@@ -5,7 +5,9 @@ It is the default target of `llmbench metrics` and the known-answer oracle of th
 Timing model (see `src/sim/mod.rs`): up to `max_batch` requests run at once, more wait in
 a queue; TTFT = `ttft_ms + ttft_per_running_ms x (running - 1)` after admission; each
 further token `itl_ms + itl_per_running_ms x (running - 1)`; tokens leave in chunks of
-`tokens_per_chunk`. Prompt tokens are counted as whitespace-separated words.
+`tokens_per_chunk`. Prompt tokens are counted as whitespace-separated words. Noise with a
+known answer: `ttft_jitter` / `itl_jitter` multiply each TTFT / gap by `exp(σ·Z)` (seeded
+by `jitter_seed`; median factor exactly 1).
 
 Faults: a prompt containing `llmbench-fault:<name>` (or the `x-llmbench-fault` header) gets
 that fault; `fault_rate` injects `faults` into that share of requests (seeded). Names:
@@ -52,6 +54,9 @@ class SimConfig:
     faults: list[str] = field(default_factory=lambda: list(SIM["faults"]))
     fault_seed: int = SIM["fault_seed"]
     fault_delay_ms: float = SIM["fault_delay_ms"]
+    ttft_jitter: float = SIM["ttft_jitter"]
+    itl_jitter: float = SIM["itl_jitter"]
+    jitter_seed: int = SIM["jitter_seed"]
 
 
 # The embedded default target of `llmbench metrics`: a batching server whose latency grows

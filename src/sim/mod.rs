@@ -8,7 +8,9 @@
 //! itl_per_running_ms × (running − 1)` after the previous one, `running` counted when the
 //! token is scheduled. Tokens leave in chunks of `tokens_per_chunk`: a chunk is sent when its
 //! first token is due, so chunk `j` leaves at `t_first + j × tokens_per_chunk × itl`.
-//! Deadlines are absolute (never relative sleeps), so errors do not accumulate.
+//! Deadlines are absolute (never relative sleeps), so errors do not accumulate. With
+//! `ttft_jitter` / `itl_jitter` each TTFT and gap is multiplied by a seeded log-normal
+//! factor of median 1: noise with a known answer, for the tests of intervals and A/B.
 
 pub mod faults;
 mod protocol;
@@ -84,6 +86,14 @@ pub struct SimConfig {
     pub fault_seed: u64,
     /// How long a stall or a slow first byte lasts, in ms.
     pub fault_delay_ms: f64,
+    /// Run-to-run noise of a real server, with a known answer: each request's TTFT is
+    /// multiplied by `exp(σ·Z)`, Z standard normal (a log-normal factor whose median is
+    /// exactly 1, so the true TTFT median stays `ttft_ms`); 0 is no noise.
+    pub ttft_jitter: f64,
+    /// The same for every inter-token gap (each chunk draws its own factor).
+    pub itl_jitter: f64,
+    /// Seed of the noise: request `n` (in arrival order) draws from `(jitter_seed, n)`.
+    pub jitter_seed: u64,
 }
 
 impl Default for SimConfig {
@@ -103,6 +113,9 @@ impl Default for SimConfig {
             faults: Vec::new(),
             fault_seed: 0,
             fault_delay_ms: 60_000.0,
+            ttft_jitter: 0.0,
+            itl_jitter: 0.0,
+            jitter_seed: 0,
         }
     }
 }
@@ -115,10 +128,12 @@ impl SimConfig {
             self.itl_ms,
             self.itl_per_running_ms,
             self.fault_delay_ms,
+            self.ttft_jitter,
+            self.itl_jitter,
         ];
         if times.iter().any(|t| !t.is_finite() || *t < 0.0) {
             return Err(Error::InvalidArgument(
-                "sim timings must be finite and ≥ 0 ms".into(),
+                "sim timings and jitters must be finite and ≥ 0".into(),
             ));
         }
         if !(0.0..=1.0).contains(&self.fault_rate)
@@ -386,7 +401,7 @@ async fn handle(
         .record_truth
         .then(|| TruthRecorder::new(st.truth.clone(), request_id, t_received));
     let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
-    tokio::spawn(produce(st, plan, tx, fault, conn));
+    tokio::spawn(produce(st, plan, tx, fault, conn, n));
     // Each chunk is stamped as it is handed to hyper, which writes it to the socket in the
     // same poll: the truth is when it left, not when the schedule meant it to.
     let stream = futures_util::stream::unfold((rx, recorder), |(mut rx, mut rec)| async move {
@@ -472,15 +487,18 @@ async fn produce(
     tx: mpsc::Sender<(Bytes, u32)>,
     fault: Option<Fault>,
     conn: ConnHandle,
+    arrival: u64,
 ) {
     let Some((_permit, _guard)) = admit(&st).await else {
         return;
     };
     let _served = ServedGuard(st.clone());
     let cfg = &st.config;
+    let mut noise = Jitter::new(cfg.jitter_seed, arrival);
     let admitted = tokio::time::Instant::now();
     let running = st.running.load(Ordering::SeqCst);
-    let mut due = admitted + ms(cfg.ttft_ms + extra_ms(cfg.ttft_per_running_ms, running));
+    let ttft = cfg.ttft_ms + extra_ms(cfg.ttft_per_running_ms, running);
+    let mut due = admitted + ms(ttft * noise.factor(cfg.ttft_jitter));
     if fault == Some(Fault::EmptyOutput) {
         tokio::time::sleep_until(due).await;
         let _ = tx.send((plan.empty_output_bytes(st.created), 0)).await;
@@ -526,10 +544,32 @@ async fn produce(
         chunk_index += 1;
         let running = st.running.load(Ordering::SeqCst);
         let itl = cfg.itl_ms + extra_ms(cfg.itl_per_running_ms, running);
-        due += ms(itl * f64::from(k));
+        due += ms(itl * f64::from(k) * noise.factor(cfg.itl_jitter));
     }
     if fault != Some(Fault::NoFinish) {
         let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
+    }
+}
+
+/// One request's seeded noise draws (see `SimConfig::ttft_jitter`).
+struct Jitter(rand_chacha::ChaCha8Rng);
+
+impl Jitter {
+    fn new(seed: u64, arrival: u64) -> Self {
+        use rand::SeedableRng;
+        // Distinct, reproducible streams per request, whatever order they finish in.
+        let mixed = seed ^ arrival.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Jitter(rand_chacha::ChaCha8Rng::seed_from_u64(mixed))
+    }
+
+    /// `exp(σ·Z)`: a log-normal factor with median 1 (exactly 1 when σ is 0).
+    fn factor(&mut self, sigma: f64) -> f64 {
+        use rand::Rng;
+        if sigma == 0.0 {
+            return 1.0;
+        }
+        let z: f64 = self.0.sample(rand_distr::StandardNormal);
+        (sigma * z).exp()
     }
 }
 

@@ -206,3 +206,31 @@ async fn client_chunk_times_match_the_servers_truth() {
     assert!(median < 1.0, "median client lag {median} ms");
     server.shutdown().await;
 }
+
+#[test]
+fn jitter_is_seeded_log_normal_with_median_one() {
+    let logs: Vec<f64> = (0..20_000u64)
+        .map(|n| super::Jitter::new(7, n).factor(0.2).ln())
+        .collect();
+    let mut sorted = logs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+    let sd = (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
+    assert!(median.abs() < 0.01, "median of ln factor {median}");
+    assert!((sd - 0.2).abs() < 0.01, "sd of ln factor {sd}");
+    // Reproducible per (seed, request), different across requests and seeds.
+    assert_eq!(
+        super::Jitter::new(7, 3).factor(0.2),
+        super::Jitter::new(7, 3).factor(0.2)
+    );
+    assert_ne!(
+        super::Jitter::new(7, 3).factor(0.2),
+        super::Jitter::new(7, 4).factor(0.2)
+    );
+    assert_ne!(
+        super::Jitter::new(7, 3).factor(0.2),
+        super::Jitter::new(8, 3).factor(0.2)
+    );
+    assert_eq!(super::Jitter::new(7, 3).factor(0.0), 1.0);
+}
