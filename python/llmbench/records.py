@@ -30,6 +30,7 @@ SUFFIX = ".arrows"
 COLUMNS = (
     "id",
     "stage",
+    "repeat",
     "batch_size",
     "warmup",
     "prompt_index",
@@ -60,8 +61,10 @@ COLUMNS = (
 )
 
 _LATENCIES = ("ttft_ms", "ttft_sched_ms", "send_lag_ms", "e2e_ms", "e2e_sched_ms", "tpot_ms")
-#: Stored columns each derived column is computed from.
+#: Stored columns each derived column is computed from (`repeat` is which file of the
+#: target's a row came from).
 _DERIVED_FROM = {
+    "repeat": (),
     "ok": ("error_kind",),
     **{c: ("t_sched_ns", "t_sent_ns", "t_first_ns", "t_last_ns", "n_out") for c in _LATENCIES},
 }
@@ -94,15 +97,19 @@ def _pa() -> Any:
 
 
 class RecordFiles:
-    """The record files of one run: one per target, read on demand.
+    """The record files of one run: per target one file, or with repeats a list of them
+    (file `k` holds repeat `k`), read on demand.
 
     Example:
         >>> files = RecordFiles({"vllm": Path("results/metrics_study/requests_vllm.arrows")})
         >>> files.read(columns=["ttft_ms"], stages=[2])
     """
 
-    def __init__(self, files: dict[str, Path], owner: Any = None) -> None:
-        self.files = {name: Path(p) for name, p in files.items()}
+    def __init__(self, files: dict[str, Path | list[Path]], owner: Any = None) -> None:
+        self.files: dict[str, list[Path]] = {
+            name: [Path(p)] if isinstance(p, (str, Path)) else [Path(f) for f in p]
+            for name, p in files.items()
+        }
         #: What was dropped from cut files, one line per file (filled as they are read).
         self.notes: dict[str, str] = {}
         # Keeps a temporary folder holding the files alive as long as this object.
@@ -151,7 +158,9 @@ class RecordFiles:
 
     def count(self) -> int:
         """Records in the files (warm-up included), reading one small column."""
-        return sum(len(self._table(p, ["stage"], None, None)) for p in self.files.values())
+        return sum(
+            len(self._table(p, ["stage"], None, None)) for ps in self.files.values() for p in ps
+        )
 
     def _table(
         self,
@@ -210,11 +219,17 @@ class RecordFiles:
         frames = []
         names = list(self.files) if targets is None else [t for t in self.files if t in targets]
         for name in names:
-            table = self._table(self.files[name], stored, stages, warmup, limit)
-            frame = _frame(table, stored)
-            frame = _with_derived(frame, cols)
-            frame.insert(0, "target", name)
-            frames.append(frame)
+            left = limit
+            for repeat, path in enumerate(self.files[name]):
+                if left is not None and left <= 0:
+                    break
+                table = self._table(path, stored, stages, warmup, left)
+                left = None if left is None else left - len(table)
+                frame = _frame(table, stored)
+                frame["repeat"] = np.full(len(frame), repeat, dtype=np.uint32)
+                frame = _with_derived(frame, cols)
+                frame.insert(0, "target", name)
+                frames.append(frame)
         if not frames:
             return pd.DataFrame(columns=["target", *cols])
         return pd.concat(frames, ignore_index=True)
@@ -231,10 +246,11 @@ class RecordFiles:
         parts = []
         names = list(self.files) if targets is None else [t for t in self.files if t in targets]
         for name in names:
-            table = self._table(
-                self.files[name], ["t_sent_ns", "chunk_dt_ns", "chunk_tokens"], stages, warmup
-            )
-            parts.append(_chunks_of(table))
+            for path in self.files[name]:
+                table = self._table(
+                    path, ["t_sent_ns", "chunk_dt_ns", "chunk_tokens"], stages, warmup
+                )
+                parts.append(_chunks_of(table))
         return concat_chunks(parts)
 
 

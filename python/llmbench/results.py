@@ -7,7 +7,9 @@ Files written by `Results.save(dir)` (the seed workflow's layout):
 - `metrics_data.json`: the run manifest, the summary rows and where the record files are;
   every request record too (with its chunk times) for runs of up to `JSON_RECORDS_LIMIT`
   records, or on request (`save(records_in_json=True)`). Non-finite numbers as null;
-- `metrics_summary.csv`: one row per target x batch size;
+- `metrics_summary.csv`: one row per target x batch size (with repeats: the mean over
+  repeats, and the interval and CV of the headline metrics);
+- `metrics_repeats.csv`: with repeats, one row per target x batch size x repeat;
 - PNG plots of throughput, TTFT, ITL and cost vs batch size.
 """
 
@@ -83,6 +85,8 @@ class Results:
         warmup: the warm-up requests, reported apart.
         manifest: how the run was made (llmbench version, targets, server info, prompts
             hash, seed, host, settings).
+        repeats: one row per target x stage x repeat (`repeat` column); without repeats
+            the summary with `repeat` 0.
 
     Example:
         >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8])
@@ -97,6 +101,8 @@ class Results:
         self.manifest = manifest
         self._all: Any = None
         self._chunks: dict[str, np.ndarray] | None = None
+        # Per-repeat summary rows, when the run had repeats (`fold_repeats`).
+        self._repeats: Any = None
         #: NVML samples (one row per GPU per sample) when the run sampled GPUs, else None.
         self.gpu: Any = None
         #: Per-process GPU memory samples, else None.
@@ -200,6 +206,34 @@ class Results:
         return len(self._all) if self._all is not None else self.records.count()
 
     @property
+    def repeats(self) -> Any:
+        """One summary row per target x stage x repeat (`repeat` column, from 0); for a
+        run without repeats, the summary itself with `repeat` 0.
+
+        Example:
+            >>> res = llmbench.run_sweep(target, batch_sizes=[8], repeats=5)
+            >>> res.repeats[["repeat", "ttft_p50_ms"]]
+        """
+        if self._repeats is not None:
+            return self._repeats
+        return self.summary.assign(repeat=0)
+
+    def fold_repeats(self) -> None:
+        """Fold per-repeat summary rows (the engine's, with a `repeat` column) into one row
+        per stage with intervals (`llmbench.repeats.aggregate`); without repeats just drop
+        the column."""
+        if "repeat" not in self.summary:
+            return
+        n = int((self.manifest.get("settings") or {}).get("repeats") or 1)
+        if n > 1:
+            from .repeats import aggregate
+
+            self._repeats = self.summary.reset_index(drop=True)
+            self.summary = aggregate(self._repeats)
+        else:
+            self.summary = self.summary.drop(columns=["repeat"])
+
+    @property
     def interrupted(self) -> bool:
         """Whether the run was cut short (Ctrl-C)."""
         return bool(self.manifest.get("interrupted", False))
@@ -209,11 +243,13 @@ class Results:
         request_id: int | None = None,
         target: str | None = None,
         stages: list[int] | None = None,
+        repeat: int | None = None,
     ) -> Any:
         """Chunk arrival times: of one request (`t_ms` since its send, `tokens`), or with no
         `request_id` of every measured request of `stages` and `target` (all when None) as
-        one long frame with `target`, `id`, `t_ms` and `tokens`, read from the record
-        files.
+        one long frame with `target`, `repeat`, `id`, `t_ms` and `tokens`, read from the
+        record files. Request ids count from 0 in each target's repeat: with repeats, give
+        `repeat` (and `target`) to name one request.
 
         Example:
             >>> res.chunks(res.requests.id[0])
@@ -222,7 +258,7 @@ class Results:
         pd = _deps.pandas()
         targets = [target] if target is not None else None
         warmup = None if request_id is not None else False
-        rows = self.read_requests(["id", "t_sent_ns"], stages, targets, warmup)
+        rows = self.read_requests(["id", "repeat", "t_sent_ns"], stages, targets, warmup)
         arrays = self._source().chunk_arrays(stages, targets, warmup)
         offsets = arrays["offsets"].astype(np.int64)
         lengths = np.diff(offsets)
@@ -232,14 +268,23 @@ class Results:
             return pd.DataFrame(
                 {
                     "target": np.repeat(rows["target"].to_numpy(), lengths),
+                    "repeat": np.repeat(rows["repeat"].to_numpy(), lengths),
                     "id": np.repeat(rows["id"].to_numpy(), lengths),
                     "t_ms": t_ms,
                     "tokens": arrays["tokens"],
                 }
             )
-        match = (rows["id"] == request_id).to_numpy().nonzero()[0]
+        is_it = (rows["id"] == request_id).to_numpy()
+        if repeat is not None:
+            is_it &= (rows["repeat"] == repeat).to_numpy()
+        match = is_it.nonzero()[0]
         if len(match) == 0:
             raise KeyError(f"no request with id {request_id}")
+        if len(match) > 1:
+            raise KeyError(
+                f"{len(match)} requests have id {request_id} (one per target and repeat): "
+                "give target= and repeat="
+            )
         i = int(match[0])
         a, b = int(offsets[i]), int(offsets[i + 1])
         return pd.DataFrame({"t_ms": t_ms[a:b], "tokens": arrays["tokens"][a:b]})
@@ -249,18 +294,20 @@ class Results:
     @classmethod
     def from_engine(
         cls,
-        outputs: list[tuple[dict[str, Any], dict[str, Any]]],
+        outputs: list[tuple[dict[str, Any], dict[str, Any], int]],
         manifest: dict[str, Any],
         records: RecordFiles,
     ) -> Results:
-        """Assemble from the engine's per-target outputs, (target description, output),
-        and the record files they wrote."""
+        """Assemble from the engine's outputs, (target description, output, repeat), and
+        the record files they wrote. The summary has one row per stage and repeat (with a
+        `repeat` column) until `fold_repeats`."""
         pd = _deps.pandas()
         summaries = []
-        for desc, out in outputs:
+        for desc, out, repeat in sorted(outputs, key=lambda o: o[2]):
             for st in out["stages"]:
                 row = {"target": desc["name"], "api": desc["api"], "model": desc["model"]}
                 row["stage"] = st["index"]
+                row["repeat"] = repeat
                 # An open-loop stage has a target rate instead of a batch size.
                 row["batch_size"] = st["batch_size"] if st["target_rate"] is None else None
                 row["target_rate"] = st["target_rate"]
@@ -291,16 +338,20 @@ class Results:
         for r in runs:
             for t in set(r.summary["target"]) if len(r.summary) else ():
                 seen[t] = seen.get(t, 0) + 1
-        summaries, parts = [], []
+        summaries, repeats, parts = [], [], []
         for r, label in zip(runs, labels, strict=True):
             rename = {t: f"{t} ({label})" for t, n in seen.items() if n > 1}
             summaries.append(r.summary.replace({"target": rename}))
+            repeats.append(r.repeats.replace({"target": rename}))
             parts.append((r._source(), rename))
         manifest = {
             "kind": "comparison",
             "runs": [{"label": label, **r.manifest} for r, label in zip(runs, labels, strict=True)],
         }
-        return cls(pd.concat(summaries, ignore_index=True), RecordSets(parts), manifest)
+        out = cls(pd.concat(summaries, ignore_index=True), RecordSets(parts), manifest)
+        if any(r._repeats is not None for r in runs):
+            out._repeats = pd.concat(repeats, ignore_index=True)
+        return out
 
     def log_wandb(self, *, timeout_s: float = 120.0, **settings: Any) -> str | None:
         """Log to Weights & Biases (see `llmbench.wandb_log.log_wandb`); never raises for
@@ -327,11 +378,20 @@ class Results:
             for row in self.summary.to_dict(orient="records")
         ]
         out: dict[str, Any] = {"manifest": self.manifest, "summary": summary}
+        if self._repeats is not None:
+            out["repeats"] = [
+                {k: _finite_or_none(v) for k, v in row.items()}
+                for row in self._repeats.to_dict(orient="records")
+            ]
         files = getattr(self.records, "files", None)
         if files:
             out["records"] = {
                 "format": "arrow-ipc-stream",
-                "files": {name: Path(p).name for name, p in files.items()},
+                # One file per target, or with repeats a list of them (one per repeat).
+                "files": {
+                    name: [p.name for p in paths] if len(paths) > 1 else paths[0].name
+                    for name, paths in files.items()
+                },
                 "n_records": self.n_records,
                 "in_json": bool(records_in_json),
             }
@@ -385,21 +445,25 @@ class Results:
             tmp.replace(data_path)
             csv_path = out / "metrics_summary.csv"
             self.summary.to_csv(csv_path, index=False)
+            written = [data_path, csv_path]
+            if self._repeats is not None:
+                written.append(out / "metrics_repeats.csv")
+                self._repeats.to_csv(written[-1], index=False)
         except OSError as e:
             raise ResultsIOError(f"cannot write results to {out}: {e}") from e
-        written = [data_path, csv_path]
         if plots and len(self.summary):
             written += self.plot(out_dir=out, close=True)
         return written
 
     def _copy_record_files(self, out: Path) -> None:
         """Put the record files in `out` (each run's results folder holds its records)."""
-        moved = {}
-        for name, path in self.records.files.items():
-            dest = out / path.name
-            if dest.resolve() != path.resolve():
-                shutil.copyfile(path, dest)
-            moved[name] = dest
+        moved: dict[str, list[Path]] = {}
+        for name, paths in self.records.files.items():
+            for path in paths:
+                dest = out / path.name
+                if dest.resolve() != path.resolve():
+                    shutil.copyfile(path, dest)
+                moved.setdefault(name, []).append(dest)
         self.records = RecordFiles(moved)
 
     @classmethod
@@ -420,13 +484,18 @@ class Results:
         except (OSError, ValueError) as e:
             raise ResultsIOError(f"cannot read results from {p}: {e}") from e
         pointer = data.get("records") or {}
-        files = {name: p.parent / f for name, f in (pointer.get("files") or {}).items()}
-        if files and all(f.exists() for f in files.values()):
+        files = {
+            name: [p.parent / f for f in ([fs] if isinstance(fs, str) else fs)]
+            for name, fs in (pointer.get("files") or {}).items()
+        }
+        if files and all(f.exists() for fs in files.values() for f in fs):
             records: Any = RecordFiles(files)
         else:
             records = _records_from_json(data.get("requests", []))
         summary = pd.DataFrame(data.get("summary", []))
         res = cls(summary, records, data.get("manifest", {}))
+        if data.get("repeats"):
+            res._repeats = pd.DataFrame(data["repeats"])
         res.attach_telemetry({k: pd.DataFrame(v) for k, v in (data.get("telemetry") or {}).items()})
         return res
 
@@ -514,4 +583,7 @@ def _tidy_requests(df: Any) -> Any:
             df[col] = s.where(s >= 0).astype("Int64")
     if "warmup" in df.columns:
         df["warmup"] = df["warmup"].astype(bool)
+    if "repeat" not in df.columns and "stage" in df.columns:
+        # Saved before repeats existed: one run.
+        df.insert(df.columns.get_loc("stage") + 1, "repeat", 0)
     return df

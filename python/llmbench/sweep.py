@@ -25,6 +25,7 @@ from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .records import SUFFIX as RECORD_SUFFIX
 from .records import RecordFiles, record_folder
+from .repeats import DEFAULT_REPEATS, METHOD, order
 from .results import Results
 from .slo import SLO
 from .targets import Target
@@ -104,6 +105,7 @@ class SweepOptions:
     cooldown_s: float | None = SWEEP["cooldown_s"]
     trace: Trace | None = None
     resume: bool = SWEEP["resume"]
+    repeats: int = DEFAULT_REPEATS
 
     def open_loop(self) -> dict[str, Any] | None:
         """The engine's open-loop settings, or None for closed-loop batch-size stages."""
@@ -203,7 +205,9 @@ def _manifest(
             "open_loop": open_loop,
             "warmup_s": opts.warmup_s,
             "cooldown_s": opts.cooldown_s,
+            "repeats": opts.repeats,
         },
+        **({"repeats": METHOD} if opts.repeats > 1 else {}),
         "prompts": dataset.describe()
         if dataset is not None
         else {"n": len(prompt_list), "sha256": prompts_hash(prompt_list)},
@@ -250,7 +254,7 @@ def prompt_order(n_prompts: int, stage: int, requests: int, seed: int = 0) -> li
 
 def _finish(
     target_list: list[Target],
-    outputs: list[dict[str, Any]],
+    ran: list[tuple[_Call, dict[str, Any]]],
     manifest: dict[str, Any],
     files: _RecordPaths,
     out_dir: str | Path | None,
@@ -258,13 +262,14 @@ def _finish(
     arch: dict[str, Any] | None = None,
     slo: SLO | None = None,
 ) -> Results:
-    manifest["servers"] = {
-        t.name: json.loads(o["server_info_json"])
-        for t, o in zip(target_list, outputs, strict=False)
-    }
+    outputs = [o for _, o in ran]
+    # The server's own description, from its first call.
+    manifest["servers"] = {}
+    for call, o in ran:
+        manifest["servers"].setdefault(call.target.name, json.loads(o["server_info_json"]))
     manifest["warnings"] = [w for o in outputs for w in o["warnings"]]
     manifest["interrupted"] = any(o["interrupted"] for o in outputs) or len(outputs) < len(
-        target_list
+        files.calls
     )
     if outputs:
         manifest["clock"] = {
@@ -273,9 +278,10 @@ def _finish(
             "note": "t_*_ns columns are ns on one monotonic clock; unix = unix_anchor_ns + t; "
             "the machine's CLOCK_MONOTONIC (time.monotonic_ns()) = monotonic_anchor_ns + t",
         }
-    ran = list(zip(target_list, outputs, strict=False))
-    records = RecordFiles({t.name: Path(files.paths[t.name]) for t, _ in ran}, owner=files.owner)
-    results = Results.from_engine([(t.describe(), o) for t, o in ran], manifest, records)
+    records = RecordFiles(files.ran(ran), owner=files.owner)
+    results = Results.from_engine(
+        [(call.target.describe(), o, call.repeat) for call, o in ran], manifest, records
+    )
     manifest["model_arch"] = arch
     if telemetry is not None:
         telemetry.stop()
@@ -298,6 +304,8 @@ def _finish(
     # The engine already listed the untrustworthy stages in its warnings.
     manifest["warnings"] += by_calibration
     client_health.warn_all(untrusted + by_calibration)
+    # Stage columns (telemetry, client health) are per repeat; the summary folds them.
+    results.fold_repeats()
     if out_dir is not None:
         try:
             results.save(out_dir)
@@ -314,21 +322,37 @@ class ResultsIOWarning(UserWarning):
     """The results could not be written (e.g. a full disk); they were returned anyway."""
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One engine run: every stage of one target in one repeat, in the order they run."""
+
+    repeat: int
+    target: Target
+    config: dict[str, Any]
+
+
 @dataclass
 class _RecordPaths:
-    """Where each target's records go: `out_dir`, or a temporary folder (`owner`) that
-    lives as long as the results reading it."""
+    """The engine runs in order, and where each writes its records: `out_dir`, or a
+    temporary folder (`owner`) that lives as long as the results reading it."""
 
-    paths: dict[str, str]
+    calls: list[_Call]
     owner: Any = None
 
+    def ran(self, ran: list[tuple[_Call, dict[str, Any]]]) -> dict[str, list[Path]]:
+        """Each measured target's record files, one per repeat, in repeat order."""
+        files: dict[str, dict[int, Path]] = {}
+        for call, _ in ran:
+            files.setdefault(call.target.name, {})[call.repeat] = Path(
+                call.config["records_path"]
+            )
+        return {name: [by_repeat[r] for r in sorted(by_repeat)] for name, by_repeat in files.items()}
 
-def _record_paths(target_list: list[Target], out: Path | None) -> _RecordPaths:
-    folder, owner = record_folder(out)
-    return _RecordPaths(
-        {t.name: str(folder / f"requests_{_slug(t.name)}{RECORD_SUFFIX}") for t in target_list},
-        owner,
-    )
+
+def record_path(folder: Path, target: str, repeat: int, repeats: int) -> Path:
+    """`requests_<target>.arrows`, or with repeats `requests_<target>_r<k>.arrows` (k from 1)."""
+    tail = f"_r{repeat + 1}" if repeats > 1 else ""
+    return folder / f"requests_{_slug(target)}{tail}{RECORD_SUFFIX}"
 
 
 @dataclass
@@ -336,7 +360,6 @@ class _SweepPlan:
     """Everything a sweep needs before it starts, shared by the sync and async entries."""
 
     target_list: list[Target]
-    configs: list[dict[str, Any]]
     manifest: dict[str, Any]
     telemetry: RunTelemetry
     arch: dict[str, Any] | None
@@ -352,29 +375,40 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
     out = Path(opts.out_dir) if opts.out_dir is not None else None
     if opts.resume and out is None:
         raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
+    if isinstance(opts.repeats, bool) or not isinstance(opts.repeats, int) or opts.repeats < 1:
+        raise InvalidArgumentError(f"repeats must be an integer >= 1, got {opts.repeats!r}")
     shared = opts.engine_config()
-    files = _record_paths(target_list, out)
-    configs = []
+    folder, owner = record_folder(out)
     for t in target_list:
-        config = {**shared, "target": t.to_spec(), "records_path": files.paths[t.name]}
-        _core.check_sweep(config)
-        configs.append(config)
+        _core.check_sweep({**shared, "target": t.to_spec(), "records_path": None})
+    calls = [
+        _Call(
+            r,
+            t,
+            {
+                **shared,
+                "target": t.to_spec(),
+                "records_path": str(record_path(folder, t.name, r, opts.repeats)),
+            },
+        )
+        for r in range(opts.repeats)
+        for t in order(target_list, r)
+    ]
     if out is not None and not opts.resume:
         # A fresh run replaces the previous run's record files (and those of versions
         # that wrote JSON lines); a resumed one continues them.
-        for config in configs:
-            path = Path(config["records_path"])
+        for call in calls:
+            path = Path(call.config["records_path"])
             path.unlink(missing_ok=True)
             path.with_suffix(".jsonl").unlink(missing_ok=True)
     return _SweepPlan(
         target_list,
-        configs,
         _manifest(target_list, opts, shared),
         RunTelemetry(opts.gpu, opts.server_metrics),
         _model_arch(opts.model_arch),
         SLO.of(opts.slo) if opts.slo is not None else None,
         opts.out_dir,
-        files,
+        _RecordPaths(calls, owner),
     )
 
 
@@ -405,6 +439,7 @@ def run_sweep(
     cooldown_s: float | None = SweepOptions.cooldown_s,
     trace: Trace | None = None,
     resume: bool = SweepOptions.resume,
+    repeats: int = SweepOptions.repeats,
     wandb: bool | dict[str, Any] | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
@@ -468,6 +503,12 @@ def run_sweep(
         resume: continue an interrupted run with the same settings from the record files
             in `out_dir`: stages it completed are kept (their records and summaries), the
             stage that was cut short and those never started are run.
+        repeats: run every stage this many times, the targets taking turns in
+            alternating order (A B, B A, ...): the summary keeps one row per stage with the
+            mean over repeats and, for the headline metrics, `<metric>_ci_low`,
+            `<metric>_ci_high` (95%, Student's t over repeats) and `<metric>_cv`;
+            `Results.repeats` keeps one row per stage and repeat; the records get a
+            `repeat` column (files `requests_<target>_r<k>.arrows`).
         wandb: log the results to Weights & Biases once they are saved: True, or a dict
             of `wandb.init` settings (`project`, `name`, `mode`, `timeout_s`, ...). A
             stalled W&B service times out with a warning; it never costs the results.
@@ -504,22 +545,26 @@ def run_sweep(
             cooldown_s=cooldown_s,
             trace=trace,
             resume=resume,
+            repeats=repeats,
         ),
     )
-    target_list, configs, manifest = plan.target_list, plan.configs, plan.manifest
+    target_list, manifest = plan.target_list, plan.manifest
     telemetry, arch, slo_spec = plan.telemetry, plan.arch, plan.slo
     telemetry.start()
-    outputs: list[dict[str, Any]] = []
+    outputs: list[tuple[_Call, dict[str, Any]]] = []
     try:
-        for target, config in zip(target_list, configs, strict=True):
-            printer = _ProgressLine(target.name, len(config["batch_sizes"]), config["batch_sizes"])
+        for call in plan.files.calls:
+            config = call.config
+            printer = _ProgressLine(
+                _call_label(call, repeats), len(config["batch_sizes"]), config["batch_sizes"]
+            )
             try:
-                with telemetry.scraping(target):
+                with telemetry.scraping(call.target):
                     out = _core.run_sweep(config, printer if progress else None)
             finally:
                 if progress:
                     printer.done()
-            outputs.append(out)
+            outputs.append((call, out))
             if out["interrupted"]:
                 break
     except KeyboardInterrupt:
@@ -539,6 +584,11 @@ def run_sweep(
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
     _maybe_log_wandb(results, wandb)
     return results
+
+
+def _call_label(call: _Call, repeats: int) -> str:
+    """The progress line's name for one engine run: the target, and the repeat if any."""
+    return call.target.name if repeats == 1 else f"{call.target.name} r{call.repeat + 1}/{repeats}"
 
 
 def _maybe_log_wandb(results: Results, wandb: bool | dict[str, Any] | None) -> None:
@@ -572,9 +622,11 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     plan.telemetry.start()
     outputs = []
     try:
-        for target, config in zip(plan.target_list, plan.configs, strict=True):
-            with plan.telemetry.scraping(target):
-                outputs.append(await _core.run_sweep_async(config))
+        for call in plan.files.calls:
+            with plan.telemetry.scraping(call.target):
+                outputs.append((call, await _core.run_sweep_async(call.config)))
+                if outputs[-1][1]["interrupted"]:
+                    break
     except BaseException:
         plan.telemetry.stop()
         raise

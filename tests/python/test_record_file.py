@@ -201,7 +201,7 @@ def test_big_runs_keep_their_records_out_of_the_json(sim, tmp_path, monkeypatch)
 
 def test_a_run_without_out_dir_keeps_its_records_while_the_results_live(sim):
     res = _run(sim, None, batch_sizes=[2], requests_per_stage=4)
-    (path,) = res.records.files.values()
+    ((path,),) = res.records.files.values()
     assert path.is_file() and len(res.requests) == 4
     del res
     import gc
