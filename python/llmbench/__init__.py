@@ -11,8 +11,9 @@ Example:
     >>> res.summary
 """
 
-from . import baseline, datasets, records
+from . import baseline, datasets, records, stats
 from ._core import __version__
+from .ab import ABResult, ab, compare_ab
 from .columns.client_health import ClientLimitWarning
 from .columns.kv import model_arch
 from .compare import compare, comparison_table
@@ -52,6 +53,7 @@ __all__ = [
     "GPU_PRICES_USD_PER_HOUR",
     "SLO",
     "TGI",
+    "ABResult",
     "Calibration",
     "CapacityResult",
     "ClientLimitWarning",
@@ -74,11 +76,13 @@ __all__ = [
     "TokenizerError",
     "UnreachableError",
     "__version__",
+    "ab",
     "arrival_schedule",
     "baseline",
     "batch_size_axis",
     "calibrate",
     "compare",
+    "compare_ab",
     "comparison_table",
     "datasets",
     "default_prompts",
@@ -96,4 +100,5 @@ __all__ = [
     "run_sweep",
     "run_sweep_async",
     "save_config",
+    "stats",
 ]

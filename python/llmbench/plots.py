@@ -58,7 +58,8 @@ def batch_size_axis(ax: Any, batch_sizes: Any) -> None:
 
 def summary_figures(summary: Any) -> dict[str, Any]:
     """One figure per metric; x is batch size on a log2 axis, or for open-loop stages the
-    achieved request rate.
+    achieved request rate. With repeats, each line is the mean over repeats inside a band:
+    its 95% interval.
 
     Example:
         >>> figs = summary_figures(results.summary)
@@ -76,7 +77,17 @@ def summary_figures(summary: Any) -> dict[str, Any]:
                 if col not in rows:
                     continue
                 label = f"{target}{suffix}" if len(targets) > 1 or suffix else target
-                ax.plot(rows[x], rows[col], style, label=label.strip())
+                (line,) = ax.plot(rows[x], rows[col], style, label=label.strip())
+                if f"{col}_ci_low" in rows:
+                    # Repeats: the 95% interval of the mean as a band around the line.
+                    ax.fill_between(
+                        rows[x],
+                        rows[f"{col}_ci_low"],
+                        rows[f"{col}_ci_high"],
+                        color=line.get_color(),
+                        alpha=0.2,
+                        linewidth=0,
+                    )
         if open_loop:
             ax.set_xlabel("achieved request rate (req/s)")
             title = title.replace("batch size", "request rate")

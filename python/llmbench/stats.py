@@ -135,9 +135,7 @@ class Difference:
 NO_DIFFERENCE = Difference(math.nan, math.nan, math.nan, math.nan, math.nan, "")
 
 
-def _difference(
-    d: float, se: float, df: float | None, level: float, method: str
-) -> Difference:
+def _difference(d: float, se: float, df: float | None, level: float, method: str) -> Difference:
     """A log difference `d` with standard error `se` as a ratio, its interval and a
     two-sided p-value (normal, or Student's t with `df` degrees of freedom)."""
     if not (math.isfinite(d) and math.isfinite(se)):
@@ -149,22 +147,17 @@ def _difference(
         p = 1.0 if d == 0 else 0.0
     else:
         p = float(2 * dist.sf(abs(d) / se))
-    return Difference(
-        math.exp(d), math.exp(d - crit * se), math.exp(d + crit * se), p, se, method
-    )
+    return Difference(math.exp(d), math.exp(d - crit * se), math.exp(d + crit * se), p, se, method)
 
 
-def combine_blocks(
-    estimates: list[tuple[float, float]], level: float = LEVEL
-) -> tuple[float, float, float | None, float]:
+def combine_blocks(estimates: list[tuple[float, float]]) -> tuple[float, float, float]:
     """Per block, (log ratio, its standard error); combined by DerSimonian-Laird random
-    effects: (estimate, standard error, degrees of freedom or None for normal, tau²: the
-    spread between blocks beyond their sampling error). With between-block spread the
-    interval uses Student's t with blocks - 1 degrees of freedom."""
+    effects: (estimate, standard error, tau²: the spread between blocks beyond their
+    sampling error, which widens the standard error)."""
     d = np.array([e for e, _ in estimates], dtype=float)
     v = np.array([s * s for _, s in estimates], dtype=float)
     if len(d) == 1:
-        return float(d[0]), math.sqrt(v[0]), None, 0.0
+        return float(d[0]), math.sqrt(v[0]), 0.0
     w = 1 / v
     fixed = float((w * d).sum() / w.sum())
     q = float((w * (d - fixed) ** 2).sum())
@@ -173,7 +166,7 @@ def combine_blocks(
     w_re = 1 / (v + tau2)
     est = float((w_re * d).sum() / w_re.sum())
     se = math.sqrt(1 / float(w_re.sum()))
-    return est, se, (len(d) - 1 if tau2 > 0 else None), tau2
+    return est, se, tau2
 
 
 def per_request_difference(
@@ -210,8 +203,8 @@ def per_request_difference(
                 *[math.nan] * 4,
                 method,
             )
-    est, se, df, _ = combine_blocks(blocks, level)
-    return _difference(est, se, df, level, method)
+    est, se, _ = combine_blocks(blocks)
+    return _difference(est, se, None, level, method)
 
 
 def paired_log_ratio(a: Any, b: Any, level: float = LEVEL) -> Difference:

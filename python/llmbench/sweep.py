@@ -343,10 +343,10 @@ class _RecordPaths:
         """Each measured target's record files, one per repeat, in repeat order."""
         files: dict[str, dict[int, Path]] = {}
         for call, _ in ran:
-            files.setdefault(call.target.name, {})[call.repeat] = Path(
-                call.config["records_path"]
-            )
-        return {name: [by_repeat[r] for r in sorted(by_repeat)] for name, by_repeat in files.items()}
+            files.setdefault(call.target.name, {})[call.repeat] = Path(call.config["records_path"])
+        return {
+            name: [by_repeat[r] for r in sorted(by_repeat)] for name, by_repeat in files.items()
+        }
 
 
 def record_path(folder: Path, target: str, repeat: int, repeats: int) -> Path:
