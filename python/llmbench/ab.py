@@ -170,8 +170,13 @@ class ABResult:
         Example:
             >>> r.save("results/ab_vllm_tgi")
         """
+        return [*self.results.save(out_dir), *self.write_files(out_dir)]
+
+    def write_files(self, out_dir: str | Path) -> list[Path]:
+        """Only `ab_table.csv` and `ab.json` (what `ab(..., out_dir=...)` adds to the run's
+        own files)."""
         out = Path(out_dir)
-        written = self.results.save(out)
+        out.mkdir(parents=True, exist_ok=True)
         table = out / "ab_table.csv"
         self.public_table().to_csv(table, index=False)
         summary = out / "ab.json"
@@ -192,7 +197,7 @@ class ABResult:
             ),
             encoding="utf-8",
         )
-        return [*written, table, summary]
+        return [table, summary]
 
     def public_table(self) -> Any:
         """The table without its internal columns."""
@@ -206,7 +211,7 @@ METHOD = {
     "blocks": "each repeat is a block: both targets run every stage with the same requests on "
     "the same schedule, A first in even blocks and B first in odd ones (A B B A ...)",
     "per_request": "latency percentiles: per block, log(B/A) of the sample percentiles with "
-    "distribution-free standard errors from binomial order statistics (Bonett & Price); "
+    "distribution-free (Maritz-Jarrett) standard errors; "
     "blocks combined by DerSimonian-Laird random effects (normal interval and test)",
     "per_block": "throughput, ITL/TPOT means, cost: paired t over the blocks' log(B/A)",
     "power": f"needed_for_5pct: requests per target (or blocks) that resolve a "
@@ -246,8 +251,8 @@ def _check_targets(a: Target, b: Target, allow_same_url: bool) -> None:
     if same and not allow_same_url:
         raise InvalidArgumentError(
             f"A and B are the same server ({a.describe()['url']}, same model): an A/B test of "
-            "a server against itself finds nothing; pass allow_same_url=True for such an A/A "
-            "check"
+            "a server against itself finds nothing; allow it (allow_same_url=True, or "
+            "--allow-same-url) only for an A/A check of the method"
         )
 
 
@@ -283,7 +288,10 @@ def ab(
     if batch_sizes is not None:
         options["batch_sizes"] = batch_sizes
     res = run_sweep([a, b], rates=rates, repeats=repeats, **options)
-    return compare_ab(res, a.name, b.name)
+    result = compare_ab(res, a.name, b.name)
+    if options.get("out_dir") is not None:
+        result.write_files(options["out_dir"])
+    return result
 
 
 def compare_ab(results: Results, a: str, b: str, level: float = LEVEL) -> ABResult:
@@ -413,7 +421,11 @@ def _row(
     elif not math.isfinite(diff):
         verdict = "too few values"
     elif not math.isfinite(low):
-        verdict = "no interval: " + ("needs 2 blocks or more" if unit == "blocks" else "too few")
+        verdict = "no interval: " + (
+            "needs 2 blocks or more"
+            if unit == "blocks"
+            else "too few requests for this percentile's interval"
+        )
     elif d.p_value < 1 - level:
         verdict = "B higher" if diff > 0 else "B lower"
     else:

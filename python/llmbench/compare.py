@@ -35,12 +35,18 @@ def compare(runs: Sequence[Results | str | Path]) -> Results:
 
 
 def comparison_table(results: Results, columns: Sequence[str] = TABLE_COLUMNS) -> Any:
-    """The main figures with one column per target and one row per batch size (or rate).
+    """The main figures with one column per target and one row per batch size (or rate);
+    with repeats, each figure's 95% interval beside it (`<metric>_ci_low`, `_ci_high`).
 
     Example:
         >>> llmbench.comparison_table(llmbench.compare(["results/vllm", "results/tgi"]))
     """
     s = results.summary
     x = "batch_size" if s["batch_size"].notna().any() else "target_rate"
-    cols = [c for c in columns if c in s]
+    cols = [
+        c
+        for metric in columns
+        for c in (metric, f"{metric}_ci_low", f"{metric}_ci_high")
+        if c in s
+    ]
     return s.pivot_table(index=x, columns="target", values=cols, sort=True)

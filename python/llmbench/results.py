@@ -276,7 +276,7 @@ class Results:
             )
         is_it = (rows["id"] == request_id).to_numpy()
         if repeat is not None:
-            is_it &= (rows["repeat"] == repeat).to_numpy()
+            is_it = is_it & (rows["repeat"] == repeat).to_numpy()
         match = is_it.nonzero()[0]
         if len(match) == 0:
             raise KeyError(f"no request with id {request_id}")

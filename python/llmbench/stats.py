@@ -6,11 +6,11 @@ The methods (docs/comparisons.md says why each fits its metric):
   95% interval is Student's t over those values. Requests inside one run are not
   independent (they share the server's state, its batch and the machine's noise at that
   moment), so the spread that decides whether a rerun agrees is the spread between runs.
-- **A percentile of per-request values** (`quantile_log_se`): the standard error of the log
-  of a sample quantile from the two order statistics that bracket it with binomial
-  probability 95% (Bonett & Price 2002, "Statistical inference for a linear function of
-  medians", generalised from the median to any quantile). Distribution-free: latency
-  distributions are skewed and often multi-modal.
+- **A percentile of per-request values** (`quantile_log_se`): the Maritz-Jarrett standard
+  error of a sample quantile (Maritz & Jarrett 1978), on the log scale by the delta
+  method. Distribution-free: latency distributions are skewed and often multi-modal. A
+  percentile gets no interval until two order statistics bracket it with binomial
+  probability 95% (about 380 requests for p99).
 - **B against A per block** (`combine_blocks`): each repeat is a block in which A and B ran
   back to back on the same schedule; the per-block log ratios are combined by a
   DerSimonian-Laird random-effects model, so a spread between blocks larger than their own
@@ -78,9 +78,11 @@ def t_interval(values: Any, level: float = LEVEL) -> Interval:
 
 
 def quantile_log_se(values: Any, q: float, level: float = LEVEL) -> tuple[float, float]:
-    """The sample `q` quantile of `values` (> 0) and the standard error of its log, from the
-    order statistics bracketing it with binomial coverage `level`; (quantile, NaN) when
-    there are too few values for the bracket (e.g. fewer than about 380 for p99).
+    """The sample `q` quantile of `values` (> 0) and the standard error of its log: the
+    Maritz-Jarrett estimate (the spread of the order statistics around the quantile,
+    weighted by the beta distribution of its rank). (quantile, NaN) when there are too
+    few values for the quantile: no two order statistics bracket it with binomial
+    probability `level` (e.g. fewer than about 380 for p99).
 
     Example:
         >>> quantile_log_se(np.random.default_rng(0).lognormal(0, 0.2, 1000), 0.5)
@@ -95,12 +97,14 @@ def quantile_log_se(values: Any, q: float, level: float = LEVEL) -> tuple[float,
     # Order statistics j < k (1-based) with P(X_(j) <= xi_q <= X_(k)) >= level.
     j = int(st.binom.ppf((1 - level) / 2, n, q))
     k = int(st.binom.ppf(0.5 + level / 2, n, q)) + 1
-    if j < 1 or k > n:
+    m = int(q * n + 0.5)
+    if j < 1 or k > n or not 1 <= m <= n - 1 or est <= 0:
         return est, math.nan
-    coverage = float(st.binom.cdf(k - 1, n, q) - st.binom.cdf(j - 1, n, q))
-    z = float(st.norm.ppf(0.5 + coverage / 2))
-    lo, hi = max(float(x[j - 1]), 1e-12), max(float(x[k - 1]), 1e-12)
-    return est, (math.log(hi) - math.log(lo)) / (2 * z)
+    edges = st.beta.cdf(np.arange(n + 1) / n, m, n - m)
+    w = np.diff(edges)
+    c1 = float((w * x).sum())
+    c2 = float((w * x * x).sum())
+    return est, math.sqrt(max(c2 - c1 * c1, 0.0)) / est
 
 
 def mean_log_se(values: Any) -> tuple[float, float]:

@@ -3,6 +3,7 @@
     llmbench metrics [--url URL --model NAME --api chat|completions|tgi] [options]
     llmbench kv-cache [same options]
     llmbench capacity [same options] --slo-ttft-ms MS [--mode rate|batch_size]
+    llmbench ab --url-a URL --url-b URL [--repeats N] [same load options]
     llmbench sim [--port N] [timings]
     llmbench serve [--model PATH|PRESET] [--port N] [--device cpu|cuda]
 
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.cmd_calibrate(args)
         if args.command == "capacity":
             return commands.cmd_capacity(args)
+        if args.command == "ab":
+            return commands.cmd_ab(args)
         if args.command == "metrics" and args.config is not None:
             return commands.cmd_config(args)
         if args.command == "metrics":

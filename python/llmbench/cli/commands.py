@@ -127,6 +127,7 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "burstiness": args.burstiness,
         "max_in_flight": args.max_in_flight,
         "slo": slo_limits(args),
+        "repeats": args.repeats,
     }
 
 
@@ -219,6 +220,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         "slo",
         "max_tokens",
         "max_in_flight",
+        "repeats",
     ):
         kwargs.pop(key)
     try:
@@ -244,6 +246,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "capacity": res.capacity,
+                "capacity_ci_low": res.capacity_ci_low,
+                "capacity_ci_high": res.capacity_ci_high,
+                "p_slo_holds": res.p_slo_holds if res.p_slo_holds == res.p_slo_holds else None,
                 "first_failing": res.first_failing,
                 "mode": res.mode,
                 "slo": res.slo,
@@ -257,10 +262,50 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     for step in res.steps:
         print(
             f"{step['value']:>10g}: {step['trials_passed']}/{step['trials']} trials met the "
-            f"SLO -> {'pass' if step['passed'] else 'fail'}"
+            f"SLO, P(SLO holds) {step['p_slo_holds']:.2f} -> "
+            f"{'pass' if step['passed'] else 'fail'}"
         )
     print(res.statement)
     print(f"results written to {out}/ (capacity.json, capacity_trials.csv)")
+    return 0
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from ..ab import ab
+
+    targets = []
+    for side in ("a", "b"):
+        side_args = argparse.Namespace(**vars(args))
+        side_args.url = getattr(args, f"url_{side}")
+        side_args.model = getattr(args, f"model_{side}") or args.model
+        side_args.name = getattr(args, f"name_{side}")
+        target, _ = _make_target(side_args)
+        targets.append(target)
+    kwargs = _sweep_kwargs(args)
+    repeats = kwargs.pop("repeats")
+    batch_sizes = kwargs.pop("batch_sizes") if args.rates is None else None
+    try:
+        res = ab(
+            targets[0],
+            targets[1],
+            batch_sizes=batch_sizes,
+            repeats=repeats,
+            allow_same_url=args.allow_same_url,
+            gpu=args.gpu or False,
+            server_metrics=args.metrics_period or False,
+            **kwargs,
+        )
+    except SweepInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return 130
+    written = res.save(args.out)
+    pd = _deps.pandas()
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        cols = ["metric", "a", "b", "diff_pct", "ci_low_pct", "ci_high_pct", "p_value", "verdict"]
+        x = [c for c in ("batch_size", "target_rate") if c in res.table]
+        print(res.table[x + cols].round(3).to_string(index=False))
+    print("\n".join(res.statements()))
+    print(f"results written to {args.out}/ ({', '.join(p.name for p in written[-2:])}, ...)")
     return 0
 
 

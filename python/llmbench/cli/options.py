@@ -11,6 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 from .. import _core
+from ..ab import DEFAULT_BLOCKS
 from .._settings import BASELINE_SERVER, CHOICES, SLO_DEFAULTS, TARGET
 from ..baseline import PRESETS
 from ..pricing import GPU_PRICES_USD_PER_HOUR
@@ -86,7 +87,7 @@ def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: st
             continue
         flag = "--" + prefix + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        kind: Any = float if f.name.endswith("_ms") or f.name == "fault_rate" else int
+        kind: Any = float if isinstance(default, float) else int
         if f.name == "faults":
             kind = _fault_list
         elif isinstance(default, bool):
@@ -178,7 +179,9 @@ def _add_target_options(m: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_load_options(m: argparse.ArgumentParser, batch_sizes: Sequence[int]) -> None:
+def _add_load_options(
+    m: argparse.ArgumentParser, batch_sizes: Sequence[int], repeats: int = SweepOptions.repeats
+) -> None:
     """What load to send: stages, requests, prompts, arrivals, SLO."""
     m.add_argument(
         "--batch-sizes",
@@ -231,6 +234,13 @@ def _add_load_options(m: argparse.ArgumentParser, batch_sizes: Sequence[int]) ->
     )
     m.add_argument(
         "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
+    )
+    m.add_argument(
+        "--repeats",
+        type=int,
+        default=repeats,
+        help="run every stage this many times (targets alternating); the summary gets each "
+        f"headline metric's 95%% interval and CV (default {repeats})",
     )
     _add_slo_options(m)
 
@@ -391,6 +401,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not keep this calibration for later runs' client-limit warnings "
         "(default: kept in $LLMBENCH_CALIBRATION or ~/.cache/llmbench/calibration.json)",
+    )
+
+    ab = sub.add_parser(
+        "ab",
+        help="A/B test two servers on one schedule: differences with 95% intervals",
+        description="Run targets A and B on the same seeded schedule in alternating blocks "
+        "(A B B A ...), then report per stage and metric the difference B - A with its 95% "
+        "interval, p-value and verdict; writes ab_table.csv, ab.json and the run's files.",
+    )
+    ab.add_argument("--url-a", required=True, help="server A's base URL")
+    ab.add_argument("--url-b", required=True, help="server B's base URL")
+    ab.add_argument("--model-a", default=None, help="model name for A (default --model)")
+    ab.add_argument("--model-b", default=None, help="model name for B (default --model)")
+    ab.add_argument("--name-a", default="A", help="A's name in tables (default A)")
+    ab.add_argument("--name-b", default="B", help="B's name in tables (default B)")
+    _add_target_options(ab)
+    _add_load_options(ab, DEFAULT_BATCH_SIZES, repeats=DEFAULT_BLOCKS)
+    _add_output_options(ab, os.path.join("results", "ab"))
+    ab.add_argument(
+        "--allow-same-url",
+        action="store_true",
+        help="allow A and B to be the same server (an A/A check of the method)",
     )
 
     cmp = sub.add_parser(

@@ -5,6 +5,12 @@ passes when at least `pass_fraction` of its trials meet the SLO (`slo_met`, see
 `llmbench.slo`). The search doubles from `start` until a point fails (or `limit`), then
 bisects between the highest passing and the lowest failing point until they are adjacent
 (batch sizes) or within `tolerance` of each other (rates). The report keeps every trial.
+
+Confidence: at each probed point, each limited metric's stage percentile (e.g. TTFT p99)
+is averaged over the trials, and `p_slo_holds` is the probability that its mean over runs
+is within the limit (Student's t over trials: the posterior under a flat prior), taken for
+the limit nearest to failing. The capacity's 95% interval runs from the highest point
+where the SLO holds with probability >= 97.5% to the lowest where it holds with <= 2.5%.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from .. import _core, _deps
 from .._core import InvalidArgumentError
+from ..stats import LEVEL
 from ..slo import SLO
 from ..sweep import SweepOptions, run_sweep
 from ..targets import Target
@@ -27,6 +36,10 @@ class CapacityResult:
     Attributes:
         capacity: the highest passing batch size or rate (None if even `start` failed).
         first_failing: the lowest failing point above it (None if `limit` passed).
+        p_slo_holds: the probability the SLO holds at `capacity` (NaN with one trial).
+        capacity_ci_low, capacity_ci_high: the 95% interval: the highest probed point
+            where the SLO holds with probability >= 97.5%, and the lowest where it holds
+            with probability <= 2.5% (None where no probed point is that clear).
         mode: "batch_size" or "rate".
         steps: one dict per probed point, in order: value, trials passed, passed.
         trials: every trial's summary row (with the SLO columns), as a DataFrame.
@@ -44,6 +57,9 @@ class CapacityResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
     trials: Any = None
     statement: str = ""
+    p_slo_holds: float = math.nan
+    capacity_ci_low: float | None = None
+    capacity_ci_high: float | None = None
 
 
 def find_capacity(
@@ -120,7 +136,15 @@ def find_capacity(
         rows.append(summary)
         n_pass = int(summary["slo_met"].sum())
         ok = n_pass >= needed
-        steps.append({"value": x, "trials_passed": n_pass, "trials": trials, "passed": ok})
+        steps.append(
+            {
+                "value": x,
+                "trials_passed": n_pass,
+                "trials": trials,
+                "passed": ok,
+                "p_slo_holds": p_slo_holds(summary, spec),
+            }
+        )
         passes[x] = ok
         return ok
 
@@ -157,6 +181,8 @@ def find_capacity(
     pd = _deps.pandas()
     trials_df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     unit = "requests in flight" if mode == "batch_size" else "req/s"
+    low, high = _interval(steps, good)
+    p_at = next((s["p_slo_holds"] for s in steps if s["value"] == good), math.nan)
     if good is None:
         statement = (
             f"no capacity found: {start:g} {unit} already failed the SLO "
@@ -173,6 +199,7 @@ def find_capacity(
             )
         else:
             statement += f"; the limit {limit:g} {unit} was reached"
+        statement += "; " + _confidence_text(p_at, low, high, unit)
     return CapacityResult(
         capacity=good,
         first_failing=bad,
@@ -181,4 +208,69 @@ def find_capacity(
         steps=steps,
         trials=trials_df,
         statement=statement,
+        p_slo_holds=p_at,
+        capacity_ci_low=low,
+        capacity_ci_high=high,
     )
+
+
+def p_slo_holds(trials: Any, slo: SLO) -> float:
+    """The probability that the SLO holds at a point, from its trials' summary rows: per
+    limit, P(mean over runs of the stage percentile <= limit) under Student's t over the
+    trials; the smallest over the limits (the one nearest to failing). NaN with one trial.
+
+    Example:
+        >>> p_slo_holds(cap.trials[cap.trials.probe == 16], llmbench.SLO(ttft_ms=500))
+    """
+    from scipy import stats
+
+    worst = math.inf
+    for metric, limit in slo.limits.items():
+        cols = [c for c in trials.columns if c.startswith(f"slo_{metric}_p") and c.endswith("_ms")]
+        if not cols:
+            return math.nan
+        x = trials[cols[0]].to_numpy(dtype=float)
+        if len(x) < 2:
+            return math.nan
+        if not np.isfinite(x).all():
+            # A censored percentile (failures beyond it) is infinite: the limit is missed.
+            p = 0.0
+        else:
+            mean, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(len(x))
+            if se == 0:
+                p = 1.0 if mean <= limit else 0.0
+            else:
+                p = float(stats.t.cdf((limit - mean) / se, len(x) - 1))
+        worst = min(worst, p)
+    return worst if math.isfinite(worst) else math.nan
+
+
+def _interval(steps: list[dict[str, Any]], good: float | None) -> tuple[float | None, float | None]:
+    """The capacity's interval from the probed points (see the module's docstring)."""
+    tail = (1 - LEVEL) / 2
+    ordered = sorted(steps, key=lambda s: s["value"])
+    low = None
+    for s in ordered:
+        if good is not None and s["value"] > good:
+            break
+        if s["p_slo_holds"] >= 1 - tail:
+            low = s["value"]
+        else:
+            break
+    high = next(
+        (
+            s["value"]
+            for s in ordered
+            if (good is None or s["value"] > good) and s["p_slo_holds"] <= tail
+        ),
+        None,
+    )
+    return low, high
+
+
+def _confidence_text(p: float, low: float | None, high: float | None, unit: str) -> str:
+    if not math.isfinite(p):
+        return "no interval (needs 2 trials or more per point)"
+    lo = f"{low:g}" if low is not None else "below the lowest point probed"
+    hi = f"below {high:g}" if high is not None else "above the highest point probed"
+    return f"the SLO holds there with probability {p:.2f}; {LEVEL:.0%} interval {lo} … {hi} {unit}"
