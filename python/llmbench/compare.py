@@ -44,9 +44,6 @@ def comparison_table(results: Results, columns: Sequence[str] = TABLE_COLUMNS) -
     s = results.summary
     x = "batch_size" if s["batch_size"].notna().any() else "target_rate"
     cols = [
-        c
-        for metric in columns
-        for c in (metric, f"{metric}_ci_low", f"{metric}_ci_high")
-        if c in s
+        c for metric in columns for c in (metric, f"{metric}_ci_low", f"{metric}_ci_high") if c in s
     ]
     return s.pivot_table(index=x, columns="target", values=cols, sort=True)

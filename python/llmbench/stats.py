@@ -194,7 +194,13 @@ def per_request_difference(
             return math.nan, math.nan
         return math.log(qb) - math.log(qa), math.hypot(sa, sb)
 
-    blocks = [block_estimate(a, b) for a, b in zip(a_blocks, b_blocks, strict=True)]
+    blocks = _pool_within(
+        [block_estimate(a, b) for a, b in zip(a_blocks, b_blocks, strict=True)],
+        [
+            len(a) * len(b) / max(len(a) + len(b), 1)
+            for a, b in zip(a_blocks, b_blocks, strict=True)
+        ],
+    )
     method = f"{statistic} per request, DerSimonian-Laird over blocks"
     if not blocks or not all(math.isfinite(e) and math.isfinite(s) and s > 0 for e, s in blocks):
         a_all = np.concatenate(a_blocks) if a_blocks else np.zeros(0)
@@ -209,6 +215,22 @@ def per_request_difference(
             )
     est, se, _ = combine_blocks(blocks)
     return _difference(est, se, None, level, method)
+
+
+def _pool_within(
+    blocks: list[tuple[float, float]], sizes: list[float]
+) -> list[tuple[float, float]]:
+    """Each block's standard error from the within-block spread pooled over all blocks
+    (scaled by the block's effective size): one block's own estimate from a few dozen
+    requests is noisy, and an underestimated one would pass for a difference."""
+    ok = [(s, n) for (_, s), n in zip(blocks, sizes, strict=True) if math.isfinite(s) and n > 0]
+    if len(ok) < 2:
+        return blocks
+    spread = float(np.mean([s * s * n for s, n in ok]))
+    return [
+        (d, math.sqrt(spread / n) if math.isfinite(s) and n > 0 else s)
+        for (d, s), n in zip(blocks, sizes, strict=True)
+    ]
 
 
 def paired_log_ratio(a: Any, b: Any, level: float = LEVEL) -> Difference:
