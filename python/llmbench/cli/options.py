@@ -11,8 +11,8 @@ from dataclasses import fields
 from typing import Any
 
 from .. import _core
-from ..ab import DEFAULT_BLOCKS
 from .._settings import BASELINE_SERVER, CHOICES, SLO_DEFAULTS, TARGET
+from ..ab import DEFAULT_BLOCKS
 from ..baseline import PRESETS
 from ..pricing import GPU_PRICES_USD_PER_HOUR
 from ..sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig

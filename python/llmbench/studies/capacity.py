@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import _core, _deps
 from .._core import InvalidArgumentError
-from ..stats import LEVEL
 from ..slo import SLO
+from ..stats import LEVEL
 from ..sweep import SweepOptions, run_sweep
 from ..targets import Target
 
