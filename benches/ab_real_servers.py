@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 300) -> None
         try:
             with urllib.request.urlopen(f"{url}/v1/models", timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers (its model list may fail without a hub cache)
         except OSError:
             time.sleep(1)
     raise RuntimeError("transformers serve not ready in time")
@@ -95,6 +98,8 @@ def main() -> None:
     print(f"model ready in {time.monotonic() - t0:.0f} s", flush=True)
     url = f"http://127.0.0.1:{args.port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # transformers serve lists models from the hub cache, which must exist.
+    (Path.home() / ".cache" / "huggingface" / "hub").mkdir(parents=True, exist_ok=True)
     serve = subprocess.Popen(
         [
             "transformers",
