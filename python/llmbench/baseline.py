@@ -157,7 +157,8 @@ def run(
     manifest["interrupted"] = out["interrupted"]
     manifest["clock"] = {"unix_anchor_ns": out["unix_anchor_ns"]}
     desc = {"name": name, "api": "in-process", "model": str(model)}
-    res = Results.from_engine([(desc, out)], manifest, RecordFiles({name: records_path}, owner))
+    res = Results.from_engine([(desc, out, 0)], manifest, RecordFiles({name: records_path}, owner))
+    res.fold_repeats()
     if out_dir is not None:
         res.save(out_dir)
     if out["interrupted"]:

@@ -202,19 +202,22 @@ def per_request_difference(
         ],
     )
     method = f"{statistic} per request, DerSimonian-Laird over blocks"
-    if not blocks or not all(math.isfinite(e) and math.isfinite(s) and s > 0 for e, s in blocks):
-        a_all = np.concatenate(a_blocks) if a_blocks else np.zeros(0)
-        b_all = np.concatenate(b_blocks) if b_blocks else np.zeros(0)
-        blocks = [block_estimate(a_all, b_all)]
-        method = f"{statistic} per request, blocks pooled (too few requests per block)"
-        if not (math.isfinite(blocks[0][0]) and math.isfinite(blocks[0][1])):
-            return Difference(
-                math.exp(blocks[0][0]) if math.isfinite(blocks[0][0]) else math.nan,
-                *[math.nan] * 4,
-                method,
-            )
-    est, se, _ = combine_blocks(blocks)
-    return _difference(est, se, None, level, method)
+    if not blocks:
+        return NO_DIFFERENCE
+    if not all(math.isfinite(e) and math.isfinite(s) and s > 0 for e, s in blocks):
+        # Too few requests in a block for the statistic, or no spread at all (ties: a
+        # static batch answers all its requests at once). Pooling the blocks would hide
+        # the blocks' own spread, so there is no interval; the point estimate stays.
+        d = [e for e, _ in blocks if math.isfinite(e)]
+        ratio = math.exp(float(np.mean(d))) if d else math.nan
+        return Difference(ratio, *[math.nan] * 4, method)
+    est, se, tau2 = combine_blocks(blocks)
+    # Satterthwaite: the between-block part of the variance is estimated from k blocks
+    # (k - 1 degrees of freedom); with no spread between blocks the reference is normal.
+    k = len(blocks)
+    between = tau2 / k
+    df = se**4 / (between**2 / (k - 1)) if tau2 > 0 and k > 1 else None
+    return _difference(est, se, df, level, method)
 
 
 def _pool_within(
