@@ -73,6 +73,11 @@ PRIMARY = "ttft_p50_ms"
 #: The power the "requests needed" figures are for: a true difference of that size is
 #: found 99 times in 100.
 POWER = 0.99
+#: How many times the bare power calculation a plan asks for: a pilot's spread is itself
+#: uncertain, its blocks may agree better than a later run's, and the client's own noise
+#: dilutes a server's difference. Measured: a pilot's bare 99%-power plan for a 4% TTFT
+#: difference found it in 92 of 100 trials (tests/python/test_comparisons.py).
+MARGIN = 1.5
 #: The difference the table's `needed_for_5pct` column is for, in percent.
 RESOLVE_PCT = 5.0
 
@@ -148,17 +153,18 @@ class ABResult:
             f"{self.b}: the {level} CI spans {span}{more}"
         )
 
-    def requests_needed(self, diff_pct: float, power: float = POWER) -> Any:
+    def requests_needed(self, diff_pct: float, power: float = POWER, margin: float = MARGIN) -> Any:
         """Per stage and metric, how many requests per target (per-request metrics) or
         blocks (stage-level ones) would resolve a true difference of `diff_pct` percent
-        with probability `power`, from the spread this run observed.
+        with probability `power`, from the spread this run observed, times `margin` (see
+        `MARGIN`): the sample docs/comparisons.md recommends.
 
         Example:
             >>> r.requests_needed(4.0)
         """
         out = self.table[[*_x_columns(self.table), "metric", "unit", "_units", "_se_log"]].copy()
         out["needed"] = [
-            _needed(u, se, diff_pct, power, self.level, unit)
+            _needed(u, se, diff_pct, power, self.level, unit, margin)
             for u, se, unit in zip(out["_units"], out["_se_log"], out["unit"], strict=True)
         ]
         return out.drop(columns=["_units", "_se_log"])
@@ -215,7 +221,8 @@ METHOD = {
     "blocks combined by DerSimonian-Laird random effects (normal interval and test)",
     "per_block": "throughput, ITL/TPOT means, cost: paired t over the blocks' log(B/A)",
     "power": f"needed_for_5pct: requests per target (or blocks) that resolve a "
-    f"{RESOLVE_PCT:g}% difference with {POWER:.0%} power at the spread observed",
+    f"{RESOLVE_PCT:g}% difference with {POWER:.0%} power at the spread observed, times "
+    f"{MARGIN:g} for the uncertainty of that spread",
 }
 
 
@@ -374,10 +381,17 @@ def compare_ab(results: Results, a: str, b: str, level: float = LEVEL) -> ABResu
 
 
 def _needed(
-    units: float, se_log: float, diff_pct: float, power: float, level: float, unit: str
+    units: float,
+    se_log: float,
+    diff_pct: float,
+    power: float,
+    level: float,
+    unit: str,
+    margin: float = MARGIN,
 ) -> float:
-    """`units_needed` rounded up; a paired comparison needs two blocks at least."""
-    n = units_needed(units, se_log, diff_pct, power, level)
+    """`units_needed` times `margin`, rounded up; a paired comparison needs two blocks at
+    least."""
+    n = margin * units_needed(units, se_log, diff_pct, power, level)
     if not math.isfinite(n):
         return n
     return float(max(math.ceil(n), 2 if unit == "blocks" else 1))
@@ -424,7 +438,7 @@ def _row(
         verdict = "no interval: " + (
             "needs 2 blocks or more"
             if unit == "blocks"
-            else "too few requests for this percentile's interval"
+            else "too few (or all equal) requests per block for this percentile"
         )
     elif d.p_value < 1 - level:
         verdict = "B higher" if diff > 0 else "B lower"

@@ -76,6 +76,9 @@ def _log(results: Results, wandb: Any, settings: dict[str, Any]) -> str:
             metrics[x] = _finite(row.get(x))
             run.log(metrics, step=step)
         run.log({"summary_table": wandb.Table(dataframe=summary.astype(object))})
+        if "repeats" in summary:
+            # Repeats: the intervals are in the summary table; each repeat's row here.
+            run.log({"repeats_table": wandb.Table(dataframe=results.repeats.astype(object))})
         # The first rows only, read from the record files without reading them whole.
         requests = results.read_requests(limit=MAX_REQUEST_ROWS)
         run.log({"requests_table": wandb.Table(dataframe=requests.astype(str))})

@@ -418,3 +418,25 @@ def test_capacity_reports_its_interval_and_the_probability_the_slo_holds():
             assert step["p_slo_holds"] > 0.975 and ok
         if step["value"] >= 32:
             assert step["p_slo_holds"] < 0.025
+
+
+def test_wandb_gets_the_intervals_and_the_repeats(sim, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    llmbench.run_sweep(
+        sim.target(),
+        batch_sizes=[2],
+        requests_per_stage=4,
+        max_tokens=2,
+        repeats=2,
+        progress=False,
+        out_dir=tmp_path / "out",
+        wandb={"mode": "offline", "project": "llmbench-test", "dir": str(tmp_path)},
+    )
+    (run,) = list((tmp_path / "wandb").glob("offline-run-*"))
+    log = next(run.glob("run-*.wandb")).read_bytes()
+    assert b"repeats_table" in log
+    table = json.loads(
+        next((run / "files" / "media").rglob("summary_table*.table.json")).read_text()
+    )
+    assert "ttft_p50_ms_ci_low" in table["columns"] and "ttft_p50_ms_cv" in table["columns"]
