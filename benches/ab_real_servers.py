@@ -4,7 +4,7 @@ baseline served (`llmbench serve`), both LLaMA-2-7B-shaped with random FP16 weig
 
 Both servers run on the one GPU at once (13.5 GB of weights each), each in its own
 process. transformers' model is a random init saved to a folder with the project's 32k
-tokenizer and chat template (tests/python/tiny_model.py); the baseline builds its own
+tokenizer (gpu_telemetry.py builds and serves it); the baseline builds its own
 seeded random weights of the same shape. Output lengths are forced on both (transformers'
 `generation_config` min_new_tokens, the baseline's `ignore_eos`).
 
@@ -20,65 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import llmbench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
-from tiny_model import CHAT_TEMPLATE, tokenizer_json
-
-SHAPE = dict(
-    hidden_size=4096,
-    intermediate_size=11008,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=32,
-    vocab_size=32000,
-)
-
-
-def build_model(out: Path) -> Path:
-    """A random LLaMA-2-7B-shaped FP16 model folder with the 32k tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    if (out / "config.json").is_file():
-        return out
-    torch.manual_seed(0)
-    config = LlamaConfig(**SHAPE, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config).to(torch.float16)
-    model.generation_config.do_sample = False
-    model.save_pretrained(out)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_file=str(tokenizer_json()), bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    tok.chat_template = CHAT_TEMPLATE
-    tok.save_pretrained(out)
-    del model
-    torch.cuda.empty_cache()
-    return out
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"transformers serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/v1/models", timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers (its model list may fail without a hub cache)
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError("transformers serve not ready in time")
+from gpu_telemetry import build_model, start_server  # the same 7B model and server
+from tiny_model import tokenizer_json
 
 
 def main() -> None:
@@ -94,33 +44,12 @@ def main() -> None:
     args = ap.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     t0 = time.monotonic()
-    model = build_model(Path(args.model_dir))
+    model = Path(args.model_dir)
+    build_model(model, tokenizer_json())
     print(f"model ready in {time.monotonic() - t0:.0f} s", flush=True)
     url = f"http://127.0.0.1:{args.port}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    # transformers serve lists models from the hub cache, which must exist.
-    (Path.home() / ".cache" / "huggingface" / "hub").mkdir(parents=True, exist_ok=True)
-    serve = subprocess.Popen(
-        [
-            "transformers",
-            "serve",
-            str(model),
-            "--continuous-batching",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(args.port),
-            "--device",
-            "cuda",
-            "--dtype",
-            "float16",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open("/tmp/transformers_serve.log", "w"),
-    )
+    serve = start_server(model, args.port, Path("/tmp/transformers_serve.log"))
     try:
-        wait_ready(url, serve)
         print(f"transformers serve ready at {time.monotonic() - t0:.0f} s", flush=True)
         with llmbench.baseline.serve(
             "llama-2-7b",
