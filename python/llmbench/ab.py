@@ -330,9 +330,11 @@ def compare_ab(results: Results, a: str, b: str, level: float = LEVEL) -> ABResu
         blocks = sorted(set(ra.index) & set(rb.index))
         at_stage = requests[(requests["stage"] == stage) & requests["ok"].astype(bool)]
         n_ok = {t: int((at_stage["target"] == t).sum()) for t in (a, b)}
+        # Each (target, block)'s requests, split once for every metric.
+        cells = dict(tuple(at_stage.groupby(["target", "repeat"], sort=False)))
         for metric, column, statistic in PER_REQUEST:
-            xa = [_values(at_stage, a, r, column) for r in blocks]
-            xb = [_values(at_stage, b, r, column) for r in blocks]
+            xa = [_values(cells, a, r, column) for r in blocks]
+            xb = [_values(cells, b, r, column) for r in blocks]
             d = (
                 per_request_difference(xa, xb, statistic, level)
                 if min(n_ok.values()) > 0
@@ -397,9 +399,12 @@ def _needed(
     return float(max(math.ceil(n), 2 if unit == "blocks" else 1))
 
 
-def _values(requests: Any, target: str, repeat: int, column: str) -> np.ndarray:
-    sel = requests[(requests["target"] == target) & (requests["repeat"] == repeat)]
-    v = np.asarray(sel[column], dtype=float)
+def _values(cells: dict[Any, Any], target: str, repeat: int, column: str) -> np.ndarray:
+    """The finite `column` values of one target's requests in one block."""
+    cell = cells.get((target, repeat))
+    if cell is None:
+        return np.zeros(0)
+    v = np.asarray(cell[column], dtype=float)
     return v[np.isfinite(v)]
 
 

@@ -253,10 +253,9 @@ def prompt_order(n_prompts: int, stage: int, requests: int, seed: int = 0) -> li
 
 
 def _finish(
-    target_list: list[Target],
     ran: list[tuple[_Call, dict[str, Any]]],
     manifest: dict[str, Any],
-    files: _RecordPaths,
+    runs: _EngineRuns,
     out_dir: str | Path | None,
     telemetry: RunTelemetry | None = None,
     arch: dict[str, Any] | None = None,
@@ -269,7 +268,7 @@ def _finish(
         manifest["servers"].setdefault(call.target.name, json.loads(o["server_info_json"]))
     manifest["warnings"] = [w for o in outputs for w in o["warnings"]]
     manifest["interrupted"] = any(o["interrupted"] for o in outputs) or len(outputs) < len(
-        files.calls
+        runs.calls
     )
     if outputs:
         manifest["clock"] = {
@@ -278,7 +277,7 @@ def _finish(
             "note": "t_*_ns columns are ns on one monotonic clock; unix = unix_anchor_ns + t; "
             "the machine's CLOCK_MONOTONIC (time.monotonic_ns()) = monotonic_anchor_ns + t",
         }
-    records = RecordFiles(files.ran(ran), owner=files.owner)
+    records = RecordFiles(runs.record_files(ran), owner=runs.owner)
     results = Results.from_engine(
         [(call.target.describe(), o, call.repeat) for call, o in ran], manifest, records
     )
@@ -332,14 +331,14 @@ class _Call:
 
 
 @dataclass
-class _RecordPaths:
+class _EngineRuns:
     """The engine runs in order, and where each writes its records: `out_dir`, or a
     temporary folder (`owner`) that lives as long as the results reading it."""
 
     calls: list[_Call]
     owner: Any = None
 
-    def ran(self, ran: list[tuple[_Call, dict[str, Any]]]) -> dict[str, list[Path]]:
+    def record_files(self, ran: list[tuple[_Call, dict[str, Any]]]) -> dict[str, list[Path]]:
         """Each measured target's record files, one per repeat, in repeat order."""
         files: dict[str, dict[int, Path]] = {}
         for call, _ in ran:
@@ -359,13 +358,12 @@ def record_path(folder: Path, target: str, repeat: int, repeats: int) -> Path:
 class _SweepPlan:
     """Everything a sweep needs before it starts, shared by the sync and async entries."""
 
-    target_list: list[Target]
     manifest: dict[str, Any]
     telemetry: RunTelemetry
     arch: dict[str, Any] | None
     slo: SLO | None
     out_dir: str | Path | None
-    files: _RecordPaths
+    runs: _EngineRuns
 
 
 def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
@@ -402,13 +400,12 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
             path.unlink(missing_ok=True)
             path.with_suffix(".jsonl").unlink(missing_ok=True)
     return _SweepPlan(
-        target_list,
         _manifest(target_list, opts, shared),
         RunTelemetry(opts.gpu, opts.server_metrics),
         _model_arch(opts.model_arch),
         SLO.of(opts.slo) if opts.slo is not None else None,
         opts.out_dir,
-        _RecordPaths(calls, owner),
+        _EngineRuns(calls, owner),
     )
 
 
@@ -548,12 +545,12 @@ def run_sweep(
             repeats=repeats,
         ),
     )
-    target_list, manifest = plan.target_list, plan.manifest
+    manifest = plan.manifest
     telemetry, arch, slo_spec = plan.telemetry, plan.arch, plan.slo
     telemetry.start()
     outputs: list[tuple[_Call, dict[str, Any]]] = []
     try:
-        for call in plan.files.calls:
+        for call in plan.runs.calls:
             config = call.config
             printer = _ProgressLine(
                 _call_label(call, repeats), len(config["batch_sizes"]), config["batch_sizes"]
@@ -570,16 +567,12 @@ def run_sweep(
     except KeyboardInterrupt:
         # Interrupted before the engine could return anything for this target (e.g. during
         # its warm-up): keep the targets already measured.
-        results = _finish(
-            target_list, outputs, manifest, plan.files, out_dir, telemetry, arch, slo_spec
-        )
+        results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec)
         raise SweepInterrupted(results, _interrupt_message(results, out_dir)) from None
     except BaseException:
         telemetry.stop()
         raise
-    results = _finish(
-        target_list, outputs, manifest, plan.files, out_dir, telemetry, arch, slo_spec
-    )
+    results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec)
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
     _maybe_log_wandb(results, wandb)
@@ -622,7 +615,7 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     plan.telemetry.start()
     outputs = []
     try:
-        for call in plan.files.calls:
+        for call in plan.runs.calls:
             with plan.telemetry.scraping(call.target):
                 outputs.append((call, await _core.run_sweep_async(call.config)))
                 if outputs[-1][1]["interrupted"]:
@@ -631,10 +624,9 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
         plan.telemetry.stop()
         raise
     results = _finish(
-        plan.target_list,
         outputs,
         plan.manifest,
-        plan.files,
+        plan.runs,
         plan.out_dir,
         plan.telemetry,
         plan.arch,
