@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 export CARGO_TERM_COLOR := never
 
-.PHONY: help venv install develop run test test-rust test-python lint fmt clean build-cuda
+.PHONY: help venv install browser develop run test test-rust test-python lint fmt clean build-cuda
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,10 @@ develop: $(VPY) ## fast debug build of the extension, installed editable into .v
 run: install ## the main job: a sweep against the embedded default target
 	$(VENV)/bin/llmbench metrics
 
-test: install test-rust lint test-python ## everything CI runs: install, Rust tests, lints, Python tests
+browser: ## a headless Chromium for the report tests (Debian's chromium package)
+	scripts/install-browser.sh
+
+test: install browser test-rust lint test-python ## everything CI runs: install, Rust tests, lints, Python tests
 
 test-rust: ## Rust unit and integration tests (no Python needed)
 	PROPTEST_CASES=4096 cargo test --locked
@@ -40,7 +43,7 @@ lint: $(VPY) ## rustfmt, clippy -D warnings, ruff, and the stubs checked against
 	$(VPY) -m mypy.stubtest llmbench._core --allowlist .stubtest-allowlist
 
 test-python: ## Python API, CLI and real-server tests against the installed package
-	LLMBENCH_REQUIRE_REAL_SERVER=1 $(VPY) -m pytest -q tests/python
+	LLMBENCH_REQUIRE_REAL_SERVER=1 LLMBENCH_REQUIRE_BROWSER=1 $(VPY) -m pytest -q tests/python
 
 build-cuda: ## wheel with the baseline's CUDA backend (no GPU needed to build) -> .whl-cuda/
 	PYTHON=$(PY) scripts/build-cuda.sh

@@ -169,14 +169,14 @@ class ABResult:
         ]
         return out.drop(columns=["_units", "_se_log"])
 
-    def save(self, out_dir: str | Path) -> list[Path]:
-        """The run's files (`Results.save`) plus `ab_table.csv` and `ab.json` (the table,
-        the statements and the method).
+    def save(self, out_dir: str | Path, report: bool = True) -> list[Path]:
+        """The run's files (`Results.save`, with `report.html` unless `report=False`)
+        plus `ab_table.csv` and `ab.json` (the table, the statements and the method).
 
         Example:
             >>> r.save("results/ab_vllm_tgi")
         """
-        return [*self.results.save(out_dir), *self.write_files(out_dir)]
+        return [*self.results.save(out_dir, report=report), *self.write_files(out_dir)]
 
     def write_files(self, out_dir: str | Path) -> list[Path]:
         """Only `ab_table.csv` and `ab.json` (what `ab(..., out_dir=...)` adds to the run's

@@ -10,7 +10,8 @@ Files written by `Results.save(dir)` (the seed workflow's layout):
 - `metrics_summary.csv`: one row per target x batch size (with repeats: the mean over
   repeats, and the interval and CV of the headline metrics);
 - `metrics_repeats.csv`: with repeats, one row per target x batch size x repeat;
-- PNG plots of throughput, TTFT, ITL and cost vs batch size.
+- PNG plots of throughput, TTFT, ITL and cost vs batch size;
+- `report.html`: the whole run on one self-contained page (`llmbench.report`).
 """
 
 from __future__ import annotations
@@ -424,11 +425,16 @@ class Results:
         return records
 
     def save(
-        self, out_dir: str | Path, plots: bool = True, records_in_json: bool | None = None
+        self,
+        out_dir: str | Path,
+        plots: bool = True,
+        records_in_json: bool | None = None,
+        report: bool = True,
     ) -> list[Path]:
-        """Write `metrics_data.json`, `metrics_summary.csv` and the plots into `out_dir`,
-        with the record files (copied there when the run wrote them elsewhere).
-        `records_in_json`: see `to_dict`.
+        """Write `metrics_data.json`, `metrics_summary.csv`, the plots and (unless
+        `report=False`) `report.html` into `out_dir`, with the record files (copied there
+        when the run wrote them elsewhere). `records_in_json`: see `to_dict`. The report
+        comes last: a failure to draw it warns and never costs the files before it.
 
         Example:
             >>> res.save("results/metrics_study")
@@ -453,7 +459,35 @@ class Results:
             raise ResultsIOError(f"cannot write results to {out}: {e}") from e
         if plots and len(self.summary):
             written += self.plot(out_dir=out, close=True)
+        if report:
+            written += self.save_report(out)
         return written
+
+    def save_report(self, out_dir: str | Path) -> list[Path]:
+        """Write `report.html` into `out_dir` beside files already written there; any
+        failure to draw it is a warning, never an error (the measurements are on disk
+        whatever the report's fate). Returns the path written, or none."""
+        from .errors import warn
+        from .report import REPORT_FILE
+
+        try:
+            return [self.to_html(Path(out_dir) / REPORT_FILE)]
+        except Exception as e:  # a report bug must not cost a saved run
+            warn(f"report.html was not written: {type(e).__name__}: {e}", RuntimeWarning)
+            return []
+
+    def to_html(self, path: str | Path, title: str | None = None) -> Path:
+        """Write this run (or comparison) as one self-contained HTML page that opens
+        offline in any browser: what was measured, the summary with its intervals,
+        interactive charts, client health, failures and, for two targets, A/B verdicts
+        (`llmbench.report`; docs/report.md). Returns the path.
+
+        Example:
+            >>> res.to_html("results/metrics_study/report.html")
+        """
+        from .report import write_report
+
+        return write_report(self, path, title)
 
     def _copy_record_files(self, out: Path) -> None:
         """Put the record files in `out` (each run's results folder holds its records)."""

@@ -106,6 +106,7 @@ class SweepOptions:
     trace: Trace | None = None
     resume: bool = SWEEP["resume"]
     repeats: int = DEFAULT_REPEATS
+    report: bool = True
 
     def open_loop(self) -> dict[str, Any] | None:
         """The engine's open-loop settings, or None for closed-loop batch-size stages."""
@@ -260,6 +261,7 @@ def _finish(
     telemetry: RunTelemetry | None = None,
     arch: dict[str, Any] | None = None,
     slo: SLO | None = None,
+    report: bool = True,
 ) -> Results:
     outputs = [o for _, o in ran]
     # The server's own description, from its first call.
@@ -307,7 +309,7 @@ def _finish(
     results.fold_repeats()
     if out_dir is not None:
         try:
-            results.save(out_dir)
+            results.save(out_dir, report=report)
         except ResultsIOError as e:
             # A full disk must not cost the measurements: they are returned (and every
             # record written before the disk filled is in requests_<target>.arrows).
@@ -364,6 +366,7 @@ class _SweepPlan:
     slo: SLO | None
     out_dir: str | Path | None
     runs: _EngineRuns
+    report: bool = True
 
 
 def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
@@ -406,6 +409,7 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
         SLO.of(opts.slo) if opts.slo is not None else None,
         opts.out_dir,
         _EngineRuns(calls, owner),
+        opts.report,
     )
 
 
@@ -437,6 +441,7 @@ def run_sweep(
     trace: Trace | None = None,
     resume: bool = SweepOptions.resume,
     repeats: int = SweepOptions.repeats,
+    report: bool = SweepOptions.report,
     wandb: bool | dict[str, Any] | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
@@ -506,6 +511,9 @@ def run_sweep(
             `<metric>_ci_high` (95%, Student's t over repeats) and `<metric>_cv`;
             `Results.repeats` keeps one row per stage and repeat; the records get a
             `repeat` column (files `requests_<target>_r<k>.arrows`).
+        report: with `out_dir`, write `report.html` there too: one self-contained page
+            with the summary, interactive charts, client health, failures and, for two
+            targets, the A/B verdicts (`Results.to_html`; docs/report.md).
         wandb: log the results to Weights & Biases once they are saved: True, or a dict
             of `wandb.init` settings (`project`, `name`, `mode`, `timeout_s`, ...). A
             stalled W&B service times out with a warning; it never costs the results.
@@ -543,6 +551,7 @@ def run_sweep(
             trace=trace,
             resume=resume,
             repeats=repeats,
+            report=report,
         ),
     )
     manifest = plan.manifest
@@ -567,12 +576,14 @@ def run_sweep(
     except KeyboardInterrupt:
         # Interrupted before the engine could return anything for this target (e.g. during
         # its warm-up): keep the targets already measured.
-        results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec)
+        results = _finish(
+            outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec, plan.report
+        )
         raise SweepInterrupted(results, _interrupt_message(results, out_dir)) from None
     except BaseException:
         telemetry.stop()
         raise
-    results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec)
+    results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec, plan.report)
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
     _maybe_log_wandb(results, wandb)
@@ -631,6 +642,7 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
         plan.telemetry,
         plan.arch,
         plan.slo,
+        plan.report,
     )
     if wandb:
         import asyncio

@@ -84,6 +84,13 @@ def _log(results: Results, wandb: Any, settings: dict[str, Any]) -> str:
         run.log({"requests_table": wandb.Table(dataframe=requests.astype(str))})
         if results.gpu is not None and len(results.gpu):
             run.log({"gpu_timeline": wandb.Table(dataframe=results.gpu)})
+        # The self-contained report, as in the results folder (a StringIO: W&B would
+        # take a plain string ending in .html for a path).
+        from io import StringIO
+
+        from .report import report_html
+
+        run.log({"report": wandb.Html(StringIO(report_html(results)), inject=False)})
         import matplotlib.pyplot as plt
 
         for key, fig in results.plot().items():
@@ -99,7 +106,8 @@ def _log(results: Results, wandb: Any, settings: dict[str, Any]) -> str:
 def log_wandb(results: Results, *, timeout_s: float = 120.0, **settings: Any) -> str | None:
     """Log `results` to W&B: the run's config (targets without keys, server info, sweep
     settings), one step per stage with the main metrics per target, the summary and the
-    requests as tables, the GPU timeline, and the plots as images. Returns the run's
+    requests as tables, the GPU timeline, the plots as images and the HTML report
+    (`report`, as `wandb.Html`). Returns the run's
     folder, or None when logging failed or timed out (with a warning).
 
     `settings` go to `wandb.init` (`project`, `name`, `entity`, `mode`, `tags`, ...;

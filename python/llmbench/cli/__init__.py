@@ -4,6 +4,8 @@
     llmbench kv-cache [same options]
     llmbench capacity [same options] --slo-ttft-ms MS [--mode rate|batch_size]
     llmbench ab --url-a URL --url-b URL [--repeats N] [same load options]
+    llmbench compare DIR [DIR ...] [--out DIR]
+    llmbench report DIR [DIR ...] [-o report.html]
     llmbench sim [--port N] [timings]
     llmbench serve [--model PATH|PRESET] [--port N] [--device cpu|cuda]
 
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.cmd_serve(args)
         if args.command == "compare":
             return commands.cmd_compare(args)
+        if args.command == "report":
+            return commands.cmd_report(args)
         if args.command == "calibrate":
             return commands.cmd_calibrate(args)
         if args.command == "capacity":

@@ -128,6 +128,7 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_in_flight": args.max_in_flight,
         "slo": slo_limits(args),
         "repeats": args.repeats,
+        "report": args.report,
     }
 
 
@@ -189,7 +190,7 @@ def cmd_sweep(args: argparse.Namespace, study: bool) -> int:
     except SweepInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         if study:
-            write_study(stop.results, args.out)
+            write_study(stop.results, args.out, report=args.report)
         _print_summary(stop.results)
         return 130
     finally:
@@ -200,7 +201,7 @@ def cmd_sweep(args: argparse.Namespace, study: bool) -> int:
         "gpu_memory_data.json, gpu_memory_timeline.png"
         if study
         else ("metrics_data.json, metrics_summary.csv, *.png")
-    )
+    ) + (", report.html" if args.report else "")
     print(f"results written to {args.out}/ ({files})")
     return 0
 
@@ -221,6 +222,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         "max_tokens",
         "max_in_flight",
         "repeats",
+        "report",
     ):
         kwargs.pop(key)
     try:
@@ -298,7 +300,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     except SweepInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130
-    written = res.save(args.out)
+    written = res.save(args.out, report=args.report)
     pd = _deps.pandas()
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         cols = ["metric", "a", "b", "diff_pct", "ci_low_pct", "ci_high_pct", "p_value", "verdict"]
@@ -357,10 +359,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     res.summary.to_csv(out / "comparison_summary.csv", index=False)
     paths = res.plot(out_dir=out, close=True)
+    if args.report:
+        paths += res.save_report(out)
     pd = _deps.pandas()
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(comparison_table(res).round(2).to_string())
     print(f"comparison written to {out}/ (comparison_summary.csv, {len(paths)} plots)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..compare import compare
+    from ..report import REPORT_FILE
+
+    if len(args.runs) == 1:
+        res = Results.load(args.runs[0])
+        default = Path(args.runs[0]) / REPORT_FILE
+    else:
+        res = compare(args.runs)
+        default = Path("comparison_report.html")
+    path = res.to_html(args.output or default, title=args.title)
+    size = path.stat().st_size
+    print(f"report written to {path} ({size / 1e6:.1f} MB; opens offline in any browser)")
     return 0
 
 

@@ -257,6 +257,7 @@ def _add_output_options(m: argparse.ArgumentParser, out: str) -> None:
     )
     m.add_argument("--n-gpus", type=int, default=SweepOptions.n_gpus)
     m.add_argument("--out", default=out, help=f"output folder (default {out})")
+    _add_report_option(m)
     m.add_argument("--quiet", action="store_true", help="no live progress")
     m.add_argument(
         "--gpu",
@@ -279,6 +280,15 @@ def _add_output_options(m: argparse.ArgumentParser, out: str) -> None:
         default=None,
         help="KV-cache architecture: a preset (llama-2-7b, llama-2-13b, llama-3-8b, "
         "mistral-7b, ...), a config.json or a model folder",
+    )
+
+
+def _add_report_option(m: argparse.ArgumentParser) -> None:
+    m.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=SweepOptions.report,
+        help="write report.html, the run on one self-contained page (default: yes)",
     )
 
 
@@ -433,6 +443,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("runs", nargs="+", metavar="DIR")
     cmp.add_argument("--out", default=os.path.join("results", "comparison"))
+    _add_report_option(cmp)
+
+    rep = sub.add_parser(
+        "report",
+        help="write one self-contained HTML report of saved runs",
+        description="Read result folders written by `llmbench metrics`, `kv-cache`, `ab` "
+        "(or Results.save) and write one HTML page that opens offline in any browser: one "
+        "run, or for several folders one comparison.",
+    )
+    rep.add_argument("runs", nargs="+", metavar="DIR")
+    rep.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="the HTML file (default DIR/report.html for one folder, comparison_report.html "
+        "here for several)",
+    )
+    rep.add_argument("--title", default=None, help="the page's title")
 
     b = sub.add_parser(
         "serve",

@@ -31,13 +31,14 @@ def kv_cache_study(
     model_arch: str | Path | None = None,
     gpu_period_ms: float = 10.0,
     metrics_period_ms: float = 250.0,
+    report: bool = True,
     **sweep_kwargs: Any,
 ) -> Results:
     """Sweep batch sizes while sampling GPU memory and the server's KV metrics.
 
     Takes `run_sweep`'s arguments too (`requests_per_stage`, `max_tokens`, `prompts`,
-    ...). Without an NVIDIA driver the study still runs and shows the server's and the
-    client's KV figures.
+    ...); `report` writes `report.html` beside the study's files. Without an NVIDIA
+    driver the study still runs and shows the server's and the client's KV figures.
 
     Example:
         >>> res = llmbench.kv_cache_study(llmbench.TGI("http://localhost:8080"),
@@ -53,7 +54,7 @@ def kv_cache_study(
         **sweep_kwargs,
     )
     if out_dir is not None:
-        write_study(res, out_dir)
+        write_study(res, out_dir, report=report)
     return res
 
 
@@ -106,8 +107,9 @@ def study_data(res: Results) -> dict[str, Any]:
     }
 
 
-def write_study(res: Results, out_dir: str | Path) -> list[Path]:
-    """Write `gpu_memory_data.json` and `gpu_memory_timeline.png` into `out_dir`."""
+def write_study(res: Results, out_dir: str | Path, report: bool = True) -> list[Path]:
+    """Write `gpu_memory_data.json` and `gpu_memory_timeline.png` into `out_dir`, and
+    `report.html` unless `report=False`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_path = out / DATA_FILE
@@ -119,7 +121,10 @@ def write_study(res: Results, out_dir: str | Path) -> list[Path]:
     plot_path = out / PLOT_FILE
     fig.savefig(plot_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return [data_path, plot_path]
+    written = [data_path, plot_path]
+    if report:
+        written += res.save_report(out)
+    return written
 
 
 def timeline_figure(res: Results) -> Any:
