@@ -169,9 +169,12 @@ class RecordFiles:
         stages: Iterable[int] | None,
         warmup: bool | None,
         limit: int | None = None,
+        every: int = 1,
     ) -> Any:
         """One file's rows of `stages` (all when None) and warm-up flag (both when None),
-        the first `limit` of them (all when None), with `fields` only."""
+        the first `limit` of them (all when None), with `fields` only; with `every` > 1
+        only every `every`-th of those rows (a systematic sample: memory bounded by the
+        sample, not the file)."""
         pa = _pa()
         import pyarrow.compute as pc
 
@@ -179,6 +182,7 @@ class RecordFiles:
         stage_set = pa.array(sorted(set(stages)), pa.uint32()) if stages is not None else None
         parts = []
         schema = None
+        seen = 0
         for batch in self._batches(path, want):
             schema = batch.schema
             mask = None
@@ -188,7 +192,13 @@ class RecordFiles:
                 w = batch.column("warmup")
                 w = w if warmup else pc.invert(w)
                 mask = w if mask is None else pc.and_(mask, w)
-            parts.append(batch.filter(mask) if mask is not None else batch)
+            kept = batch.filter(mask) if mask is not None else batch
+            if every > 1:
+                # Rows seen so far decide the phase, so the sample spans batch boundaries.
+                first = (-seen) % every
+                seen += kept.num_rows
+                kept = kept.take(pa.array(range(first, kept.num_rows, every), pa.int64()))
+            parts.append(kept)
             if limit is not None and sum(p.num_rows for p in parts) >= limit:
                 break
         if schema is None:
@@ -203,11 +213,13 @@ class RecordFiles:
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
         limit: int | None = None,
+        every: int = 1,
     ) -> Any:
         """The rows of `stages` and `targets` (all when None), measured or warm-up ones by
         `warmup` (both when None), the first `limit` of each target's (all when None), as a
         DataFrame with `target` and `columns` (all of `COLUMNS` when None), in each file's
-        order (requests in order of completion)."""
+        order (requests in order of completion); with `every` > 1, every `every`-th of
+        them in each file."""
         pd = _deps.pandas()
         cols = list(COLUMNS) if columns is None else [c for c in columns if c != "target"]
         unknown = [c for c in cols if c not in COLUMNS]
@@ -223,7 +235,7 @@ class RecordFiles:
             for repeat, path in enumerate(self.files[name]):
                 if left is not None and left <= 0:
                     break
-                table = self._table(path, stored, stages, warmup, left)
+                table = self._table(path, stored, stages, warmup, left, every)
                 left = None if left is None else left - len(table)
                 frame = _frame(table, stored)
                 frame["repeat"] = np.full(len(frame), repeat, dtype=np.uint32)
@@ -380,8 +392,15 @@ class RecordFrame:
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
         limit: int | None = None,
+        every: int = 1,
     ) -> Any:
         rows = self._rows(stages, targets, warmup)
+        if every > 1 and len(rows):
+            # Every k-th row of each target's repeat, as from its own record file.
+            f = self.frame.iloc[rows]
+            keys = [f["target"], f["repeat"]] if "repeat" in f else [f["target"]]
+            nth = f.groupby(keys, sort=False).cumcount().to_numpy()
+            rows = rows[nth % every == 0]
         out = self.frame.iloc[rows]
         if limit is not None and len(out):
             out = out.groupby("target", sort=False).head(limit)
@@ -435,11 +454,12 @@ class RecordSets:
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
         limit: int | None = None,
+        every: int = 1,
     ) -> Any:
         pd = _deps.pandas()
         frames = []
         for source, rename, names in self._each(targets):
-            f = source.read(columns, stages, names, warmup, limit)
+            f = source.read(columns, stages, names, warmup, limit, every)
             if len(f) and rename:
                 f["target"] = f["target"].replace(rename)
             frames.append(f)

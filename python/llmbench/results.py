@@ -185,16 +185,17 @@ class Results:
         targets: list[str] | None = None,
         warmup: bool | None = False,
         limit: int | None = None,
+        every: int = 1,
     ) -> Any:
         """Measured requests (`warmup=True`: the warm-up ones; None: both) of `stages`
-        and `targets` with only `columns` (all when None), at most `limit` rows per target,
-        read from the record files without keeping them: what a notebook opening a long
-        run uses.
+        and `targets` with only `columns` (all when None), at most `limit` rows per target
+        (or with `every` > 1 every `every`-th request of each record file), read from the
+        record files without keeping them: what a notebook opening a long run uses.
 
         Example:
             >>> res.read_requests(["ttft_ms", "e2e_ms"], stages=[3])
         """
-        return self._source().read(columns, stages, targets, warmup, limit)
+        return self._source().read(columns, stages, targets, warmup, limit, every)
 
     def _source(self) -> Any:
         """Where to read records: the frame already read whole when there is one, else the

@@ -250,7 +250,7 @@ def test_report_without_telemetry_has_no_nan_and_says_what_is_missing(browser, t
     assert p.page.locator("#gpu .chart").count() == 1
 
 
-def test_report_of_100000_requests_stays_small_and_fast(browser, tmp_path):
+def test_report_of_100000_requests_stays_small_and_fast(browser, tmp_path, monkeypatch):
     with llmbench.SimServer(
         ttft_ms=0.5, itl_ms=0.2, ttft_per_running_ms=0, itl_per_running_ms=0, max_batch=512
     ) as sim:
@@ -277,6 +277,27 @@ def test_report_of_100000_requests_stays_small_and_fast(browser, tmp_path):
     p = check_page(browser, path)
     assert_table_equals_csv(p, "t-summary-all", tmp_path / "metrics_summary.csv")
     assert "at most 2,000 requests per target drawn at random" in p.text("#timeline")
+    assert "sampled" not in p.section_ids() and not p.page.locator("#sampled").count()
+    # Past the records limit the charts come from every k-th record, and the page says so.
+    monkeypatch.setattr(report_data, "RECORDS_LIMIT", 10_000)
+    sampled = check_page(browser, res.to_html(tmp_path / "sampled.html"))
+    assert "every 11th request" in sampled.text("#sampled")
+    assert_table_equals_csv(sampled, "t-summary-all", tmp_path / "metrics_summary.csv")
+
+
+def test_a_sampled_read_is_every_kth_record_of_each_file(tmp_path):
+    with llmbench.SimServer(ttft_ms=1, itl_ms=1) as sim:
+        _sweep(sim.target(), tmp_path, requests_per_stage=25, repeats=2)
+    res = llmbench.Results.load(tmp_path)  # records read from the files
+    full = res.read_requests(["id", "stage", "repeat"])
+    for k in (1, 3, 7):
+        part = res.read_requests(["id", "stage", "repeat"], every=k)
+        expected = pd.concat([g.iloc[::k] for _, g in full.groupby("repeat", sort=True)])
+        assert part.to_dict("list") == expected.reset_index(drop=True).to_dict("list")
+        # The same from the records in memory.
+        frame = llmbench.records.RecordFrame(res.all_requests, res.chunk_arrays)
+        same = frame.read(["id", "stage", "repeat"], warmup=False, every=k)
+        assert same.to_dict("list") == part.to_dict("list")
 
 
 INTERRUPTED = [

@@ -84,10 +84,15 @@ def test_wandb_offline_run_holds_the_logged_keys(sim, tmp_path, monkeypatch):
         b"requests_table",
         b"plots/throughput",
         b"plots/cost",
+        b"report",
     ):
         assert k in log, k
     media = runs[0] / "files" / "media"
     assert list(media.rglob("*.table.json")) and list(media.rglob("*.png"))
+    # The self-contained report, as written beside the results.
+    (page,) = list(media.rglob("report*.html"))
+    html = page.read_text()
+    assert "<title>llmbench" in html and 'id="t-summary"' in html and "bokeh.min.js" in html
     table = json.loads(next(media.rglob("summary_table*.table.json")).read_text())
     assert "output_tok_s" in table["columns"] and len(table["data"]) == len(res.summary)
     for p in (tmp_path / "wandb").rglob("*"):

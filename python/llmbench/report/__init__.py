@@ -69,7 +69,9 @@ def report_html(results: Results, title: str | None = None) -> str:
     resources = _deps.require("bokeh.resources", "bokeh")
     summary = results.summary
     targets = [str(t) for t in dict.fromkeys(summary["target"])] if len(summary) else []
-    requests = data.requests_frame(results)
+    n_records = results.n_records
+    every = data.sample_step(n_records)
+    requests = data.requests_frame(results, every)
     labels = data.stage_labels(summary)
     t0 = data.run_start_ns(results, requests)
     manifests = _manifests(results)
@@ -93,7 +95,7 @@ def report_html(results: Results, title: str | None = None) -> str:
         _charts_section("latency", "Latency distributions", figures, "cdf_", _cdf_note())
     )
     figures["time_requests"] = charts.over_time_chart(
-        data.requests_over_time(requests, t0), data.ttft_sample(requests, t0, labels)
+        data.requests_over_time(requests, t0, every), data.ttft_sample(requests, t0, labels)
     )
     sections.append(
         _charts_section("timeline", "Requests over time", figures, "time_", _time_note())
@@ -104,7 +106,7 @@ def report_html(results: Results, title: str | None = None) -> str:
         body = _divs_placeholder("turns_") + table(turns, table_id="t-turns")
         sections.append(Section("turns", "TTFT by conversation turn", body))
     figures["gpu_memory"] = charts.gpu_chart(data.gpu_series(results, t0))
-    figures["gpu_kv"] = charts.kv_chart(data.kv_series(results, t0))
+    figures["gpu_kv"] = charts.kv_chart(data.kv_series(results, t0, client_estimate=every == 1))
     sections.append(_charts_section("gpu", "GPU memory and KV cache", figures, "gpu_", _gpu_note()))
     sections.append(_health(summary))
     sections.append(_failures(summary, requests))
@@ -116,10 +118,25 @@ def report_html(results: Results, title: str | None = None) -> str:
     for s in sections:
         s.body = _fill_divs(s.body, divs)
     header = _header(title or _title(targets, manifests), manifests, results.interrupted)
+    header += _sampled_banner(n_records, every)
     return render(title or _title(targets, manifests), header, sections, script, bokeh_js)
 
 
 # ---- sections -------------------------------------------------------------------------
+
+
+def _sampled_banner(n_records: int, every: int) -> str:
+    """What a reader of a long run's charts must know: they are drawn from a sample."""
+    if every == 1:
+        return ""
+    return (
+        f'<div class="banner warn" id="sampled">This run has {n_records:,} records: the '
+        f"latency distributions and requests over time are drawn from every {every}th "
+        f"request of each record file (about {n_records // every:,}), each counting "
+        f"{every} times in the rates, and the client's KV estimate is left out (it reads "
+        "every chunk; the KV-cache study's gpu_memory_data.json has it). The tables are "
+        "exact.</div>"
+    )
 
 
 def _manifests(results: Results) -> list[tuple[str, dict[str, Any]]]:

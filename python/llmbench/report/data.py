@@ -26,6 +26,11 @@ CDF_LEVELS = np.unique(
 #: of a telemetry series.
 LIMITS = {"time_bins": 300, "sample_points": 2_000, "series_points": 1_500}
 
+#: Runs with more records than this are drawn from a systematic sample of them (every
+#: k-th record of each file), so that writing the report of a run of ten million requests
+#: reads a bounded number of rows; the page says so, and the tables stay exact.
+RECORDS_LIMIT = 250_000
+
 #: Per-request latency distributions drawn as CDFs: (column, label).
 CDF_METRICS = (
     ("ttft_ms", "TTFT (ms)"),
@@ -71,19 +76,23 @@ def stage_labels(summary: Any) -> dict[tuple[str, int], str]:
     }
 
 
-def requests_frame(results: Any) -> Any:
-    """The measured requests' columns the report needs, read from the record files (or the
-    frame already in memory), with the `turn` column when the run had conversations."""
+def sample_step(n_records: int) -> int:
+    """1 for runs of up to `RECORDS_LIMIT` records, else the k of "every k-th record"."""
+    return max(1, -(-n_records // RECORDS_LIMIT))
+
+
+def requests_frame(results: Any, every: int = 1) -> Any:
+    """The measured requests' columns the report needs (every `every`-th of them), read
+    from the record files (or the frame already in memory), with the `turn` column when
+    the run had conversations."""
     pd = _deps.pandas()
-    try:
-        return results.read_requests([*REQUEST_COLUMNS, "turn", "n_in"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return results.read_requests(REQUEST_COLUMNS)
-    except (KeyError, ValueError):
-        # A run with no record (interrupted before its first request): empty columns.
-        return pd.DataFrame({c: [] for c in ["target", *REQUEST_COLUMNS]})
+    for columns in ([*REQUEST_COLUMNS, "turn", "n_in"], REQUEST_COLUMNS):
+        try:
+            return results.read_requests(columns, every=every)
+        except (KeyError, ValueError):
+            continue
+    # A run with no record (interrupted before its first request): empty columns.
+    return pd.DataFrame({c: [] for c in ["target", *REQUEST_COLUMNS]})
 
 
 def latency_cdfs(requests: Any, labels: dict[tuple[str, int], str]) -> Any:
@@ -127,11 +136,12 @@ def run_start_ns(results: Any, requests: Any) -> int:
     return int(requests["t_sent_ns"].min()) if len(requests) else 0
 
 
-def requests_over_time(requests: Any, t0: int) -> Any:
+def requests_over_time(requests: Any, t0: int, every: int = 1) -> Any:
     """Per target, the run cut into at most `LIMITS["time_bins"]` equal bins: requests
     completed and failed per second, output tokens per second (by completion time), and
     requests in flight at each bin's end. Columns `target`, `t_s` (bin end), `done_per_s`,
-    `failed_per_s`, `out_tok_s`, `in_flight`."""
+    `failed_per_s`, `out_tok_s`, `in_flight`. From a sample of every `every`-th request,
+    each counts `every` times."""
     pd = _deps.pandas()
     parts = []
     for target, g in requests.groupby("target", sort=False) if len(requests) else []:
@@ -156,10 +166,10 @@ def requests_over_time(requests: Any, t0: int) -> Any:
                 {
                     "target": target,
                     "t_s": ends,
-                    "done_per_s": done_n / width,
-                    "failed_per_s": fail_n / width,
-                    "out_tok_s": tok / width,
-                    "in_flight": in_flight,
+                    "done_per_s": every * done_n / width,
+                    "failed_per_s": every * fail_n / width,
+                    "out_tok_s": every * tok / width,
+                    "in_flight": every * in_flight,
                 }
             )
         )
@@ -249,11 +259,11 @@ def gpu_series(results: Any, t0: int) -> Any:
     return pd.concat(parts, ignore_index=True)
 
 
-def kv_series(results: Any, t0: int) -> Any:
+def kv_series(results: Any, t0: int, client_estimate: bool = True) -> Any:
     """KV-cache use over time per target, long format `target`, `source`
-    ("server" from its `/metrics`, "client estimate" from the requests in flight),
-    `t_s`, `value`, `unit` (GiB with a model architecture, else tokens, or the server's
-    fraction in use); None when there is neither."""
+    ("server" from its `/metrics`, "client estimate" from the requests in flight and
+    their chunks: only with `client_estimate`, as it reads every chunk), `t_s`, `value`,
+    `unit` (GiB with a model architecture, else tokens); None when there is neither."""
     pd = _deps.pandas()
     arch = results.manifest.get("model_arch")
     scale, unit = (arch["bytes_per_token"] / GIB, "GiB") if arch else (1.0, "tokens")
@@ -273,7 +283,7 @@ def kv_series(results: Any, t0: int) -> Any:
         parts[-1]["unit"] = u
     try:
         targets = list(dict.fromkeys(results.summary["target"])) if len(results.summary) else []
-        for target in targets:
+        for target in targets if client_estimate else []:
             tl = results.kv_timeline(target)
             if not len(tl):
                 continue
