@@ -127,12 +127,13 @@ class Results:
         """
         from .columns.kv import GIB, inflight_timeline
 
-        rows = None
-        every = self.all_requests
-        if target is not None:
-            rows = (every["target"] == target).to_numpy().nonzero()[0]
-        tl = inflight_timeline(every, self.chunk_arrays, rows)
-        t0 = int(every["t_sched_ns"].min()) if len(every) else 0
+        # Only the columns and chunks the timeline needs, not kept: a long run's records
+        # are never all in memory for it.
+        targets = [target] if target is not None else None
+        rows = self.read_requests(["t_sent_ns", "t_done_ns", "n_in"], targets=targets, warmup=None)
+        tl = inflight_timeline(rows, self._source().chunk_arrays(None, targets, None))
+        first = self.read_requests(["t_sched_ns"], warmup=None)["t_sched_ns"]
+        t0 = int(first.min()) if len(first) else 0
         tl.insert(1, "t_s", (tl["t_ns"] - t0) / 1e9)
         arch = self.manifest.get("model_arch")
         if arch:

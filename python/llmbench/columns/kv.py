@@ -75,9 +75,12 @@ def inflight_timeline(
     dr = np.concatenate(deltas_req)
     order = np.argsort(t, kind="stable")
     t, dt, dr = t[order], dt[order], dr[order]
-    df = pd.DataFrame({"t_ns": t, "in_flight": np.cumsum(dr), "tokens": np.cumsum(dt)})
-    # One row per distinct time: the state after every event at that instant.
-    return df.groupby("t_ns", as_index=False).last()
+    # One row per distinct time: the state after every event at that instant (the last
+    # of the sorted events at each time; cheaper than a group-by on long runs).
+    last = np.append(t[1:] != t[:-1], True)
+    return pd.DataFrame(
+        {"t_ns": t[last], "in_flight": np.cumsum(dr)[last], "tokens": np.cumsum(dt)[last]}
+    )
 
 
 def server_kv(points: Any, info: dict[str, Any], server_info: dict[str, Any] | None) -> Any:
