@@ -10,6 +10,7 @@ The sections are built from `report.data` (bounded frames), drawn by `report.cha
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +232,6 @@ def _setting_text(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, (list, dict)):
-        import json
-
         return json.dumps(v, default=str)
     return str(v)
 
@@ -358,7 +357,8 @@ def _ab(results: Results, targets: list[str]) -> Section:
     body = (
         f'<p class="note">A = {esc(a)}, B = {esc(b)}; diff_pct is B − A in percent of A, with '
         f"its {r.level:.0%} interval. Blocks: {int(results.repeats['repeat'].max()) + 1} "
-        "(A B B A …). Method: docs/comparisons.md.</p>"
+        "(A B B A …); shaded rows: a difference this run resolves. Method: "
+        "docs/comparisons.md.</p>"
         f"<ul>{statements}</ul>" + table(tab, cols, table_id="t-ab", row_class=_verdict_class)
     )
     return Section("ab", f"A/B: {b} against {a}", body)

@@ -18,7 +18,7 @@ import numpy as np
 
 CSS = """
 :root { --fg: #1d2330; --muted: #5b6472; --line: #d9dde3; --bg: #ffffff; --band: #f4f6f8;
-        --bad: #b42318; --good: #067647; --warn: #b54708; }
+        --bad: #b42318; --warn: #b54708; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: var(--fg); background: var(--bg); }
@@ -45,8 +45,7 @@ th { background: var(--band); position: sticky; top: 0; }
 td.text, th.text { text-align: left; white-space: normal; max-width: 42em; }
 td .ci { display: block; color: var(--muted); font-size: 11px; }
 tr:hover td { background: #fafbfc; }
-.verdict-better { color: var(--good); font-weight: 600; }
-.verdict-worse { color: var(--bad); font-weight: 600; }
+tr.resolved td { background: #f0f9f4; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 14px; }
 .chart { min-height: 340px; border: 1px solid var(--line); border-radius: 6px; padding: 4px; }
 details { margin: 6px 0 12px; }
