@@ -445,3 +445,29 @@ def test_requests_over_time_bins_count_every_request():
     assert (bins["out_tok_s"] * width).sum() == pytest.approx(4 * n)
     # 50 ms each at one per ms: 50 in flight in the steady middle.
     assert bins["in_flight"].iloc[len(bins) // 2] == 50
+
+
+def test_gpu_timeline_of_real_nvml_samples_is_bucketed_and_drawn(browser, tmp_path):
+    import gzip
+    import json
+
+    from conftest import REPO
+
+    # 119,286 NVML samples of a real H100 KV-cache study (docs/gpu_telemetry.md), moved
+    # onto this run's clock: more than a chart should carry.
+    study = json.loads(gzip.open(REPO / "docs/data/h100_gpu_memory_data.json.gz").read())
+    gpu = pd.DataFrame(study["nvml"]["samples"])
+    with llmbench.SimServer(ttft_ms=5, itl_ms=2) as sim:
+        res = _sweep(sim.target(), tmp_path)
+    t0 = report_data.run_start_ns(res, report_data.requests_frame(res))
+    t = gpu["t_ns"].astype("int64")
+    gpu["t_ns"] = t - t.min() + t0
+    res.attach_telemetry({"gpu": gpu})
+    series = report_data.gpu_series(res, t0)
+    assert len(gpu) > 50_000
+    assert len(series) <= report_data.LIMITS["series_points"] * gpu["gpu"].nunique()
+    # Memory is bucketed by its maximum: the peak survives.
+    peak = gpu["mem_used_bytes"].max() / 2**30
+    assert series["mem_used_gib"].max() == pytest.approx(peak)
+    p = check_page(browser, res.to_html(tmp_path / "gpu.html"))
+    assert p.page.locator("#gpu .chart").count() == 2  # NVML memory, and the KV estimate
