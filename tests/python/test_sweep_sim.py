@@ -155,6 +155,7 @@ def test_results_roundtrip_and_plots(sim, tmp_path):
             "ttft_vs_batch_size.png",
             "itl_vs_batch_size.png",
             "cost_vs_batch_size.png",
+            "report.html",
         ]
     )
     # The live record file holds every request, warm-up included.

@@ -128,7 +128,8 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_in_flight": args.max_in_flight,
         "slo": slo_limits(args),
         "repeats": args.repeats,
-        "report": args.report,
+        # `capacity` writes no report and has no --report.
+        "report": getattr(args, "report", False),
     }
 
 

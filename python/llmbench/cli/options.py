@@ -105,12 +105,17 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
 
 
 def _add_run_options(
-    m: argparse.ArgumentParser, out: str, batch_sizes: Sequence[int], embedded: str = "baseline"
+    m: argparse.ArgumentParser,
+    out: str,
+    batch_sizes: Sequence[int],
+    embedded: str = "baseline",
+    report: bool = True,
 ) -> None:
-    """Target and sweep options shared by `metrics`, `kv-cache` and `capacity`."""
+    """Target and sweep options shared by `metrics`, `kv-cache` and `capacity` (which
+    writes no report, so offers no `--report`)."""
     _add_target_options(m)
     _add_load_options(m, batch_sizes)
-    _add_output_options(m, out)
+    _add_output_options(m, out, report)
     _add_embedded_options(m, embedded)
 
 
@@ -245,8 +250,9 @@ def _add_load_options(
     _add_slo_options(m)
 
 
-def _add_output_options(m: argparse.ArgumentParser, out: str) -> None:
-    """Where results go, what they cost, what is sampled beside them."""
+def _add_output_options(m: argparse.ArgumentParser, out: str, report: bool = True) -> None:
+    """Where results go (with `report`, whether report.html does), what they cost, what
+    is sampled beside them."""
     m.add_argument(
         "--gpu-price",
         type=_price,
@@ -257,7 +263,8 @@ def _add_output_options(m: argparse.ArgumentParser, out: str) -> None:
     )
     m.add_argument("--n-gpus", type=int, default=SweepOptions.n_gpus)
     m.add_argument("--out", default=out, help=f"output folder (default {out})")
-    _add_report_option(m)
+    if report:
+        _add_report_option(m)
     m.add_argument("--quiet", action="store_true", help="no live progress")
     m.add_argument(
         "--gpu",
@@ -371,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bracket then bisect the request rate (or batch size) at which the "
         "target meets the SLO, with repeated trials at each point; writes every trial.",
     )
-    _add_run_options(c, os.path.join("results", "capacity"), DEFAULT_BATCH_SIZES)
+    _add_run_options(c, os.path.join("results", "capacity"), DEFAULT_BATCH_SIZES, report=False)
     c.add_argument("--mode", choices=["rate", "batch_size"], default="rate")
     c.add_argument("--start", type=float, default=1.0)
     c.add_argument("--limit", type=float, default=None)
