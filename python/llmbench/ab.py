@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _deps
 from ._core import InvalidArgumentError
+from .plots import stage_name
 from .results import Results
 from .stats import (
     LEVEL,
@@ -239,12 +240,8 @@ def _x_columns(table: Any) -> list[str]:
 
 
 def _where(row: dict[str, Any]) -> str:
-    bs, rate = row.get("batch_size"), row.get("target_rate")
-    if bs is not None and bs == bs:
-        return f" at batch {int(bs)}"
-    if rate is not None and rate == rate:
-        return f" at {rate:g} req/s"
-    return ""
+    name = stage_name(row)
+    return f" at {name}" if name else ""
 
 
 def _check_targets(a: Target, b: Target, allow_same_url: bool) -> None:

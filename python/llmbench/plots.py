@@ -40,6 +40,17 @@ def is_open_loop(summary: Any) -> bool:
     return bool(len(summary) and "target_rate" in summary and summary["target_rate"].notna().all())
 
 
+def stage_name(row: Any) -> str | None:
+    """A stage as people name it: "batch 8" (closed loop) or "2.5 req/s" (open loop);
+    None when the row has neither."""
+    bs, rate = row.get("batch_size"), row.get("target_rate")
+    if bs is not None and bs == bs:
+        return f"batch {int(bs)}"
+    if rate is not None and rate == rate:
+        return f"{rate:g} req/s"
+    return None
+
+
 def batch_size_axis(ax: Any, batch_sizes: Any) -> None:
     """A log₂ x axis with ticks at the batch sizes measured, written as people read them
     (1, 2, 4 … 128), not as powers of two.

@@ -132,13 +132,18 @@ class Results:
         targets = [target] if target is not None else None
         rows = self.read_requests(["t_sent_ns", "t_done_ns", "n_in"], targets=targets, warmup=None)
         tl = inflight_timeline(rows, self._source().chunk_arrays(None, targets, None))
-        first = self.read_requests(["t_sched_ns"], warmup=None)["t_sched_ns"]
-        t0 = int(first.min()) if len(first) else 0
-        tl.insert(1, "t_s", (tl["t_ns"] - t0) / 1e9)
+        tl.insert(1, "t_s", (tl["t_ns"] - self.run_start_ns()) / 1e9)
         arch = self.manifest.get("model_arch")
         if arch:
             tl["kv_gib"] = tl["tokens"] * arch["bytes_per_token"] / GIB
         return tl
+
+    def run_start_ns(self) -> int:
+        """The run's time zero on its clock: the first scheduled request, warm-up
+        included (0 for a run without records); the `t_s` of `kv_timeline`, the KV-cache
+        study's timeline and the report count from it. Reads one column, keeps nothing."""
+        first = self.read_requests(["t_sched_ns"], warmup=None)["t_sched_ns"]
+        return int(first.min()) if len(first) else 0
 
     @property
     def all_requests(self) -> Any:

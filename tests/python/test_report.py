@@ -459,7 +459,7 @@ def test_gpu_timeline_of_real_nvml_samples_is_bucketed_and_drawn(browser, tmp_pa
     gpu = pd.DataFrame(study["nvml"]["samples"])
     with llmbench.SimServer(ttft_ms=5, itl_ms=2) as sim:
         res = _sweep(sim.target(), tmp_path)
-    t0 = report_data.run_start_ns(res, report_data.requests_frame(res))
+    t0 = res.run_start_ns()
     t = gpu["t_ns"].astype("int64")
     gpu["t_ns"] = t - t.min() + t0
     res.attach_telemetry({"gpu": gpu})

@@ -17,7 +17,7 @@ from typing import Any
 from .. import _core, _deps
 from ..results import KEY_COLUMNS, Results
 from . import charts, data
-from .page import Section, chart_grid, definitions, esc, json_block, render, table
+from .page import Section, definitions, esc, json_block, render, table
 
 #: The file `Results.save` and the commands write beside the other results.
 REPORT_FILE = "report.html"
@@ -74,53 +74,62 @@ def report_html(results: Results, title: str | None = None) -> str:
     every = data.sample_step(n_records)
     requests = data.requests_frame(results, every)
     labels = data.stage_labels(summary)
-    t0 = data.run_start_ns(results, requests)
+    t0 = results.run_start_ns()
     manifests = _manifests(results)
 
     figures: dict[str, Any] = {}
+
+    def charted(ident: str, title: str, drawn: dict[str, Any], note: str) -> Section:
+        """A section of charts (those of `drawn` that have something to draw)."""
+        keys = [k for k, f in drawn.items() if f is not None]
+        figures.update({k: drawn[k] for k in keys})
+        if not keys:
+            return Section(ident, title, note + '<p class="note">Nothing to draw for this run.</p>')
+        return Section(ident, title, note, charts=keys)
+
     sections = [
         _measured(manifests),
         _summary(summary),
     ]
     if len(targets) > 1:
-        sections.append(_comparison(summary, targets))
+        sections.append(_comparison(results, targets))
     if len(targets) == 2:
         sections.append(_ab(results, targets))
-    for key, *_ in charts.SUMMARY_CHARTS:
-        figures[f"summary_{key}"] = charts.summary_chart(summary, key)
-    sections.append(_charts_section("charts", "Against load", figures, "summary_", _load_note()))
+    against_load = {
+        f"summary_{k}": charts.summary_chart(summary, k) for k, *_ in charts.SUMMARY_CHARTS
+    }
+    sections.append(charted("charts", "Against load", against_load, _load_note()))
     cdfs = data.latency_cdfs(requests, labels)
-    for col, label in data.CDF_METRICS:
-        figures[f"cdf_{col}"] = charts.cdf_chart(cdfs, col, label)
-    sections.append(
-        _charts_section("latency", "Latency distributions", figures, "cdf_", _cdf_note())
-    )
-    figures["time_requests"] = charts.over_time_chart(
+    distributions = {f"cdf_{c}": charts.cdf_chart(cdfs, c, label) for c, label in data.CDF_METRICS}
+    sections.append(charted("latency", "Latency distributions", distributions, _cdf_note()))
+    over_time = charts.over_time_chart(
         data.requests_over_time(requests, t0, every), data.ttft_sample(requests, t0, labels)
     )
     sections.append(
-        _charts_section("timeline", "Requests over time", figures, "time_", _time_note())
+        charted("timeline", "Requests over time", {"time_requests": over_time}, _time_note())
     )
     turns = data.by_turn(requests)
     if turns is not None:
-        figures["turns_ttft"] = charts.turn_chart(turns)
-        body = _divs_placeholder("turns_") + table(turns, table_id="t-turns")
-        sections.append(Section("turns", "TTFT by conversation turn", body))
-    figures["gpu_memory"] = charts.gpu_chart(data.gpu_series(results, t0))
-    figures["gpu_kv"] = charts.kv_chart(data.kv_series(results, t0, client_estimate=every == 1))
-    sections.append(_charts_section("gpu", "GPU memory and KV cache", figures, "gpu_", _gpu_note()))
+        turn = charted(
+            "turns", "TTFT by conversation turn", {"turns": charts.turn_chart(turns)}, ""
+        )
+        turn.tail = table(turns, table_id="t-turns")
+        sections.append(turn)
+    gpu = {
+        "gpu_memory": charts.gpu_chart(data.gpu_series(results, t0)),
+        "gpu_kv": charts.kv_chart(data.kv_series(results, t0, client_estimate=every == 1)),
+    }
+    sections.append(charted("gpu", "GPU memory and KV cache", gpu, _gpu_note()))
     sections.append(_health(summary))
     sections.append(_failures(summary, requests))
     sections.append(_method(manifests))
 
-    drawn = {k: f for k, f in figures.items() if f is not None}
-    script, divs = embed.components(drawn) if drawn else ("", {})
+    script, divs = embed.components(figures) if figures else ("", {})
     bokeh_js = resources.Resources(mode="inline", components=["bokeh"]).render_js()
-    for s in sections:
-        s.body = _fill_divs(s.body, divs)
-    header = _header(title or _title(targets, manifests), manifests, results.interrupted)
+    title = title or _title(targets, manifests)
+    header = _header(title, manifests, results.interrupted)
     header += _sampled_banner(n_records, every)
-    return render(title or _title(targets, manifests), header, sections, script, bokeh_js)
+    return render(title, header, sections, divs, script, bokeh_js)
 
 
 # ---- sections -------------------------------------------------------------------------
@@ -269,14 +278,10 @@ def _server_version(server: Any) -> str:
     return ""
 
 
-def _x_columns(summary: Any) -> list[str]:
-    return [c for c in ("batch_size", "target_rate") if c in summary and summary[c].notna().any()]
-
-
 def _summary(summary: Any) -> Section:
     if not len(summary):
         return Section("summary", "Summary", '<p class="note">No stage completed.</p>')
-    main = ["target", *_x_columns(summary)]
+    main = ["target", *data.stage_columns(summary)]
     main += [
         c
         for c in KEY_COLUMNS + EXTRA_SUMMARY_COLUMNS
@@ -304,28 +309,22 @@ def _summary(summary: Any) -> Section:
     return Section("summary", "Summary", body)
 
 
-def _comparison(summary: Any, targets: list[str]) -> Section:
-    pd = _deps.pandas()
-    x = _x_columns(summary)[:1] or ["stage"]
+def _comparison(results: Results, targets: list[str]) -> Section:
+    from ..compare import comparison_table
+
+    summary = results.summary
     parts = ['<p class="note">One column per target, one row per stage.</p>']
     for metric, label in COMPARED:
         if metric not in summary or summary[metric].isna().all():
             continue
-        wide = None
-        for t in targets:
-            rows = summary[summary["target"] == t]
-            cols = {metric: t}
-            for end in ("_ci_low", "_ci_high"):
-                if f"{metric}{end}" in rows:
-                    cols[f"{metric}{end}"] = f"{t}{end}"
-            part = rows[x + list(cols)].rename(columns=cols)
-            wide = part if wide is None else wide.merge(part, on=x, how="outer")
-        if wide is None:
-            continue
-        wide = wide.sort_values(x).reset_index(drop=True)
+        # `comparison_table`'s (metric or its interval, target) columns, named as the
+        # table's interval lookup wants them: `<target>`, `<target>_ci_low`, ...
+        wide = comparison_table(results, [metric])
+        wide.columns = [f"{t}{m.removeprefix(metric)}" for m, t in wide.columns]
+        x = wide.index.name
         parts.append(f"<h3>{esc(label)}</h3>")
         parts.append(
-            table(pd.DataFrame(wide), x + targets, table_id=f"t-cmp-{metric}", intervals=True)
+            table(wide.reset_index(), [x, *targets], table_id=f"t-cmp-{metric}", intervals=True)
         )
     return Section("comparison", "Side by side", "".join(parts))
 
@@ -341,7 +340,7 @@ def _ab(results: Results, targets: list[str]) -> Section:
         return Section("ab", f"A/B: {b} against {a}", f'<p class="note">No A/B table: {esc(e)}</p>')
     tab = r.public_table()
     cols = [
-        *_x_columns(tab),
+        *data.stage_columns(tab),
         "metric",
         "a",
         "b",
@@ -388,7 +387,8 @@ def _health(summary: Any) -> Section:
     return Section(
         "health",
         "Client health",
-        verdict + table(summary, ["target", *_x_columns(summary), *cols], table_id="t-health"),
+        verdict
+        + table(summary, ["target", *data.stage_columns(summary), *cols], table_id="t-health"),
     )
 
 
@@ -425,40 +425,6 @@ def _method(manifests: list[tuple[str, dict[str, Any]]]) -> Section:
         "request is in the run's record files.</p>"
     )
     return Section("method", "How these numbers were made", "".join(parts))
-
-
-# ---- charts in sections ---------------------------------------------------------------
-
-
-def _charts_section(
-    ident: str, title: str, figures: dict[str, Any], prefix: str, note: str
-) -> Section:
-    keys = [k for k, f in figures.items() if k.startswith(prefix) and f is not None]
-    if not keys:
-        return Section(ident, title, note + '<p class="note">Nothing to draw for this run.</p>')
-    return Section(ident, title, note + _divs_placeholder(prefix))
-
-
-def _divs_placeholder(prefix: str) -> str:
-    """Where the charts whose keys start with `prefix` go (filled in by `_fill_divs` once
-    Bokeh has made their divs)."""
-    return f"<!--charts:{prefix}-->"
-
-
-def _fill_divs(body: str, divs: dict[str, str]) -> str:
-    for prefix in {p for p in _placeholders(body)}:
-        chosen = [d for k, d in divs.items() if k.startswith(prefix)]
-        body = body.replace(_divs_placeholder(prefix), chart_grid(chosen))
-    return body
-
-
-def _placeholders(body: str) -> list[str]:
-    out, start = [], 0
-    while (i := body.find("<!--charts:", start)) >= 0:
-        j = body.find("-->", i)
-        out.append(body[i + len("<!--charts:") : j])
-        start = j
-    return out
 
 
 def _load_note() -> str:

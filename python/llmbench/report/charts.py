@@ -36,10 +36,11 @@ _DASHES = ("solid", "dashed", "dotted", "dotdash")
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 
-def palette(n: int) -> list[str]:
-    """`n` distinguishable colours (Bokeh's Category10, repeated past ten)."""
+def colors_for(values: Any) -> dict[Any, str]:
+    """A distinguishable colour (Bokeh's Category10, repeated past ten) for each distinct
+    value, in order of first appearance."""
     colors = list(_deps.require("bokeh.palettes", "bokeh").Category10[10])
-    return [colors[i % len(colors)] for i in range(max(n, 1))]
+    return {v: colors[i % len(colors)] for i, v in enumerate(dict.fromkeys(values))}
 
 
 def _figure(title: str, x_label: str, y_label: str, **kw: Any) -> Any:
@@ -88,11 +89,11 @@ def summary_chart(summary: Any, key: str) -> Any:
     targets = list(dict.fromkeys(summary["target"]))
     # One target: a colour per series; several: a colour per target, a dash per series.
     one = len(targets) == 1
-    colors = palette(len(series) if one else len(targets))
-    for t, target in enumerate(targets):
+    colors = colors_for([c for c, _ in series] if one else targets)
+    for target in targets:
         rows = summary[summary["target"] == target].sort_values(x)
-        for k, ((col, label), dash) in enumerate(zip(series, _DASHES, strict=False)):
-            color = colors[k] if one else colors[t]
+        for (col, label), dash in zip(series, _DASHES, strict=False):
+            color = colors[col if one else target]
             name = " ".join(
                 s for s in (target if len(targets) > 1 or not label else "", label) if s
             )
@@ -142,8 +143,7 @@ def cdf_chart(cdfs: Any, metric: str, label: str) -> Any:
         x_axis_type="log" if positive.all() else "linear",
     )
     curves = list(dict.fromkeys(zip(rows["target"], rows["stage"], strict=True)))
-    targets = list(dict.fromkeys(rows["target"]))
-    colors = dict(zip(targets, palette(len(targets)), strict=True))
+    colors = colors_for(rows["target"])
     stages_of: dict[str, list[int]] = {}
     for target, stage in curves:
         stages_of.setdefault(target, []).append(stage)
@@ -154,7 +154,7 @@ def cdf_chart(cdfs: Any, metric: str, label: str) -> Any:
         alpha = 0.35 + 0.65 * (k + 1) / len(stages_of[target])
         name = (
             f"{target} · {g['stage_label'].iloc[0]}"
-            if len(targets) > 1
+            if len(colors) > 1
             else g["stage_label"].iloc[0]
         )
         src = models.ColumnDataSource(
@@ -193,15 +193,14 @@ def over_time_chart(bins: Any, sample: Any) -> Any:
     if bins is None or not len(bins):
         return None
     p = _figure("Requests over time", "time since the run started (s)", "requests / s")
-    targets = list(dict.fromkeys(bins["target"]))
-    colors = dict(zip(targets, palette(len(targets)), strict=True))
+    colors = colors_for(bins["target"])
     if sample is not None and len(sample):
         top = float(np.nanmax(sample["ttft_ms"])) if sample["ttft_ms"].notna().any() else 1.0
         p.extra_y_ranges = {"ttft": models.Range1d(0, top * 1.05 or 1.0)}
         p.add_layout(
             models.LinearAxis(y_range_name="ttft", axis_label="TTFT (ms), sampled"), "right"
         )
-    for target in targets:
+    for target in colors:
         g = bins[bins["target"] == target]
         src = models.ColumnDataSource({c: g[c].to_numpy() for c in g.columns if c != "target"})
         r = p.line(
@@ -274,8 +273,7 @@ def turn_chart(turns: Any) -> Any:
     if turns is None or not len(turns):
         return None
     p = _figure("TTFT by conversation turn", "turn", "TTFT (ms)")
-    targets = list(dict.fromkeys(turns["target"]))
-    for target, color in zip(targets, palette(len(targets)), strict=True):
+    for target, color in colors_for(turns["target"]).items():
         g = turns[turns["target"] == target]
         src = models.ColumnDataSource({c: g[c].to_numpy() for c in g.columns if c != "target"})
         for col, dash in (("ttft_p50_ms", "solid"), ("ttft_p90_ms", "dashed")):
@@ -302,8 +300,7 @@ def gpu_chart(gpu: Any) -> Any:
     if gpu is None or not len(gpu):
         return None
     p = _figure("GPU memory (NVML)", "time since the run started (s)", "GiB")
-    gpus = list(dict.fromkeys(gpu["gpu"]))
-    for index, color in zip(gpus, palette(len(gpus)), strict=True):
+    for index, color in colors_for(gpu["gpu"]).items():
         g = gpu[gpu["gpu"] == index]
         src = models.ColumnDataSource({c: g[c].to_numpy() for c in g.columns})
         r = p.line(
@@ -337,8 +334,7 @@ def kv_chart(kv: Any) -> Any:
     units = sorted(set(kv["unit"]))
     p = _figure("KV cache in use", "time since the run started (s)", " / ".join(units))
     keys = list(dict.fromkeys(zip(kv["target"], kv["source"], strict=True)))
-    targets = list(dict.fromkeys(kv["target"]))
-    colors = dict(zip(targets, palette(len(targets)), strict=True))
+    colors = colors_for(kv["target"])
     for target, source in keys:
         g = kv[(kv["target"] == target) & (kv["source"] == source)]
         src = models.ColumnDataSource({"t_s": g["t_s"].to_numpy(), "value": g["value"].to_numpy()})

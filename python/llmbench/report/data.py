@@ -15,6 +15,7 @@ import numpy as np
 from .. import _deps
 from ..columns.kv import GIB
 from ..columns.telemetry import server_kv_by_target
+from ..plots import stage_name
 
 #: Latency quantiles drawn per stage: 0–99% in 1% steps, 99.1–99.9% in 0.1% steps, then
 #: 99.95%, 99.99% and the maximum; the tail is where servers differ, so it is kept dense.
@@ -57,13 +58,13 @@ REQUEST_COLUMNS = [
 
 def stage_label(row: dict[str, Any]) -> str:
     """How a stage is named on the page: its batch size, or its target rate."""
-    bs = row.get("batch_size")
-    if bs is not None and bs == bs:
-        return f"batch {int(bs)}"
-    rate = row.get("target_rate")
-    if rate is not None and rate == rate:
-        return f"{rate:g} req/s"
-    return f"stage {row.get('stage')}"
+    return stage_name(row) or f"stage {row.get('stage')}"
+
+
+def stage_columns(frame: Any) -> list[str]:
+    """The columns that say where a stage sits: `batch_size` (closed loop) and/or
+    `target_rate` (open loop), whichever the run has values in."""
+    return [c for c in ("batch_size", "target_rate") if c in frame and frame[c].notna().any()]
 
 
 def stage_labels(summary: Any) -> dict[tuple[str, int], str]:
@@ -122,18 +123,6 @@ def latency_cdfs(requests: Any, labels: dict[tuple[str, int], str]) -> Any:
                 )
             )
     return pd.concat(parts, ignore_index=True) if parts else None
-
-
-def run_start_ns(results: Any, requests: Any) -> int:
-    """The report's time zero: the first scheduled request of the run (warm-up included),
-    as in `Results.kv_timeline` and the KV-cache study's timeline."""
-    try:
-        t = results.read_requests(["t_sched_ns"], warmup=None)["t_sched_ns"]
-        if len(t):
-            return int(t.min())
-    except (KeyError, ValueError):
-        pass
-    return int(requests["t_sent_ns"].min()) if len(requests) else 0
 
 
 def requests_over_time(requests: Any, t0: int, every: int = 1) -> Any:
@@ -307,10 +296,7 @@ def failures(summary: Any, requests: Any, examples: int = 3) -> tuple[Any, dict[
     nonzero = [c for c in cols if summary[c].fillna(0).sum() > 0]
     table = None
     if nonzero:
-        x = ["target"] + [
-            c for c in ("batch_size", "target_rate") if c in summary and summary[c].notna().any()
-        ]
-        table = summary[[*x, "n_failed", *nonzero]].rename(
+        table = summary[["target", *stage_columns(summary), "n_failed", *nonzero]].rename(
             columns={c: c.removeprefix("errors_") for c in nonzero}
         )
     messages: dict[str, list[str]] = {}

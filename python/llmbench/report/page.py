@@ -11,10 +11,12 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .. import _deps
 
 CSS = """
 :root { --fg: #1d2330; --muted: #5b6472; --line: #d9dde3; --bg: #ffffff; --band: #f4f6f8;
@@ -60,11 +62,14 @@ dl.kv dd { margin: 0; }
 
 @dataclass
 class Section:
-    """One part of the page: its anchor, heading and body (HTML)."""
+    """One part of the page: its anchor, heading and body (HTML), then the charts named
+    by `charts` (keys of the divs Bokeh makes once every chart is known), then `tail`."""
 
     id: str
     title: str
     body: str
+    charts: list[str] = field(default_factory=list)
+    tail: str = ""
 
 
 def esc(value: Any) -> str:
@@ -79,9 +84,7 @@ def is_missing(v: Any) -> bool:
     if isinstance(v, (float, np.floating)):
         return math.isnan(float(v))
     try:
-        import pandas as pd
-
-        return bool(pd.isna(v)) if np.ndim(v) == 0 else False
+        return bool(_deps.pandas().isna(v)) if np.ndim(v) == 0 else False
     except (TypeError, ValueError):
         return False
 
@@ -202,11 +205,22 @@ def chart_grid(divs: list[str]) -> str:
     )
 
 
-def render(title: str, header: str, sections: list[Section], scripts: str, bokeh_js: str) -> str:
-    """The whole page."""
+def render(
+    title: str,
+    header: str,
+    sections: list[Section],
+    divs: dict[str, str],
+    scripts: str,
+    bokeh_js: str,
+) -> str:
+    """The whole page; `divs` are the charts' places, by key, and `scripts` what fills
+    them (Bokeh's `components`)."""
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
     body = "".join(
-        f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections
+        f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{s.body}'
+        + (chart_grid([divs[k] for k in s.charts]) if s.charts else "")
+        + f"{s.tail}</section>"
+        for s in sections
     )
     return (
         "<!DOCTYPE html>\n"

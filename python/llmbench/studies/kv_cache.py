@@ -131,7 +131,7 @@ def timeline_figure(res: Results) -> Any:
     """GPU memory, KV use, requests in flight and tokens held on one time axis."""
     plt = _deps.pyplot()
     fig, (ax_mem, ax_kv, ax_req) = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
-    t0 = int(res.all_requests["t_sched_ns"].min()) if len(res.all_requests) else 0
+    t0 = res.run_start_ns()
 
     def secs(t: Any) -> Any:
         # Samples taken before the first request are earlier than t0: unsigned
@@ -181,7 +181,7 @@ def timeline_figure(res: Results) -> Any:
     ax_kv.legend(loc="upper left", fontsize=8)
     ax_req.set_ylabel("requests in flight")
     ax_req.set_xlabel("time since start (s)")
-    warm = res.warmup
+    warm = res.read_requests(["t_sched_ns", "t_done_ns"], warmup=True)
     if len(warm) and len(res.summary):
         a = secs(int(warm["t_sched_ns"].min()))
         b = secs(int(warm["t_done_ns"].max()))
