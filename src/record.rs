@@ -118,8 +118,17 @@ pub struct RequestRecord {
     pub batch_size: u32,
     /// Warm-up requests are reported apart and never enter statistics.
     pub warmup: bool,
-    /// Index of the prompt in the workload's prompt list.
+    /// Index of the prompt in the workload's prompt list (for a conversation's turn, the
+    /// turn's index in the flattened list of every conversation's turns).
     pub prompt_index: u32,
+    /// The conversation this request is a turn of: the id of its first turn's request, so
+    /// unique in the run even when a stage runs a dataset's conversation more than once.
+    /// `None` for single-turn requests.
+    #[serde(default)]
+    pub conversation: Option<u64>,
+    /// The turn's index within its conversation (0 first); `None` for single-turn requests.
+    #[serde(default)]
+    pub turn: Option<u32>,
     /// When the workload intended to send it.
     pub t_sched: u64,
     /// When it was handed to the connection.

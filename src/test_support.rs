@@ -51,6 +51,8 @@ pub fn record(id: u64, stage: u32, warmup: bool, kind: Option<ErrorKind>) -> Req
         batch_size: 1,
         warmup,
         prompt_index: 0,
+        conversation: None,
+        turn: None,
         t_sched: 1,
         t_sent: 1,
         t_headers: Some(2),

@@ -238,6 +238,8 @@ fn records_of(
                 batch_size: b,
                 warmup,
                 prompt_index: pi as u32,
+                conversation: None,
+                turn: None,
                 t_sched: out.t_start,
                 t_sent: out.t_start,
                 t_headers: None,

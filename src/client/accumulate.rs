@@ -33,6 +33,8 @@ pub struct Accumulator {
     exact: bool,
     /// Output text of inexactly counted chunks (kept only with a tokenizer).
     text: String,
+    /// The whole answer as streamed, kept only for a conversation's next turn.
+    answer: Option<String>,
     /// Cumulative count at the last recorded chunk (continuous usage).
     cum_at_last_chunk: u32,
     /// Exact tokens seen before the first output event, owed to it.
@@ -53,6 +55,7 @@ impl Accumulator {
             chunk_tokens: Vec::new(),
             exact: true,
             text: String::new(),
+            answer: None,
             cum_at_last_chunk: 0,
             pending_tokens: 0,
             usage: None,
@@ -60,6 +63,11 @@ impl Accumulator {
             done: false,
             failure: None,
         }
+    }
+
+    /// Keep the answer's text as it streams (a conversation sends it back as history).
+    pub fn keep_answer(&mut self) {
+        self.answer = Some(String::new());
     }
 
     /// Take one SSE event that arrived at time `t`.
@@ -101,6 +109,9 @@ impl Accumulator {
             return Flow::Stop;
         }
         self.attribute_tokens(t, &d);
+        if let Some(a) = self.answer.as_mut() {
+            a.push_str(&d.text);
+        }
         if let Some(u) = d.usage {
             self.usage = Some(u);
         }
@@ -231,6 +242,7 @@ impl Accumulator {
             n_in_server: self.usage.and_then(|u| u.prompt),
             finish_reason: self.finish_reason,
             failure,
+            answer: self.answer,
         }
     }
 }
@@ -294,6 +306,8 @@ pub struct Outcome {
     pub finish_reason: Option<String>,
     /// Failure kind and message.
     pub failure: Option<(ErrorKind, String)>,
+    /// The answer's text as streamed, when it was kept ([`Accumulator::keep_answer`]).
+    pub answer: Option<String>,
 }
 
 #[cfg(test)]

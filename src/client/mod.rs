@@ -139,13 +139,20 @@ impl TargetSpec {
         format!("{}{path}{query}", self.root_url())
     }
 
-    /// The JSON body of a streaming request for `prompt` with at most `max_tokens` output.
-    pub fn request_body(&self, prompt: &str, max_tokens: u32) -> Value {
+    /// The JSON body of a streaming request for `prompt` with at most `max_tokens` output;
+    /// a chat request sends `messages` (a conversation's history) instead when given.
+    pub fn request_body(
+        &self,
+        prompt: &str,
+        messages: Option<&[crate::protocol::Message]>,
+        max_tokens: u32,
+    ) -> Value {
         match self.api {
             Api::Tgi => tgi::request_body(prompt, max_tokens, self.temperature, &self.extra_body),
             Api::Chat | Api::Completions => openai::request_body(
                 self.api == Api::Chat,
                 prompt,
+                messages,
                 max_tokens,
                 &openai::RequestSettings {
                     model: &self.model,
@@ -270,21 +277,21 @@ mod tests {
     fn bodies_ask_for_usage_and_merge_extra_fields() {
         let mut s = spec(Api::Chat, "http://h:1");
         s.extra_body.insert("ignore_eos".into(), json!(true));
-        let b = s.request_body("hi", 7);
+        let b = s.request_body("hi", None, 7);
         assert_eq!(b["max_tokens"], 7);
         assert_eq!(b["stream_options"]["continuous_usage_stats"], true);
         assert_eq!(b["ignore_eos"], true);
         assert_eq!(b["messages"][0]["content"], "hi");
         s.force_output_len = Some(ForceLen::Vllm);
-        let b = s.request_body("hi", 9);
+        let b = s.request_body("hi", None, 9);
         assert_eq!(
             (b["ignore_eos"].clone(), b["min_tokens"].clone()),
             (json!(true), json!(9))
         );
         s.force_output_len = Some(ForceLen::Transformers);
-        let b = s.request_body("hi", 9);
+        let b = s.request_body("hi", None, 9);
         assert_eq!(b["generation_config"], json!("{\"min_new_tokens\":9}"));
-        let t = spec(Api::Tgi, "http://h:1").request_body("hi", 5);
+        let t = spec(Api::Tgi, "http://h:1").request_body("hi", None, 5);
         assert_eq!(t["parameters"]["details"], true);
         assert_eq!(t["parameters"]["max_new_tokens"], 5);
         assert_eq!(t["parameters"]["do_sample"], false);

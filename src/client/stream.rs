@@ -28,8 +28,13 @@ pub struct Job<'a> {
     pub warmup: bool,
     /// Prompt index and text.
     pub prompt_index: u32,
-    /// Prompt text.
+    /// Prompt text (a conversation's whole history, joined, for the text APIs and the
+    /// tokenizer's count).
     pub prompt: &'a str,
+    /// A conversation's history as chat messages (sent instead of `prompt` on chat).
+    pub messages: Option<&'a [crate::protocol::Message]>,
+    /// The conversation and turn this request is (see [`RequestRecord::turn`]).
+    pub turn: Option<(u64, u32)>,
     /// Output token budget.
     pub max_tokens: u32,
     /// Intended send time.
@@ -50,8 +55,24 @@ pub struct RunContext {
 
 /// Send one request and measure it. Never fails: every problem becomes a failed record.
 pub async fn send(shared: &RunContext, job: Job<'_>) -> RequestRecord {
+    exchange(shared, job, false).await.0
+}
+
+/// Send one turn of a conversation: its record and the answer's text as streamed (what
+/// the next turn sends back as the assistant's message).
+pub async fn send_turn(shared: &RunContext, job: Job<'_>) -> (RequestRecord, String) {
+    let (record, answer) = exchange(shared, job, true).await;
+    (record, answer.unwrap_or_default())
+}
+
+/// The exchange of [`send`] and [`send_turn`]; the answer is kept when `keep_answer`.
+async fn exchange(
+    shared: &RunContext,
+    job: Job<'_>,
+    keep_answer: bool,
+) -> (RequestRecord, Option<String>) {
     let spec = &shared.spec;
-    let body = spec.request_body(job.prompt, job.max_tokens);
+    let body = spec.request_body(job.prompt, job.messages, job.max_tokens);
     let mut req = shared
         .http
         .post(spec.endpoint())
@@ -67,6 +88,9 @@ pub async fn send(shared: &RunContext, job: Job<'_>) -> RequestRecord {
         }
     }
     let mut acc = Accumulator::new(spec.api, shared.counter.clone());
+    if keep_answer {
+        acc.keep_answer();
+    }
     let t = &spec.timeouts;
     let t_sent = now_ns();
     let start = tokio::time::Instant::now();
@@ -277,8 +301,9 @@ fn build_record(
     t_sent: u64,
     t_headers: Option<u64>,
     http_status: Option<u16>,
-    outcome: Outcome,
-) -> RequestRecord {
+    mut outcome: Outcome,
+) -> (RequestRecord, Option<String>) {
+    let answer = outcome.answer.take();
     let t_done = now_ns();
     let (n_in, n_in_source) = match outcome.n_in_server {
         Some(n) => (Some(n), TokenSource::ServerUsage),
@@ -291,12 +316,14 @@ fn build_record(
         Some((k, m)) => (Some(k), Some(m)),
         None => (None, None),
     };
-    RequestRecord {
+    let record = RequestRecord {
         id: job.id,
         stage: job.stage,
         batch_size: job.batch_size,
         warmup: job.warmup,
         prompt_index: job.prompt_index,
+        conversation: job.turn.map(|t| t.0),
+        turn: job.turn.map(|t| t.1),
         t_sched: job.t_sched,
         t_sent,
         t_headers,
@@ -311,5 +338,6 @@ fn build_record(
         http_status,
         error_kind,
         error,
-    }
+    };
+    (record, answer)
 }

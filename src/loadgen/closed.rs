@@ -1,12 +1,15 @@
 //! Closed-loop load: N requests in flight (the seed workflow's "batch size"). Each of N
 //! workers sends its next request as soon as its previous one ends; `t_sched` is the moment
-//! the slot freed, so client-side delay before sending shows up as send lag.
+//! the slot freed, so client-side delay before sending shows up as send lag. With a
+//! conversation workload the N workers are N conversations in flight: each runs a whole
+//! conversation, then starts the next.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::conversation::{run_conversation, TurnContext};
 use super::progress::Progress;
 use super::prompts::{PromptOrder, Workload};
 use crate::client::stream::{send, RunContext};
@@ -20,12 +23,15 @@ pub struct StageSpec {
     pub index: u32,
     /// Requests in flight.
     pub batch_size: u32,
-    /// Requests to send in the stage (stop starting new ones after this many).
+    /// Requests to send in the stage (stop starting new ones after this many); with a
+    /// conversation workload, conversations.
     pub requests: u64,
     /// Stop starting new requests after this many seconds (if set).
     pub duration_s: Option<f64>,
     /// A warm-up wave: records flagged as warm-up, kept apart from statistics.
     pub warmup: bool,
+    /// Seed of the conversations' think times.
+    pub seed: u64,
 }
 
 /// Run one stage; every record is sent to `records` as it completes.
@@ -60,7 +66,27 @@ pub async fn run_stage(
                 if j >= spec.requests {
                     break;
                 }
-                let prompt_index = order.index(spec.index, j);
+                let pick = workload.pick(&order, spec.index, j);
+                if let Some(set) = &workload.conversations {
+                    let cx = TurnContext {
+                        shared: &shared,
+                        set,
+                        offsets: &workload.turn_offsets,
+                        ids: &ids,
+                        stage: spec.index,
+                        batch_size: spec.batch_size,
+                        warmup: spec.warmup,
+                        seed: spec.seed,
+                        records: &records,
+                        progress: &progress,
+                    };
+                    if !run_conversation(&cx, pick, t_sched).await {
+                        break;
+                    }
+                    t_sched = now_ns();
+                    continue;
+                }
+                let prompt_index = pick;
                 let job = workload.job(
                     ids.fetch_add(1, Ordering::Relaxed),
                     spec.index,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::arrival::Arrival;
+use super::conversation::Conversations;
 use crate::client::TargetSpec;
 use crate::error::{Error, Result};
 use crate::metrics::slo::Slo;
@@ -40,7 +41,15 @@ pub struct SweepConfig {
     /// when absent.
     #[serde(default)]
     pub max_tokens_per_prompt: Option<Vec<u32>>,
-    /// Seed of the prompt order.
+    /// Per stage, the indices of the prompts it draws from (a sweep over input lengths:
+    /// one list per stage); every prompt in every stage when absent.
+    #[serde(default)]
+    pub stage_prompts: Option<Vec<Vec<u32>>>,
+    /// Multi-turn conversations instead of single prompts (`prompts` then only serves
+    /// the warm-up requests); a stage's requests count conversations.
+    #[serde(default)]
+    pub conversations: Option<Conversations>,
+    /// Seed of the prompt order (and of exponential think times).
     #[serde(default)]
     pub seed: u64,
     /// Warm-up requests before the first stage (reported apart, never in statistics).
@@ -210,6 +219,7 @@ impl SweepConfig {
                 ));
             }
         }
+        self.validate_workload()?;
         if self.max_tokens == 0 {
             return Err(Error::InvalidArgument(
                 "max_tokens must be at least 1".into(),
@@ -242,6 +252,51 @@ impl SweepConfig {
             return Err(Error::InvalidArgument(
                 "gpu_hourly_usd must be ≥ 0 and n_gpus ≥ 1".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// The number of stages the sweep plans.
+    pub fn n_stages(&self) -> usize {
+        match &self.open_loop {
+            Some(o) => o.rates.len(),
+            None => self.batch_sizes.len(),
+        }
+    }
+
+    /// Checks of the conversations and the per-stage prompt lists.
+    fn validate_workload(&self) -> Result<()> {
+        if let Some(per) = &self.stage_prompts {
+            let n = self.prompts.len() as u32;
+            if per.len() != self.n_stages() {
+                return Err(Error::InvalidArgument(format!(
+                    "stage_prompts needs one prompt list per stage ({} stages, {} lists)",
+                    self.n_stages(),
+                    per.len()
+                )));
+            }
+            if per
+                .iter()
+                .any(|p| p.is_empty() || p.iter().any(|&i| i >= n))
+            {
+                return Err(Error::InvalidArgument(
+                    "every stage_prompts list must be non-empty, with indices into the prompts"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(c) = &self.conversations {
+            c.validate()?;
+            if self.stage_prompts.is_some() {
+                return Err(Error::InvalidArgument(
+                    "a sweep over input lengths sends single prompts, not conversations".into(),
+                ));
+            }
+            if self.open_loop.as_ref().is_some_and(|o| o.in_order) {
+                return Err(Error::InvalidArgument(
+                    "a trace replays single requests, not conversations".into(),
+                ));
+            }
         }
         Ok(())
     }

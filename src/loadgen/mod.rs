@@ -6,6 +6,7 @@
 pub mod arrival;
 pub mod closed;
 mod config;
+pub mod conversation;
 pub mod fdlimit;
 pub mod health;
 pub mod open;
@@ -98,10 +99,13 @@ fn load_prior(config: &SweepConfig, plan: &[(u32, Option<f64>)]) -> Result<resum
         (Some(p), true) => {
             // A stage counts as complete with all its requests; a stage bounded by time
             // has no count to check.
+            // Conversations have no count to check either (a failed turn ends its
+            // conversation early).
             let expected: Vec<Option<u64>> = plan
                 .iter()
                 .map(
                     |&(b, _)| match (&config.open_loop, config.stage_duration_s) {
+                        _ if config.conversations.is_some() => None,
                         (None, None) => Some(config.requests_for(b)),
                         (Some(_), None) => config.requests_per_stage,
                         _ => None,
@@ -222,6 +226,7 @@ impl Sweep {
                         max_in_flight: open.max_in_flight,
                         warmup: step.warm,
                         in_order: open.in_order && !step.warm,
+                        seed: config.seed,
                     },
                     tx,
                     self.progress.clone(),
@@ -242,6 +247,7 @@ impl Sweep {
                     },
                     duration_s: duration_cfg,
                     warmup: step.warm,
+                    seed: config.seed,
                 },
                 tx,
                 self.progress.clone(),
@@ -398,12 +404,18 @@ impl Sweep {
             (None, Some(p)) => Some(RecordSink::create(p)?),
             (None, None) => None,
         };
+        let conversations = config.conversations.clone().map(Arc::new);
         let workload = Arc::new(Workload {
             prompts: config.prompts.clone(),
             max_tokens: config
                 .max_tokens_per_prompt
                 .clone()
                 .unwrap_or_else(|| vec![config.max_tokens; config.prompts.len()]),
+            stage_prompts: config.stage_prompts.clone(),
+            turn_offsets: conversations
+                .as_ref()
+                .map_or_else(Vec::new, |c| c.offsets()),
+            conversations,
         });
         Ok(Sweep {
             shared: Arc::new(RunContext {

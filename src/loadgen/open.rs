@@ -4,7 +4,9 @@
 //! it, then spinning: tokio's timer has 1 ms granularity, too coarse at thousands of
 //! requests per second) and hands the request to the runtime, which sends it at once.
 //! Every record keeps its `t_sched`, so any delay before sending (a busy client, or the
-//! optional cap on requests in flight) is measured as send lag, never hidden.
+//! optional cap on requests in flight) is measured as send lag, never hidden. With a
+//! conversation workload the schedule is of conversations' first turns; each later turn
+//! follows its own think time (and the cap counts conversations in flight).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
+use super::conversation::{run_conversation, TurnContext};
 use super::progress::Progress;
 use super::prompts::{PromptOrder, Workload};
 use crate::client::stream::{send, RunContext};
@@ -34,6 +37,8 @@ pub struct OpenStageSpec {
     pub warmup: bool,
     /// Request `j` sends prompt `j` (trace replay) instead of the seeded order.
     pub in_order: bool,
+    /// Seed of the conversations' think times.
+    pub seed: u64,
 }
 
 /// Wait until `deadline` (run clock, ns): sleep most of the way, spin the rest.
@@ -100,17 +105,40 @@ pub async fn run_open_stage(
         let records = records.clone();
         let progress = progress.clone();
         let slots = slots.clone();
-        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let ids = ids.clone();
+        // Ids in schedule order; a conversation numbers its turns as it sends them.
+        let id = workload
+            .conversations
+            .is_none()
+            .then(|| ids.fetch_add(1, Ordering::Relaxed));
         let t_sched = t0 + offsets[j];
         tasks.spawn(async move {
             let _permit = match &slots {
                 Some(s) => s.clone().acquire_owned().await.ok(),
                 None => None,
             };
+            if let Some(set) = &workload.conversations {
+                let cx = TurnContext {
+                    shared: &shared,
+                    set,
+                    offsets: &workload.turn_offsets,
+                    ids: &ids,
+                    stage: spec.index,
+                    batch_size: 0,
+                    warmup: spec.warmup,
+                    seed: spec.seed,
+                    records: &records,
+                    progress: &progress,
+                };
+                let pick = workload.pick(&order, spec.index, j as u64);
+                run_conversation(&cx, pick, t_sched).await;
+                return;
+            }
+            let Some(id) = id else { return };
             let prompt_index = if spec.in_order {
                 j % workload.prompts.len()
             } else {
-                order.index(spec.index, j as u64)
+                workload.pick(&order, spec.index, j as u64)
             };
             let job = workload.job(id, spec.index, 0, spec.warmup, prompt_index, t_sched);
             let record = send(&shared, job).await;

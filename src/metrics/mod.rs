@@ -488,6 +488,8 @@ mod tests {
             batch_size: 1,
             warmup: false,
             prompt_index: 0,
+            conversation: None,
+            turn: None,
             t_sched,
             t_sent,
             t_headers: Some(t_sent),

@@ -20,6 +20,41 @@ pub const REQUEST_ID_HEADER: &str = "x-llmbench-request-id";
 /// The event that ends an OpenAI stream.
 pub const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A system prompt.
+    System,
+    /// The user's turn.
+    User,
+    /// The server's answer.
+    Assistant,
+}
+
+/// One message of a conversation's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text.
+    pub content: String,
+}
+
+/// A conversation's history as one prompt, for the APIs that take text (completions,
+/// TGI): the messages' texts in order, each followed by a blank line, so every turn's
+/// prompt starts with the previous turn's prompt and answer (a prefix a cache can reuse).
+pub fn join_messages(messages: &[Message]) -> String {
+    let mut out = String::with_capacity(messages.iter().map(|m| m.content.len() + 2).sum());
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n\n");
+        }
+        out.push_str(&m.content);
+    }
+    out
+}
+
 /// Which protocol a target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

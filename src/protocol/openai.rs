@@ -45,12 +45,23 @@ pub struct RequestSettings<'a> {
     pub extra_body: &'a Map<String, Value>,
 }
 
-/// The body of a streaming chat (`chat`, one user message) or completions request.
-pub fn request_body(chat: bool, prompt: &str, max_tokens: u32, s: &RequestSettings) -> Value {
+/// The body of a streaming chat (`chat`: `messages`, a conversation's history, or else one
+/// user message of `prompt`) or completions request (`prompt`).
+pub fn request_body(
+    chat: bool,
+    prompt: &str,
+    messages: Option<&[super::Message]>,
+    max_tokens: u32,
+    s: &RequestSettings,
+) -> Value {
     let mut body = if chat {
+        let messages = match messages {
+            Some(m) => json!(m),
+            None => json!([{"role": "user", "content": prompt}]),
+        };
         json!({
             "model": s.model,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": messages,
             "max_tokens": max_tokens,
             "temperature": s.temperature,
             "stream": true,

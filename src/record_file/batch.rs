@@ -17,8 +17,9 @@ use serde::de::{Deserialize, IntoDeserializer};
 use crate::record::TokenSource;
 use crate::record::{Chunks, ErrorKind, RequestRecord};
 
-/// Bumped when a column changes meaning or type; written into the schema's metadata.
-pub const SCHEMA_VERSION: &str = "1";
+/// Bumped when a column is added or changes meaning or type; written into the schema's
+/// metadata. 2 added `conversation` and `turn` (read as absent from version 1 files).
+pub const SCHEMA_VERSION: &str = "2";
 
 fn list_of(item: DataType) -> DataType {
     // The item field as `ListBuilder` makes it, so built batches match the schema.
@@ -36,6 +37,8 @@ pub fn schema() -> SchemaRef {
         f("batch_size", UInt32, false),
         f("warmup", Boolean, false),
         f("prompt_index", UInt32, false),
+        f("conversation", UInt64, true),
+        f("turn", UInt32, true),
         f("t_sched_ns", UInt64, false),
         f("t_sent_ns", UInt64, false),
         f("t_headers_ns", UInt64, true),
@@ -82,6 +85,8 @@ pub struct RecordColumns {
     batch_size: UInt32Builder,
     warmup: BooleanBuilder,
     prompt_index: UInt32Builder,
+    conversation: UInt64Builder,
+    turn: UInt32Builder,
     t_sched: UInt64Builder,
     t_sent: UInt64Builder,
     t_headers: UInt64Builder,
@@ -112,6 +117,8 @@ impl Default for RecordColumns {
             batch_size: UInt32Builder::new(),
             warmup: BooleanBuilder::new(),
             prompt_index: UInt32Builder::new(),
+            conversation: UInt64Builder::new(),
+            turn: UInt32Builder::new(),
             t_sched: UInt64Builder::new(),
             t_sent: UInt64Builder::new(),
             t_headers: UInt64Builder::new(),
@@ -154,6 +161,8 @@ impl RecordColumns {
         self.batch_size.append_value(r.batch_size);
         self.warmup.append_value(r.warmup);
         self.prompt_index.append_value(r.prompt_index);
+        self.conversation.append_option(r.conversation);
+        self.turn.append_option(r.turn);
         self.t_sched.append_value(r.t_sched);
         self.t_sent.append_value(r.t_sent);
         self.t_headers.append_option(r.t_headers);
@@ -194,6 +203,8 @@ impl RecordColumns {
             Arc::new(self.batch_size.finish()),
             Arc::new(self.warmup.finish()),
             Arc::new(self.prompt_index.finish()),
+            Arc::new(self.conversation.finish()),
+            Arc::new(self.turn.finish()),
             Arc::new(self.t_sched.finish()),
             Arc::new(self.t_sent.finish()),
             Arc::new(self.t_headers.finish()),
@@ -261,6 +272,13 @@ pub fn records_of_batch(batch: &RecordBatch) -> Result<Vec<RequestRecord>, Strin
         .as_boolean_opt()
         .ok_or("column \"warmup\" is not boolean")?;
     let prompt_index = prim!("prompt_index", UInt32Type);
+    // Files written before conversations have neither column: every row single-turn.
+    let conversation = batch
+        .column_by_name("conversation")
+        .and_then(|c| c.as_primitive_opt::<UInt64Type>());
+    let turn = batch
+        .column_by_name("turn")
+        .and_then(|c| c.as_primitive_opt::<UInt32Type>());
     let t_sched = prim!("t_sched_ns", UInt64Type);
     let t_sent = prim!("t_sent_ns", UInt64Type);
     let t_headers = prim!("t_headers_ns", UInt64Type);
@@ -305,6 +323,8 @@ pub fn records_of_batch(batch: &RecordBatch) -> Result<Vec<RequestRecord>, Strin
             batch_size: batch_size.value(i),
             warmup: warmup.value(i),
             prompt_index: prompt_index.value(i),
+            conversation: conversation.and_then(|a| (!a.is_null(i)).then(|| a.value(i))),
+            turn: turn.and_then(|a| (!a.is_null(i)).then(|| a.value(i))),
             t_sched: t_sched.value(i),
             t_sent: t_sent.value(i),
             t_headers: opt_u64(t_headers, i),

@@ -41,6 +41,8 @@ pub fn write_speed(path: &Path, records: u64, tokens: u32) -> Result<WriteSpeed>
                 batch_size: 256,
                 warmup: false,
                 prompt_index: (i % 512) as u32,
+                conversation: None,
+                turn: None,
                 t_sched: t_sent,
                 t_sent,
                 t_headers: Some(t_sent + 1_000_000),

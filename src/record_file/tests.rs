@@ -62,6 +62,9 @@ fn any_record() -> impl Strategy<Value = RequestRecord> {
                 batch_size,
                 warmup,
                 prompt_index,
+                // Every third record a conversation's turn, so both column states round-trip.
+                conversation: (id % 3 == 0).then_some(id / 2),
+                turn: (id % 3 == 0).then_some(stage),
                 t_sched,
                 t_sent,
                 t_headers,

@@ -11,8 +11,15 @@
 //! Deadlines are absolute (never relative sleeps), so errors do not accumulate. With
 //! `ttft_jitter` / `itl_jitter` each TTFT and gap is multiplied by a seeded log-normal
 //! factor of median 1: noise with a known answer, for the tests of intervals and A/B.
+//!
+//! Prefill: with `prefill_ms_per_token` each request's TTFT grows by that much per prompt
+//! token it must compute; with a prefix cache (`prefix_cache_blocks`, see
+//! `prefix_cache.rs`) the tokens of its cached prefix cost nothing, and `/metrics` exports
+//! vLLM V1's prefix-cache counters, so a conversation's later turns show the effect with a
+//! known answer.
 
 pub mod faults;
+mod prefix_cache;
 mod protocol;
 mod truth;
 
@@ -94,6 +101,15 @@ pub struct SimConfig {
     pub itl_jitter: f64,
     /// Seed of the noise: request `n` (in arrival order) draws from `(jitter_seed, n)`.
     pub jitter_seed: u64,
+    /// Extra TTFT per prompt token not found in the prefix cache, in ms (prefill cost).
+    pub prefill_ms_per_token: f64,
+    /// Prefix cache capacity in blocks; 0: no prefix cache.
+    pub prefix_cache_blocks: u32,
+    /// Tokens per prefix-cache block (vLLM's default block size is 16).
+    pub prefix_block_tokens: u32,
+    /// Every output token is ` r<request id>` (the client's record id when it sends one):
+    /// a server whose answers name their request, for the tests of conversation history.
+    pub name_tokens: bool,
 }
 
 impl Default for SimConfig {
@@ -116,6 +132,10 @@ impl Default for SimConfig {
             ttft_jitter: 0.0,
             itl_jitter: 0.0,
             jitter_seed: 0,
+            prefill_ms_per_token: 0.0,
+            prefix_cache_blocks: 0,
+            prefix_block_tokens: 16,
+            name_tokens: false,
         }
     }
 }
@@ -130,6 +150,7 @@ impl SimConfig {
             self.fault_delay_ms,
             self.ttft_jitter,
             self.itl_jitter,
+            self.prefill_ms_per_token,
         ];
         if times.iter().any(|t| !t.is_finite() || *t < 0.0) {
             return Err(Error::InvalidArgument(
@@ -143,9 +164,15 @@ impl SimConfig {
                 "fault_rate must be within [0, 1], with a non-empty list of faults".into(),
             ));
         }
-        if self.tokens_per_chunk == 0 || self.max_batch == 0 || self.default_max_tokens == 0 {
+        if self.tokens_per_chunk == 0
+            || self.max_batch == 0
+            || self.default_max_tokens == 0
+            || self.prefix_block_tokens == 0
+        {
             return Err(Error::InvalidArgument(
-                "tokens_per_chunk, max_batch and default_max_tokens must be ≥ 1".into(),
+                "tokens_per_chunk, max_batch, default_max_tokens and prefix_block_tokens \
+                 must be ≥ 1"
+                    .into(),
             ));
         }
         Ok(())
@@ -163,6 +190,8 @@ struct SimState {
     received: AtomicU64,
     created: u64,
     truth: TruthLog,
+    /// The prefix cache, when configured.
+    prefix: Option<std::sync::Mutex<prefix_cache::PrefixCache>>,
 }
 
 /// Decrements the running count when a stream ends, however it ends.
@@ -192,6 +221,12 @@ impl SimServer {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io("sim listener", e))?;
+        let prefix = (config.prefix_cache_blocks > 0).then(|| {
+            std::sync::Mutex::new(prefix_cache::PrefixCache::new(
+                config.prefix_cache_blocks,
+                config.prefix_block_tokens,
+            ))
+        });
         let state = Arc::new(SimState {
             slots: Semaphore::new(config.max_batch as usize),
             config,
@@ -201,6 +236,7 @@ impl SimServer {
             received: AtomicU64::new(0),
             created: crate::clock::unix_anchor_ns() / 1_000_000_000,
             truth: TruthLog::default(),
+            prefix,
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -333,7 +369,23 @@ async fn info(State(st): State<Arc<SimState>>) -> Json<Value> {
 }
 
 async fn metrics(State(st): State<Arc<SimState>>) -> String {
-    format!(
+    let prefix = st
+        .prefix
+        .as_ref()
+        .and_then(|p| p.lock().ok().map(|c| (c.queries, c.hits)))
+        .map_or_else(String::new, |(q, h)| {
+            format!(
+                "# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of \
+                 number of queried tokens.\n# TYPE vllm:prefix_cache_queries_total counter\n\
+                 vllm:prefix_cache_queries_total{{engine=\"0\",model_name=\"{m}\"}} {q}\n\
+                 # HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number \
+                 of cached tokens.\n# TYPE vllm:prefix_cache_hits_total counter\n\
+                 vllm:prefix_cache_hits_total{{engine=\"0\",model_name=\"{m}\"}} {h}\n",
+                m = st.config.model
+            )
+        });
+    prefix
+        + &format!(
         "# HELP llmbench_sim_running Requests running.\n# TYPE llmbench_sim_running gauge\n\
          llmbench_sim_running {}\n# HELP llmbench_sim_waiting Requests queued.\n\
          # TYPE llmbench_sim_waiting gauge\nllmbench_sim_waiting {}\n\
@@ -369,6 +421,13 @@ async fn handle(
         Err((status, kind, msg)) => return error_response(status, kind, msg),
     };
     plan.no_finish = fault == Some(Fault::NoFinish);
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if st.config.name_tokens {
+        plan.token_word = Some(format!(" r{}", request_id.unwrap_or(n)));
+    }
     match fault {
         Some(Fault::ResetBeforeHeaders) => {
             // The response is never written: the connection fails on its first write and
@@ -392,14 +451,19 @@ async fn handle(
     if !plan.stream {
         return non_streaming(st, plan).await;
     }
-    let request_id = headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let recorder = st
-        .config
-        .record_truth
-        .then(|| TruthRecorder::new(st.truth.clone(), request_id, t_received));
+    let recorder = st.config.record_truth.then(|| {
+        let prompt = match format {
+            Api::Chat => body.get("messages"),
+            Api::Completions => body.get("prompt"),
+            Api::Tgi => body.get("inputs"),
+        };
+        TruthRecorder::new(
+            st.truth.clone(),
+            request_id,
+            t_received,
+            prompt.cloned().unwrap_or(Value::Null),
+        )
+    });
     let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
     tokio::spawn(produce(st, plan, tx, fault, conn, n));
     // Each chunk is stamped as it is handed to hyper, which writes it to the socket in the
@@ -439,6 +503,7 @@ pub fn stream_bytes(api: Api, n_tokens: u32) -> Vec<u8> {
         Api::Chat | Api::Completions => crate::protocol::openai::request_body(
             api == Api::Chat,
             "hi",
+            None,
             n_tokens,
             &crate::protocol::openai::RequestSettings {
                 model: &cfg.model,
@@ -497,7 +562,7 @@ async fn produce(
     let mut noise = Jitter::new(cfg.jitter_seed, arrival);
     let admitted = tokio::time::Instant::now();
     let running = st.running.load(Ordering::SeqCst);
-    let ttft = cfg.ttft_ms + extra_ms(cfg.ttft_per_running_ms, running);
+    let ttft = cfg.ttft_ms + extra_ms(cfg.ttft_per_running_ms, running) + prefill_ms(&st, &plan);
     let mut due = admitted + ms(ttft * noise.factor(cfg.ttft_jitter));
     if fault == Some(Fault::EmptyOutput) {
         tokio::time::sleep_until(due).await;
@@ -549,6 +614,18 @@ async fn produce(
     if fault != Some(Fault::NoFinish) {
         let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
     }
+}
+
+/// The prefill cost of a request just admitted: `prefill_ms_per_token` for every prompt
+/// token its cached prefix does not cover (the prefix cache is looked up, and the prompt's
+/// blocks cached, here: at admission, as a scheduler would).
+fn prefill_ms(st: &SimState, plan: &ResponsePlan) -> f64 {
+    let cached = st
+        .prefix
+        .as_ref()
+        .and_then(|p| p.lock().ok())
+        .map_or(0, |mut c| c.admit(&plan.block_hashes, plan.n_in));
+    st.config.prefill_ms_per_token * f64::from(plan.n_in.saturating_sub(cached))
 }
 
 /// One request's seeded noise draws (see `SimConfig::ttft_jitter`).
@@ -608,6 +685,7 @@ async fn non_streaming(st: Arc<SimState>, plan: ResponsePlan) -> Response {
     let running = st.running.load(Ordering::SeqCst);
     let total = cfg.ttft_ms
         + extra_ms(cfg.ttft_per_running_ms, running)
+        + prefill_ms(&st, &plan)
         + f64::from(plan.n_out.saturating_sub(1))
             * (cfg.itl_ms + extra_ms(cfg.itl_per_running_ms, running));
     tokio::time::sleep(ms(total)).await;
@@ -615,6 +693,8 @@ async fn non_streaming(st: Arc<SimState>, plan: ResponsePlan) -> Response {
     Json(plan.full_response(st.created)).into_response()
 }
 
+#[cfg(test)]
+mod conversation_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

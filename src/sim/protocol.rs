@@ -40,7 +40,12 @@ pub struct ResponsePlan {
     /// Output tokens.
     pub n_out: u32,
     /// Prompt tokens (whitespace-separated words: the scripted server's tokenizer).
-    n_in: u32,
+    pub n_in: u32,
+    /// The prompt's full blocks of `prefix_block_tokens` tokens, each hashed with every
+    /// block before it (so equal hashes mean equal prefixes); empty without a prefix cache.
+    pub block_hashes: Vec<u64>,
+    /// Every output token is this word instead of the scripted sentence (`name_tokens`).
+    pub token_word: Option<String>,
     finish_reason: &'static str,
     include_usage: bool,
     continuous_usage: bool,
@@ -57,12 +62,18 @@ fn bad(msg: impl Into<String>) -> Reject {
     (StatusCode::BAD_REQUEST, "BadRequestError", msg.into())
 }
 
-fn count_words(v: &Value) -> u32 {
+/// The prompt's tokens (whitespace-separated words), in order: a string, a chat
+/// message's `content`, or a list of either (messages are read in order).
+fn prompt_words<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
-        Value::String(s) => s.split_whitespace().count() as u32,
-        Value::Array(items) => items.iter().map(count_words).sum(),
-        Value::Object(m) => m.get("content").map(count_words).unwrap_or(0),
-        _ => 0,
+        Value::String(s) => out.extend(s.split_whitespace()),
+        Value::Array(items) => items.iter().for_each(|i| prompt_words(i, out)),
+        Value::Object(m) => {
+            if let Some(c) = m.get("content") {
+                prompt_words(c, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -83,13 +94,15 @@ impl ResponsePlan {
         body: &Value,
         format: Api,
     ) -> Result<ResponsePlan, Reject> {
-        let (n_in, params, model) = match format {
+        let mut words = Vec::new();
+        let (params, model) = match format {
             Api::Tgi => {
                 let inputs = body
                     .get("inputs")
                     .ok_or_else(|| bad("missing field `inputs`"))?;
                 let params = body.get("parameters").cloned().unwrap_or(json!({}));
-                (count_words(inputs), params, cfg.model.clone())
+                prompt_words(inputs, &mut words);
+                (params, cfg.model.clone())
             }
             Api::Chat | Api::Completions => {
                 let model = body.get("model").and_then(Value::as_str).unwrap_or("");
@@ -100,18 +113,15 @@ impl ResponsePlan {
                         format!("The model `{model}` does not exist."),
                     ));
                 }
-                let n_in = if format == Api::Chat {
-                    let msgs = body
-                        .get("messages")
-                        .ok_or_else(|| bad("missing field `messages`"))?;
-                    count_words(msgs)
+                let prompt = if format == Api::Chat {
+                    body.get("messages")
+                        .ok_or_else(|| bad("missing field `messages`"))?
                 } else {
-                    count_words(
-                        body.get("prompt")
-                            .ok_or_else(|| bad("missing field `prompt`"))?,
-                    )
+                    body.get("prompt")
+                        .ok_or_else(|| bad("missing field `prompt`"))?
                 };
-                (n_in, body.clone(), model.to_string())
+                prompt_words(prompt, &mut words);
+                (body.clone(), model.to_string())
             }
         };
         let max_tokens = match format {
@@ -149,7 +159,13 @@ impl ResponsePlan {
             format,
             stream,
             n_out,
-            n_in,
+            n_in: words.len() as u32,
+            block_hashes: if cfg.prefix_cache_blocks > 0 {
+                super::prefix_cache::block_hashes(&words, cfg.prefix_block_tokens)
+            } else {
+                Vec::new()
+            },
+            token_word: None,
             finish_reason,
             include_usage: flag("include_usage"),
             continuous_usage: flag("include_usage") && flag("continuous_usage_stats"),
@@ -160,10 +176,13 @@ impl ResponsePlan {
         })
     }
 
-    fn text(first: u32, k: u32) -> String {
-        (first..first + k)
-            .map(|i| WORDS[i as usize % WORDS.len()])
-            .collect()
+    fn text(&self, first: u32, k: u32) -> String {
+        match &self.token_word {
+            Some(w) => w.repeat(k as usize),
+            None => (first..first + k)
+                .map(|i| WORDS[i as usize % WORDS.len()])
+                .collect(),
+        }
     }
 
     fn usage(&self, completion: u32) -> Value {
@@ -195,7 +214,7 @@ impl ResponsePlan {
                     }
                     push_event(&mut out, &role);
                 }
-                let mut c = r.text_chunk(&Self::text(first, k), finish);
+                let mut c = r.text_chunk(&self.text(first, k), finish);
                 if self.continuous_usage {
                     c["usage"] = self.usage(first + k);
                 } else if self.format == Api::Completions {
@@ -210,11 +229,11 @@ impl ResponsePlan {
                     let text = if eos {
                         "</s>".to_string()
                     } else {
-                        Self::text(i, 1)
+                        self.text(i, 1)
                     };
                     // TGI's generated_text holds the text without the special token.
                     let n_text = if eos { self.n_out - 1 } else { self.n_out };
-                    let generated = is_last.then(|| Self::text(0, n_text));
+                    let generated = is_last.then(|| self.text(0, n_text));
                     let details = (is_last && self.details)
                         .then(|| tgi::details(self.finish_reason, self.n_out, self.n_in));
                     let e = tgi::token_event(
@@ -345,7 +364,7 @@ impl ResponsePlan {
 
     /// A non-streaming answer.
     pub fn full_response(&self, created: u64) -> Value {
-        let text = Self::text(0, self.n_out);
+        let text = self.text(0, self.n_out);
         match self.format {
             Api::Tgi => json!({"generated_text": text}),
             _ => self

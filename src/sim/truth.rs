@@ -13,6 +13,9 @@ pub struct TruthRecord {
     pub request_id: Option<u64>,
     /// When the handler started (request fully received and parsed).
     pub t_received: u64,
+    /// The prompt as received: chat `messages`, the completions `prompt` or TGI's `inputs`.
+    #[serde(default)]
+    pub prompt: serde_json::Value,
     /// When each token-carrying chunk was handed to the connection.
     pub chunk_times: Vec<u64>,
     /// Tokens in each of those chunks.
@@ -47,12 +50,18 @@ pub struct TruthRecorder {
 
 impl TruthRecorder {
     /// Start recording a request.
-    pub fn new(log: TruthLog, request_id: Option<u64>, t_received: u64) -> Self {
+    pub fn new(
+        log: TruthLog,
+        request_id: Option<u64>,
+        t_received: u64,
+        prompt: serde_json::Value,
+    ) -> Self {
         TruthRecorder {
             log,
             record: TruthRecord {
                 request_id,
                 t_received,
+                prompt,
                 ..TruthRecord::default()
             },
         }
