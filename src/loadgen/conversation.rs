@@ -234,7 +234,9 @@ mod tests {
 
     #[test]
     fn empty_turns_and_missing_budgets_are_named() {
-        let e = set(&["hi", "  "], ThinkTime::Fixed).validate().unwrap_err();
+        let e = set(&["hi", "  "], ThinkTime::Fixed)
+            .validate()
+            .expect_err("an empty turn");
         assert!(e.to_string().contains("conversation 0, turn 1"), "{e}");
         let mut s = set(&["hi"], ThinkTime::Fixed);
         s.items[0].max_tokens.clear();
