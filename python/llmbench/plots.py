@@ -35,6 +35,23 @@ _SPECS: list[tuple[str, str, str, list[tuple[str, str, str]]]] = [
 ]
 
 
+def is_input_length_sweep(summary: Any) -> bool:
+    """Whether the stages are input lengths at one load (`run_sweep(input_lengths=...)`)."""
+    return bool(
+        len(summary) and "input_tokens" in summary and summary["input_tokens"].notna().all()
+    )
+
+
+def x_axis(summary: Any) -> tuple[str, str, str]:
+    """What the stages vary, as (column, axis label, the words for titles and files):
+    input length, achieved request rate (open loop) or batch size."""
+    if is_input_length_sweep(summary):
+        return "input_tokens", "input length (tokens)", "input length"
+    if is_open_loop(summary):
+        return "sent_rate_req_s", "achieved request rate (req/s)", "request rate"
+    return "batch_size", "batch size (requests in flight)", "batch size"
+
+
 def is_open_loop(summary: Any) -> bool:
     """Whether the stages are open-loop (request rates) rather than batch sizes."""
     return bool(len(summary) and "target_rate" in summary and summary["target_rate"].notna().all())
@@ -52,8 +69,8 @@ def stage_name(row: Any) -> str | None:
 
 
 def batch_size_axis(ax: Any, batch_sizes: Any) -> None:
-    """A log₂ x axis with ticks at the batch sizes measured, written as people read them
-    (1, 2, 4 … 128), not as powers of two.
+    """A log₂ x axis with ticks at the batch sizes (or input lengths) measured, written as
+    people read them (1, 2, 4 … 128), not as powers of two.
 
     Example:
         >>> fig, ax = plt.subplots()
@@ -68,9 +85,9 @@ def batch_size_axis(ax: Any, batch_sizes: Any) -> None:
 
 
 def summary_figures(summary: Any) -> dict[str, Any]:
-    """One figure per metric; x is batch size on a log2 axis, or for open-loop stages the
-    achieved request rate. With repeats, each line is the mean over repeats inside a band:
-    its 95% interval.
+    """One figure per metric; x is batch size (or, in a sweep over input lengths, the input
+    length) on a log2 axis, or for open-loop stages the achieved request rate. With
+    repeats, each line is the mean over repeats inside a band: its 95% interval.
 
     Example:
         >>> figs = summary_figures(results.summary)
@@ -78,8 +95,7 @@ def summary_figures(summary: Any) -> dict[str, Any]:
     plt = _deps.pyplot()
     figs = {}
     targets = list(dict.fromkeys(summary["target"])) if len(summary) else []
-    open_loop = is_open_loop(summary)
-    x = "sent_rate_req_s" if open_loop else "batch_size"
+    x, xlabel, words = x_axis(summary)
     for key, title, ylabel, series in _SPECS:
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         for target in targets:
@@ -99,12 +115,10 @@ def summary_figures(summary: Any) -> dict[str, Any]:
                         alpha=0.2,
                         linewidth=0,
                     )
-        if open_loop:
-            ax.set_xlabel("achieved request rate (req/s)")
-            title = title.replace("batch size", "request rate")
-        else:
+        if x != "sent_rate_req_s":
             batch_size_axis(ax, summary[x])
-            ax.set_xlabel("batch size (requests in flight)")
+        ax.set_xlabel(xlabel)
+        title = title.replace("batch size", words)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
@@ -113,3 +127,29 @@ def summary_figures(summary: Any) -> dict[str, Any]:
         fig.tight_layout()
         figs[key] = fig
     return figs
+
+
+def turn_figure(by_turn: Any) -> Any:
+    """TTFT p50 (and p99, dashed) against the conversation turn, one line per target and
+    stage, from `Results.by_turn()`: how a growing history costs each server.
+
+    Example:
+        >>> turn_figure(res.by_turn()).savefig("ttft_by_turn.png")
+    """
+    plt = _deps.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    keys = list(dict.fromkeys(zip(by_turn["target"], by_turn["stage"], strict=True)))
+    for target, stage in keys:
+        rows = by_turn[(by_turn["target"] == target) & (by_turn["stage"] == stage)]
+        name = stage_name(rows.iloc[0]) or f"stage {stage}"
+        label = f"{target}, {name}" if len(keys) > 1 else target
+        (line,) = ax.plot(rows["turn"], rows["ttft_p50_ms"], "-o", label=f"{label} p50")
+        ax.plot(rows["turn"], rows["ttft_p99_ms"], "--", color=line.get_color(), alpha=0.6)
+    ax.set_xlabel("turn of the conversation (0 = first)")
+    ax.set_ylabel("TTFT (ms); dashed: p99")
+    ax.set_title("Time to first token by conversation turn")
+    ax.grid(True, alpha=0.3)
+    if keys:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

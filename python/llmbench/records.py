@@ -34,6 +34,8 @@ COLUMNS = (
     "batch_size",
     "warmup",
     "prompt_index",
+    "conversation",
+    "turn",
     "ok",
     "error_kind",
     "error",
@@ -69,7 +71,18 @@ _DERIVED_FROM = {
     **{c: ("t_sched_ns", "t_sent_ns", "t_first_ns", "t_last_ns", "n_out") for c in _LATENCIES},
 }
 #: Stored integer columns that may be missing (pandas' nullable Int64 in the frames).
-_NULLABLE_INT = ("http_status", "t_headers_ns", "t_first_ns", "t_last_ns", "n_in")
+_NULLABLE_INT = (
+    "http_status",
+    "t_headers_ns",
+    "t_first_ns",
+    "t_last_ns",
+    "n_in",
+    "conversation",
+    "turn",
+)
+#: Stored columns files of earlier versions lack, read as missing everywhere (record file
+#: schema 2 added the conversation columns).
+_OPTIONAL = ("conversation", "turn")
 
 
 def record_folder(out_dir: str | Path | None) -> tuple[Path, Any]:
@@ -127,10 +140,12 @@ class RecordFiles:
         try:
             reader = pa.ipc.open_stream(source)
             names = reader.schema.names
-            missing = [f for f in fields if f not in names]
+            missing = [f for f in fields if f not in names and f not in _OPTIONAL]
             if missing:
                 raise _core.ResultsIOError(f"{path}: not a record file (no column {missing[0]})")
-            options = pa.ipc.IpcReadOptions(included_fields=[names.index(f) for f in fields])
+            options = pa.ipc.IpcReadOptions(
+                included_fields=[names.index(f) for f in fields if f in names]
+            )
             source.seek(0)
             reader = pa.ipc.open_stream(source, options=options)
             while True:
@@ -203,7 +218,11 @@ class RecordFiles:
                 break
         if schema is None:
             return pa.table({f: pa.array([], _empty_type(f)) for f in fields})
-        table = pa.Table.from_batches(parts, schema=schema).select(list(fields))
+        table = pa.Table.from_batches(parts, schema=schema)
+        for f in fields:
+            if f not in table.column_names:  # an optional column an older file lacks
+                table = table.append_column(f, pa.nulls(len(table), _empty_type(f)))
+        table = table.select(list(fields))
         return table.slice(0, limit) if limit is not None else table
 
     def read(
@@ -276,7 +295,8 @@ def _empty_type(field: str) -> Any:
         return pa.bool_()
     if field.endswith("_source") or field in ("finish_reason", "error_kind", "error"):
         return pa.string()
-    return pa.uint64() if field.endswith("_ns") or field == "id" else pa.uint32()
+    wide = field.endswith("_ns") or field in ("id", "conversation")
+    return pa.uint64() if wide else pa.uint32()
 
 
 def _frame(table: Any, fields: Sequence[str]) -> Any:

@@ -38,6 +38,7 @@ KEY_COLUMNS = [
     "target",
     "batch_size",
     "target_rate",
+    "input_tokens",
     "sent_rate_req_s",
     "n_ok",
     "n_failed",
@@ -57,6 +58,8 @@ PLOT_FILES = {
     "ttft": "ttft_vs_batch_size.png",
     "itl": "itl_vs_batch_size.png",
     "cost": "cost_vs_batch_size.png",
+    # Only for runs of conversations.
+    "ttft_by_turn": "ttft_by_turn.png",
 }
 
 
@@ -155,7 +158,7 @@ class Results:
             >>> res.all_requests.groupby("warmup").size()
         """
         if self._all is None:
-            self._all = self.records.read()
+            self._all = self._with_prefix_group(self.records.read())
         return self._all
 
     @property
@@ -201,7 +204,28 @@ class Results:
         Example:
             >>> res.read_requests(["ttft_ms", "e2e_ms"], stages=[3])
         """
-        return self._source().read(columns, stages, targets, warmup, limit, every)
+        if columns is None or "prefix_group" not in columns:
+            return self._source().read(columns, stages, targets, warmup, limit, every)
+        # Derived from the prompt index: read that instead.
+        stored = [c for c in columns if c != "prefix_group"]
+        frame = self._source().read(
+            list(dict.fromkeys([*stored, "prompt_index"])), stages, targets, warmup, limit, every
+        )
+        frame = self._with_prefix_group(frame, force=True)
+        return frame[["target", *[c for c in columns if c != "target"]]]
+
+    def _with_prefix_group(self, frame: Any, force: bool = False) -> Any:
+        """`frame` with `prefix_group` (prompt `i` of a `shared_prefix` workload is in
+        group `i % groups`) when the run's workload had groups; NA with `force` and none."""
+        pd = _deps.pandas()
+        groups = (self.manifest.get("prompts") or {}).get("prefix_groups")
+        if groups and "prompt_index" in frame:
+            frame["prefix_group"] = (frame["prompt_index"].astype(np.int64) % int(groups)).astype(
+                "Int64"
+            )
+        elif force:
+            frame["prefix_group"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+        return frame
 
     def _source(self) -> Any:
         """Where to read records: the frame already read whole when there is one, else the
@@ -311,6 +335,7 @@ class Results:
         `repeat` column) until `fold_repeats`."""
         pd = _deps.pandas()
         summaries = []
+        lengths = (manifest.get("settings") or {}).get("input_lengths")
         for desc, out, repeat in sorted(outputs, key=lambda o: o[2]):
             for st in out["stages"]:
                 row = {"target": desc["name"], "api": desc["api"], "model": desc["model"]}
@@ -319,6 +344,9 @@ class Results:
                 # An open-loop stage has a target rate instead of a batch size.
                 row["batch_size"] = st["batch_size"] if st["target_rate"] is None else None
                 row["target_rate"] = st["target_rate"]
+                if lengths:
+                    # A sweep over input lengths: stage i sends prompts of lengths[i].
+                    row["input_tokens"] = lengths[st["index"]]
                 row["interrupted"] = st["interrupted"]
                 row.update(st["summary"])
                 summaries.append(row)
@@ -540,6 +568,40 @@ class Results:
         res.attach_telemetry({k: pd.DataFrame(v) for k, v in (data.get("telemetry") or {}).items()})
         return res
 
+    def by_turn(self) -> Any:
+        """Per target, stage and conversation turn (0 first): requests, failures, TTFT
+        p50/mean/p99, TPOT mean, E2E p50 and the context length (`n_in` mean, the whole
+        history the turn sent). Empty for a run without conversations.
+
+        Example:
+            >>> res.by_turn()[["turn", "n_in_mean", "ttft_p50_ms"]]
+        """
+        pd = _deps.pandas()
+        cols = ["stage", "turn", "ok", "ttft_ms", "tpot_ms", "e2e_ms", "n_in"]
+        df = self.read_requests(cols)
+        df = df[df["turn"].notna()] if len(df) else df
+        if not len(df):
+            return pd.DataFrame(columns=["target", "stage", "turn"])
+        df = df.assign(turn=df["turn"].astype(int), n_in=df["n_in"].astype(float))
+        ok = df[df["ok"]]
+        keys = ["target", "stage", "turn"]
+        counts = df.groupby(keys).agg(n=("ok", "size"), n_ok=("ok", "sum"))
+        lat = ok.groupby(keys).agg(
+            ttft_p50_ms=("ttft_ms", "median"),
+            ttft_mean_ms=("ttft_ms", "mean"),
+            ttft_p99_ms=("ttft_ms", lambda v: float(np.percentile(v, 99))),
+            tpot_mean_ms=("tpot_ms", "mean"),
+            e2e_p50_ms=("e2e_ms", "median"),
+            n_in_mean=("n_in", "mean"),
+        )
+        out = counts.join(lat).reset_index()
+        out["n_failed"] = out["n"] - out["n_ok"]
+        loads = [c for c in ("batch_size", "target_rate") if c in self.summary]
+        if loads:
+            stages = self.summary[["target", "stage", *loads]].drop_duplicates(["target", "stage"])
+            out = out.merge(stages, on=["target", "stage"], how="left")
+        return out
+
     # ---- plots ----------------------------------------------------------------------
 
     def plot(self, out_dir: str | Path | None = None, close: bool = False) -> Any:
@@ -551,10 +613,14 @@ class Results:
             >>> figs = res.plot()
             >>> figs["throughput"].savefig("throughput.png")
         """
-        from .plots import is_open_loop, summary_figures
+        from .plots import summary_figures, turn_figure, x_axis
 
         figs = summary_figures(self.summary)
-        suffix = "_vs_rate.png" if is_open_loop(self.summary) else None
+        x = x_axis(self.summary)[0]
+        suffix = {"sent_rate_req_s": "_vs_rate.png", "input_tokens": "_vs_input_length.png"}.get(x)
+        by_turn = self.by_turn()
+        if len(by_turn):
+            figs["ttft_by_turn"] = turn_figure(by_turn)
         if out_dir is None:
             return figs
         plt = _deps.pyplot()
@@ -624,6 +690,13 @@ def _tidy_requests(df: Any) -> Any:
             df[col] = s.where(s >= 0).astype("Int64")
     if "warmup" in df.columns:
         df["warmup"] = df["warmup"].astype(bool)
+    for col in ("conversation", "turn"):
+        # Saved before conversations: every request single-turn.
+        df[col] = (
+            pd.to_numeric(df[col]).astype("Int64")
+            if col in df.columns
+            else pd.array([pd.NA] * len(df), dtype="Int64")
+        )
     if "repeat" not in df.columns and "stage" in df.columns:
         # Saved before repeats existed: one run.
         df.insert(df.columns.get_loc("stage") + 1, "repeat", 0)

@@ -9,6 +9,14 @@ further token `itl_ms + itl_per_running_ms x (running - 1)`; tokens leave in chu
 known answer: `ttft_jitter` / `itl_jitter` multiply each TTFT / gap by `exp(σ·Z)` (seeded
 by `jitter_seed`; median factor exactly 1).
 
+Prefill and prefix caching (docs/workloads.md): TTFT grows by `prefill_ms_per_token` for
+every prompt token not found in the prefix cache; with `prefix_cache_blocks` > 0 the
+server keeps that many blocks of `prefix_block_tokens` tokens (least recently used out),
+a request's cached prefix being its leading run of cached blocks, and `/metrics` exports
+vLLM V1's `vllm:prefix_cache_queries_total` / `vllm:prefix_cache_hits_total` (tokens).
+`name_tokens` makes every output token ` r<request id>`, so a conversation's history
+shows whose answers it carries.
+
 Faults: a prompt containing `llmbench-fault:<name>` (or the `x-llmbench-fault` header) gets
 that fault; `fault_rate` injects `faults` into that share of requests (seeded). Names:
 `FAULTS` (resets before headers and mid-stream, HTTP 429/500/503 with the servers' bodies,
@@ -57,6 +65,11 @@ class SimConfig:
     ttft_jitter: float = SIM["ttft_jitter"]
     itl_jitter: float = SIM["itl_jitter"]
     jitter_seed: int = SIM["jitter_seed"]
+    prefill_ms_per_token: float = SIM["prefill_ms_per_token"]
+    prefix_cache_blocks: int = SIM["prefix_cache_blocks"]
+    prefix_block_tokens: int = SIM["prefix_block_tokens"]
+    name_tokens: bool = SIM["name_tokens"]
+    max_model_len: int | None = SIM["max_model_len"]
 
 
 # The embedded default target of `llmbench metrics`: a batching server whose latency grows

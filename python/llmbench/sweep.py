@@ -10,16 +10,18 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from . import _core
+from . import datasets as _datasets
 from ._core import InvalidArgumentError, ResultsIOError
 from ._settings import OPEN_LOOP, SWEEP, check_choice
 from .columns import client_health
 from .columns.kv import model_arch as _model_arch
-from .columns.telemetry import RunTelemetry, add_stage_columns
-from .datasets import Dataset, Trace
+from .columns.telemetry import RunTelemetry, add_stage_columns, prefix_cache_sources
+from .datasets import Conversations, Dataset, Trace
 from .errors import SweepInterrupted, warn
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
@@ -85,9 +87,11 @@ class SweepOptions:
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
     requests_per_stage: int | None = SWEEP["requests_per_stage"]
     max_tokens: int = SWEEP["max_tokens"]
-    prompts: str | Path | Iterable[str] | Dataset | None = None
+    prompts: str | Path | Iterable[str] | Dataset | Conversations | None = None
     gpu_hourly_usd: str | float | None = None
     out_dir: str | Path | None = None
+    workload: dict[str, Any] | None = None
+    input_lengths: Sequence[int] | None = None
     stage_duration_s: float | None = SWEEP["stage_duration_s"]
     seed: int = SWEEP["seed"]
     warmup_requests: int = SWEEP["warmup_requests"]
@@ -120,9 +124,10 @@ class SweepOptions:
                 "in_order": True,
                 "max_in_flight": self.max_in_flight,
             }
-        if self.rates is None:
+        _, rates = self.stage_loads()
+        if rates is None:
             return None
-        rate_list = [float(r) for r in self.rates]
+        rate_list = rates
         check_choice("arrival", self.arrival, "arrival")
         ramp_end = None
         if self.arrival == "ramp":
@@ -138,26 +143,88 @@ class SweepOptions:
             "ramp_end_rate": ramp_end,
         }
 
-    def dataset(self) -> Dataset | None:
-        """The workload when it carries its own output budgets (a dataset or a trace)."""
+    def dataset(self) -> Dataset | Conversations | None:
+        """The workload when it is more than a prompt list: a dataset, conversations, a
+        trace's requests, a `workload` table's, or the prompts of an input-length sweep."""
+        return self._workload[0]
+
+    @cached_property
+    def _workload(self) -> tuple[Dataset | Conversations | None, list[list[int]] | None]:
+        """The dataset and, for a sweep over input lengths, each stage's prompt indices
+        (built once: synthetic prompts cost a tokenizer pass)."""
+        given = [
+            name
+            for name, v in (
+                ("trace", self.trace),
+                ("workload", self.workload),
+                ("input_lengths", self.input_lengths),
+            )
+            if v is not None
+        ]
+        if self.prompts is not None and (self.workload is not None or self.input_lengths):
+            given.append("prompts")
+        if len(given) > 1:
+            raise InvalidArgumentError(f"give one workload, not {' and '.join(given)}")
         if self.trace is not None:
-            return self.trace.dataset
-        return self.prompts if isinstance(self.prompts, Dataset) else None
+            return self.trace.dataset, None
+        if self.workload is not None:
+            spec = self.workload
+            if not isinstance(spec, dict):
+                raise InvalidArgumentError("workload must be a table with a kind")
+            return _datasets.from_spec(spec, self.tokenizer, self.seed), None
+        if self.input_lengths is not None:
+            return self._input_length_workload()
+        if isinstance(self.prompts, (Dataset, Conversations)):
+            return self.prompts, None
+        return None, None
+
+    def _input_length_workload(self) -> tuple[Dataset, list[list[int]]]:
+        """One stage per input length at one concurrency (or one rate)."""
+        loads = self.rates if self.rates is not None else self.batch_sizes
+        if len(list(loads)) != 1:
+            raise InvalidArgumentError(
+                "a sweep over input_lengths runs at one batch size (or one rate): give exactly one"
+            )
+        return _datasets.input_lengths(
+            [int(x) for x in self.input_lengths or []], tokenizer=self.tokenizer, seed=self.seed
+        )
+
+    def stage_loads(self) -> tuple[list[int], list[float] | None]:
+        """The batch sizes and rates of the stages: one stage per input length in a sweep
+        over input lengths, else as given."""
+        n = len(self.input_lengths) if self.input_lengths is not None else None
+        batch_sizes = [int(b) for b in self.batch_sizes]
+        rates = [float(r) for r in self.rates] if self.rates is not None else None
+        if n is not None:
+            batch_sizes = batch_sizes[:1] * n
+            rates = rates[:1] * n if rates is not None else None
+        return batch_sizes, rates
 
     def engine_config(self) -> dict[str, Any]:
         """The engine's `SweepConfig` less its `target` and `records_path`, which differ per
         target (the engine checks it, naming any key or value it refuses). Prompt files
         are read here, once for every target."""
-        dataset = self.dataset()
+        dataset, stage_prompts = self._workload
+        batch_sizes, _ = self.stage_loads()
+        conversations = (
+            dataset.to_engine(self.max_tokens) if isinstance(dataset, Conversations) else None
+        )
+        first_budgets = None
+        if isinstance(dataset, Conversations):
+            first_budgets = [c["max_tokens"][0] for c in conversations["items"]]  # type: ignore[index]
+        elif dataset is not None:
+            first_budgets = dataset.max_tokens
         return {
-            "batch_sizes": [int(b) for b in self.batch_sizes],
+            "batch_sizes": batch_sizes,
             "requests_per_stage": (
                 len(self.trace.times_s) if self.trace is not None else self.requests_per_stage
             ),
             "stage_duration_s": self.stage_duration_s,
             "max_tokens": int(self.max_tokens),
             "prompts": dataset.prompts if dataset is not None else load_prompts(self.prompts),
-            "max_tokens_per_prompt": dataset.max_tokens if dataset is not None else None,
+            "max_tokens_per_prompt": first_budgets,
+            "stage_prompts": stage_prompts,
+            "conversations": conversations,
             "seed": int(self.seed),
             "warmup_requests": int(self.warmup_requests),
             "tokenizer": str(self.tokenizer) if self.tokenizer is not None else None,
@@ -207,6 +274,9 @@ def _manifest(
             "warmup_s": opts.warmup_s,
             "cooldown_s": opts.cooldown_s,
             "repeats": opts.repeats,
+            "input_lengths": (
+                [int(x) for x in opts.input_lengths] if opts.input_lengths is not None else None
+            ),
         },
         **({"repeats": METHOD} if opts.repeats > 1 else {}),
         "prompts": dataset.describe()
@@ -296,6 +366,9 @@ def _finish(
             manifest["telemetry"]["scrape"],
             manifest["servers"],
             arch["bytes_per_token"] if arch else None,
+        )
+        manifest["prefix_cache"] = prefix_cache_sources(
+            frames.get("server_metrics"), [t["name"] for t in manifest["targets"]]
         )
     if slo is not None:
         manifest["slo"] = slo.describe()
@@ -418,10 +491,12 @@ def run_sweep(
     batch_sizes: Sequence[int] = SweepOptions.batch_sizes,
     requests_per_stage: int | None = SweepOptions.requests_per_stage,
     max_tokens: int = SweepOptions.max_tokens,
-    prompts: str | Path | Iterable[str] | Dataset | None = None,
+    prompts: str | Path | Iterable[str] | Dataset | Conversations | None = None,
     gpu_hourly_usd: str | float | None = None,
     out_dir: str | Path | None = None,
     *,
+    workload: dict[str, Any] | None = None,
+    input_lengths: Sequence[int] | None = None,
     stage_duration_s: float | None = SweepOptions.stage_duration_s,
     seed: int = SweepOptions.seed,
     warmup_requests: int = SweepOptions.warmup_requests,
@@ -463,7 +538,17 @@ def run_sweep(
         max_tokens: output token budget per request (force the length with the server's
             own option, e.g. `extra_body={"ignore_eos": True}` on vLLM).
         prompts: a `prompts.txt`-style file, a list of strings, a `llmbench.datasets`
-            Dataset (prompts with their own output budgets), or None for the bundled set.
+            Dataset (prompts with their own output budgets) or Conversations (multi-turn:
+            `batch_size` is then conversations in flight and `requests_per_stage` counts
+            conversations), or None for the bundled set.
+        workload: a workload as a table, for files and the command line:
+            `{"kind": "conversations", "n": 32, "turns": 5, "input_tokens": 128,
+            "output_tokens": 64, "think_time_s": 1.0}` calls
+            `llmbench.datasets.conversations(...)` (kinds: conversations, shared_prefix,
+            sharegpt, synthetic); the sweep's `tokenizer` and `seed` apply.
+        input_lengths: one stage per prompt length in tokens (words without a
+            `tokenizer`), e.g. `[128, 1024, 8192]`, at the one batch size (or rate) given:
+            prefill scaling in one table (`input_tokens` column) and one plot.
         gpu_hourly_usd: USD per GPU-hour or a preset name ("L4", "A100-80GB", "H100", ...);
             default 2.93 (L4).
         out_dir: folder for the result files (None: keep in memory only).
@@ -533,6 +618,8 @@ def run_sweep(
             prompts=prompts,
             gpu_hourly_usd=gpu_hourly_usd,
             out_dir=out_dir,
+            workload=workload,
+            input_lengths=input_lengths,
             stage_duration_s=stage_duration_s,
             seed=seed,
             warmup_requests=warmup_requests,

@@ -110,6 +110,9 @@ pub struct SimConfig {
     /// Every output token is ` r<request id>` (the client's record id when it sends one):
     /// a server whose answers name their request, for the tests of conversation history.
     pub name_tokens: bool,
+    /// The context length: a request whose prompt plus `max_tokens` exceeds it gets
+    /// vLLM's HTTP 400; `None`: no limit.
+    pub max_model_len: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -136,6 +139,7 @@ impl Default for SimConfig {
             prefix_cache_blocks: 0,
             prefix_block_tokens: 16,
             name_tokens: false,
+            max_model_len: None,
         }
     }
 }
@@ -354,7 +358,7 @@ async fn models(State(st): State<Arc<SimState>>) -> Json<Value> {
     Json(json!({"object": "list", "data": [{
         "id": st.config.model, "object": "model", "created": st.created,
         "owned_by": "llmbench", "root": st.config.model, "parent": null,
-        "max_model_len": 1_000_000, "permission": []
+        "max_model_len": st.config.max_model_len.unwrap_or(1_000_000), "permission": []
     }]}))
 }
 

@@ -134,6 +134,17 @@ impl ResponsePlan {
             }
         }
         .unwrap_or(cfg.default_max_tokens);
+        if let Some(limit) = cfg.max_model_len {
+            // vLLM's check before streaming (its 400 and message, tests/fixtures).
+            let n_in = words.len() as u32;
+            if n_in >= limit || n_in + max_tokens > limit {
+                return Err(bad(format!(
+                    "'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This \
+                     model's maximum context length is {limit} tokens and your request has \
+                     {n_in} input tokens ({max_tokens} > {limit} - {n_in})."
+                )));
+            }
+        }
         let ignore_eos = params.get("ignore_eos").and_then(Value::as_bool) == Some(true);
         let natural = if ignore_eos { None } else { cfg.output_tokens };
         let (n_out, finish_reason) = match natural {

@@ -109,6 +109,9 @@ pub const KEPT_SERIES: &[&str] = &[
     "vllm:num_preemptions_total",
     "vllm:prefix_cache_queries_total",
     "vllm:prefix_cache_hits_total",
+    // their names before vLLM 0.9
+    "vllm:gpu_prefix_cache_queries_total",
+    "vllm:gpu_prefix_cache_hits_total",
     "vllm:prompt_tokens_total",
     "vllm:generation_tokens_total",
     "vllm:request_success_total",
@@ -228,10 +231,12 @@ impl Scraper {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
-                tokio::select! {
-                    _ = c.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
+                // One last scrape when stopped: the counters after the last stage ended
+                // (how a stage's counter increase, e.g. its prefix-cache hits, is closed).
+                let last = tokio::select! {
+                    _ = c.cancelled() => true,
+                    _ = tick.tick() => false,
+                };
                 let result = scrape_once(&http, &url, period.max(Duration::from_secs(2))).await;
                 let t = now_ns();
                 let Ok(mut o) = o.lock() else { break };
@@ -248,6 +253,9 @@ impl Scraper {
                     // polled for an hour must not grow memory.
                     Err(e) if o.errors.len() < 100 => o.errors.push((t, e)),
                     Err(_) => {}
+                }
+                if last {
+                    break;
                 }
             }
         });

@@ -22,7 +22,7 @@ from ..studies.capacity import find_capacity
 from ..studies.kv_cache import kv_cache_study, write_study
 from ..sweep import run_sweep
 from ..targets import TGI, OpenAI, Target, Timeouts
-from .options import sim_config, slo_limits
+from .options import sim_config, slo_limits, workload
 
 
 def _print_summary(res: Results) -> None:
@@ -128,6 +128,8 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_in_flight": args.max_in_flight,
         "slo": slo_limits(args),
         "repeats": args.repeats,
+        "workload": workload(args),
+        "input_lengths": args.input_lengths,
         # `capacity` writes no report and has no --report.
         "report": getattr(args, "report", False),
     }

@@ -11,9 +11,11 @@ from dataclasses import fields
 from typing import Any
 
 from .. import _core
+from .._core import InvalidArgumentError
 from .._settings import BASELINE_SERVER, CHOICES, SLO_DEFAULTS, TARGET
 from ..ab import DEFAULT_BLOCKS
 from ..baseline import PRESETS
+from ..datasets import DEFAULT_INPUT_TOKENS, DEFAULT_N_PROMPTS, DEFAULT_TURNS, THINK_TIMES
 from ..pricing import GPU_PRICES_USD_PER_HOUR
 from ..sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig
 from ..studies.kv_cache import DEFAULT_KV_BATCH_SIZES
@@ -240,6 +242,7 @@ def _add_load_options(
     m.add_argument(
         "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
     )
+    _add_workload_options(m)
     m.add_argument(
         "--repeats",
         type=int,
@@ -248,6 +251,111 @@ def _add_load_options(
         f"headline metric's 95%% interval and CV (default {repeats})",
     )
     _add_slo_options(m)
+
+
+def _add_workload_options(m: argparse.ArgumentParser) -> None:
+    """Workloads beyond single prompts (docs/workloads.md): conversations, shared prefixes,
+    a sweep over input lengths, or any `llmbench.datasets` workload as JSON."""
+    g = m.add_argument_group("workloads (docs/workloads.md)")
+    g.add_argument(
+        "--conversations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N synthetic multi-turn conversations; each stage's batch size is then "
+        "conversations in flight and --requests counts conversations",
+    )
+    g.add_argument(
+        "--turns",
+        type=int,
+        default=DEFAULT_TURNS,
+        help=f"turns per conversation (default {DEFAULT_TURNS})",
+    )
+    g.add_argument(
+        "--think-time",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds between a turn's end and the next turn's send (default 0)",
+    )
+    g.add_argument(
+        "--think-time-dist",
+        choices=THINK_TIMES,
+        default="fixed",
+        help="fixed, or exponential with --think-time as its mean (seeded)",
+    )
+    g.add_argument(
+        "--shared-prefix",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="prompts that share a prefix of exactly TOKENS tokens, in --prefix-groups groups",
+    )
+    g.add_argument("--prefix-groups", type=int, default=1, help="distinct prefixes (default 1)")
+    g.add_argument(
+        "--input-tokens",
+        type=int,
+        default=DEFAULT_INPUT_TOKENS,
+        help="tokens of each conversation turn, or of each suffix after a shared prefix "
+        f"(words without --tokenizer; default {DEFAULT_INPUT_TOKENS})",
+    )
+    g.add_argument(
+        "--n-prompts",
+        type=int,
+        default=DEFAULT_N_PROMPTS,
+        help=f"distinct prompts of a --shared-prefix workload (default {DEFAULT_N_PROMPTS})",
+    )
+    g.add_argument(
+        "--input-lengths",
+        type=_int_list,
+        default=None,
+        help="one stage per input length in tokens (e.g. 128,1024,8192) at the one batch "
+        "size given",
+    )
+    g.add_argument(
+        "--workload",
+        type=_json_object,
+        default=None,
+        help="any llmbench.datasets workload as JSON, e.g. "
+        '\'{"kind": "sharegpt", "path": "sg.json", "multi_turn": true}\'',
+    )
+
+
+def workload(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The `workload` setting the workload flags describe (None: single prompts)."""
+    given = [
+        flag
+        for flag, v in (
+            ("--conversations", args.conversations),
+            ("--shared-prefix", args.shared_prefix),
+            ("--workload", args.workload),
+        )
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise InvalidArgumentError(f"give one workload, not {' and '.join(given)}")
+    if args.workload is not None:
+        return dict(args.workload)
+    if args.conversations is not None:
+        return {
+            "kind": "conversations",
+            "n": args.conversations,
+            "turns": args.turns,
+            "input_tokens": args.input_tokens,
+            "output_tokens": args.max_tokens,
+            "think_time_s": args.think_time,
+            "think_time": args.think_time_dist,
+        }
+    if args.shared_prefix is not None:
+        return {
+            "kind": "shared_prefix",
+            "n": args.n_prompts,
+            "groups": args.prefix_groups,
+            "prefix_tokens": args.shared_prefix,
+            "suffix_tokens": args.input_tokens,
+            "output_tokens": args.max_tokens,
+        }
+    return None
 
 
 def _add_output_options(m: argparse.ArgumentParser, out: str, report: bool = True) -> None:

@@ -12,6 +12,7 @@ from .._core import NvmlUnavailableError
 from ..errors import warn
 from ..targets import Target
 from ..telemetry import GpuSampler, MetricsScraper
+from . import prefix_cache
 from .kv import server_kv, stage_telemetry
 
 DEFAULT_GPU_PERIOD_MS = 10.0
@@ -107,14 +108,35 @@ def server_kv_by_target(
     server_metrics: Any, scrape_info: dict[str, Any], server_infos: dict[str, Any]
 ) -> dict[str, Any]:
     """Each target's own KV figures (`kv.server_kv`) from the scraped `/metrics`."""
-    out: dict[str, Any] = {}
+    return {
+        target: server_kv(
+            pts, (scrape_info.get(target) or {}).get("info") or {}, server_infos.get(target)
+        )
+        for target, pts in _points_by_target(server_metrics).items()
+    }
+
+
+def _points_by_target(server_metrics: Any) -> dict[str, Any]:
+    """Each target's scrapes, only the series it has."""
     if server_metrics is None or not len(server_metrics):
-        return out
-    for target, points in server_metrics.groupby("target"):
-        pts = points.drop(columns=["target"]).dropna(axis=1, how="all")
-        info = (scrape_info.get(target) or {}).get("info") or {}
-        out[target] = server_kv(pts, info, server_infos.get(target))
-    return out
+        return {}
+    return {
+        str(target): points.drop(columns=["target"]).dropna(axis=1, how="all")
+        for target, points in server_metrics.groupby("target")
+    }
+
+
+def _next_start(summary: Any, row: Any) -> int | None:
+    """When the stage run after `row`'s on the same target began (None for the last)."""
+    starts = summary.loc[summary["target"] == row["target"], "t_start_ns"].astype("int64")
+    later = starts[starts > int(row["t_start_ns"])]
+    return int(later.min()) if len(later) else None
+
+
+def prefix_cache_sources(server_metrics: Any, targets: list[str]) -> dict[str, str]:
+    """Per target, where `prefix_cache_hit_rate` comes from or why it is NaN."""
+    points = _points_by_target(server_metrics)
+    return {t: prefix_cache.source(points.get(t)) for t in targets}
 
 
 def add_stage_columns(
@@ -129,13 +151,22 @@ def add_stage_columns(
     if not len(summary):
         return summary
     kv_server = server_kv_by_target(frames.get("server_metrics"), scrape_info, server_infos)
+    points = _points_by_target(frames.get("server_metrics"))
     extra = [
-        stage_telemetry(
-            row.to_dict(),
-            frames.get("gpu"),
-            kv_server.get(row["target"]),
-            bytes_per_token,
-        )
+        {
+            **stage_telemetry(
+                row.to_dict(),
+                frames.get("gpu"),
+                kv_server.get(row["target"]),
+                bytes_per_token,
+            ),
+            "prefix_cache_hit_rate": prefix_cache.hit_rate(
+                points.get(row["target"]),
+                int(row["t_start_ns"]),
+                int(row["t_end_ns"]),
+                _next_start(summary, row),
+            ),
+        }
         for _, row in summary.iterrows()
     ]
     cols = pd.DataFrame(extra, index=summary.index)
