@@ -58,13 +58,17 @@ def is_open_loop(summary: Any) -> bool:
 
 
 def stage_name(row: Any) -> str | None:
-    """A stage as people name it: "batch 8" (closed loop) or "2.5 req/s" (open loop);
-    None when the row has neither."""
+    """A stage as people name it: "batch 8" (closed loop) or "2.5 req/s" (open loop), with
+    the prompt length in a sweep over input lengths ("batch 8, 1024-token prompts"); None
+    when the row has neither."""
     bs, rate = row.get("batch_size"), row.get("target_rate")
+    length = row.get("input_tokens")
+    # A sweep over input lengths: the length is what tells its stages apart.
+    tail = f", {int(length)}-token prompts" if length is not None and length == length else ""
     if bs is not None and bs == bs:
-        return f"batch {int(bs)}"
+        return f"batch {int(bs)}{tail}"
     if rate is not None and rate == rate:
-        return f"{rate:g} req/s"
+        return f"{rate:g} req/s{tail}"
     return None
 
 
@@ -145,6 +149,7 @@ def turn_figure(by_turn: Any) -> Any:
         label = f"{target}, {name}" if len(keys) > 1 else target
         (line,) = ax.plot(rows["turn"], rows["ttft_p50_ms"], "-o", label=f"{label} p50")
         ax.plot(rows["turn"], rows["ttft_p99_ms"], "--", color=line.get_color(), alpha=0.6)
+    ax.xaxis.set_major_locator(_deps.require("matplotlib.ticker").MaxNLocator(integer=True))
     ax.set_xlabel("turn of the conversation (0 = first)")
     ax.set_ylabel("TTFT (ms); dashed: p99")
     ax.set_title("Time to first token by conversation turn")

@@ -578,24 +578,9 @@ class Results:
         """
         pd = _deps.pandas()
         cols = ["stage", "turn", "ok", "ttft_ms", "tpot_ms", "e2e_ms", "n_in"]
-        df = self.read_requests(cols)
-        df = df[df["turn"].notna()] if len(df) else df
-        if not len(df):
+        out = turn_table(self.read_requests(cols), ["target", "stage", "turn"])
+        if out is None:
             return pd.DataFrame(columns=["target", "stage", "turn"])
-        df = df.assign(turn=df["turn"].astype(int), n_in=df["n_in"].astype(float))
-        ok = df[df["ok"]]
-        keys = ["target", "stage", "turn"]
-        counts = df.groupby(keys).agg(n=("ok", "size"), n_ok=("ok", "sum"))
-        lat = ok.groupby(keys).agg(
-            ttft_p50_ms=("ttft_ms", "median"),
-            ttft_mean_ms=("ttft_ms", "mean"),
-            ttft_p99_ms=("ttft_ms", lambda v: float(np.percentile(v, 99))),
-            tpot_mean_ms=("tpot_ms", "mean"),
-            e2e_p50_ms=("e2e_ms", "median"),
-            n_in_mean=("n_in", "mean"),
-        )
-        out = counts.join(lat).reset_index()
-        out["n_failed"] = out["n"] - out["n_ok"]
         loads = [c for c in ("batch_size", "target_rate") if c in self.summary]
         if loads:
             stages = self.summary[["target", "stage", *loads]].drop_duplicates(["target", "stage"])
@@ -643,6 +628,39 @@ class Results:
             f"requests={_measured(self.summary)}"
             f"{', interrupted' if self.interrupted else ''})"
         )
+
+
+def turn_table(requests: Any, keys: list[str]) -> Any:
+    """Per `keys` (which end with `turn`), over requests that are conversation turns:
+    `n`, `n_ok`, `n_failed`, TTFT p50/p90/p99/mean of the successful ones, and where the
+    columns are there TPOT mean, E2E p50 and the context length (`n_in_mean`: the whole
+    history the turn sent). None when no request is a turn."""
+    if "turn" not in requests or not requests["turn"].notna().any():
+        return None
+    df = requests[requests["turn"].notna()]
+    df = df.assign(turn=df["turn"].astype(int), ok=df["ok"].astype(bool))
+    counts = df.groupby(keys).agg(n=("ok", "size"), n_ok=("ok", "sum"))
+    ok = df[df["ok"]]
+
+    def pct(q: float) -> Any:
+        return lambda v: float(np.nanpercentile(v.to_numpy(float), q)) if len(v) else np.nan
+
+    aggs: dict[str, Any] = {
+        "ttft_p50_ms": ("ttft_ms", pct(50)),
+        "ttft_p90_ms": ("ttft_ms", pct(90)),
+        "ttft_p99_ms": ("ttft_ms", pct(99)),
+        "ttft_mean_ms": ("ttft_ms", "mean"),
+    }
+    if "tpot_ms" in ok:
+        aggs["tpot_mean_ms"] = ("tpot_ms", "mean")
+    if "e2e_ms" in ok:
+        aggs["e2e_p50_ms"] = ("e2e_ms", pct(50))
+    if "n_in" in ok:
+        ok = ok.assign(n_in=ok["n_in"].astype(float))
+        aggs["n_in_mean"] = ("n_in", "mean")
+    out = counts.join(ok.groupby(keys).agg(**aggs)).reset_index()
+    out["n_failed"] = out["n"] - out["n_ok"]
+    return out
 
 
 def _measured(summary: Any) -> int:

@@ -101,6 +101,7 @@ def test_a_turn_carries_the_history_and_the_cache_gives_the_scripted_ttft(tmp_pa
     assert by_turn["n_in_mean"].tolist() == [30, 66, 102, 138]
     assert (by_turn["n"] == 4).all() and (by_turn["batch_size"] == 1).all()
     assert (tmp_path / "ttft_by_turn.png").is_file()
+    assert '<section id="turns"' in (tmp_path / "report.html").read_text()
     # The records keep the columns through a save and load.
     loaded = llmbench.Results.load(tmp_path)
     assert loaded.requests["turn"].notna().all()

@@ -32,7 +32,7 @@ BASELINE_SERIES = "llmbench_baseline_served_total"
 def source(points: Any) -> str:
     """Where a target's hit rate comes from, or why it has none (for the manifest)."""
     if points is None or not len(points):
-        return "none: the server's /metrics was not scraped"
+        return "none: no reading of the server's /metrics (not scraped, or it has none)"
     for hits, queries in COUNTERS:
         if hits in points and queries in points:
             return f"{hits} / {queries}"

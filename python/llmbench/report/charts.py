@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _deps
-from ..plots import is_open_loop
+from ..plots import x_axis
 
 #: Summary metrics drawn against batch size or rate: (key, title, y label,
 #: [(column, series label)]). With repeats, a column with `_ci_low`/`_ci_high` gets a band.
@@ -67,23 +67,20 @@ def _legend(p: Any) -> None:
 
 
 def summary_chart(summary: Any, key: str) -> Any:
-    """One `SUMMARY_CHARTS` metric against batch size (a log₂ axis labelled 1, 2, 4 …) or,
-    for open-loop stages, the achieved request rate; one line per target and series, a
-    band for the 95% interval where there were repeats."""
+    """One `SUMMARY_CHARTS` metric against batch size or input length (a log axis labelled
+    1, 2, 4 …) or, for open-loop stages, the achieved request rate; one line per target
+    and series, a band for the 95% interval where there were repeats."""
     models = _deps.require("bokeh.models", "bokeh")
     _, title, y_label, series = next(s for s in SUMMARY_CHARTS if s[0] == key)
     series = [(c, label) for c, label in series if c in summary and summary[c].notna().any()]
     if not len(summary) or not series:
         return None
-    open_loop = is_open_loop(summary)
-    x = "sent_rate_req_s" if open_loop else "batch_size"
-    if open_loop:
-        p = _figure(f"{title} vs request rate", "achieved request rate (req/s)", y_label)
+    x, x_label, words = x_axis(summary)
+    if x == "sent_rate_req_s":
+        p = _figure(f"{title} vs {words}", x_label, y_label)
     else:
-        p = _figure(
-            f"{title} vs batch size", "batch size (requests in flight)", y_label, x_axis_type="log"
-        )
-        sizes = sorted({int(b) for b in summary["batch_size"].dropna()})
+        p = _figure(f"{title} vs {words}", x_label, y_label, x_axis_type="log")
+        sizes = sorted({int(b) for b in summary[x].dropna()})
         p.xaxis.ticker = models.FixedTicker(ticks=sizes)
         p.xaxis.major_label_overrides = {s: str(s) for s in sizes}
     targets = list(dict.fromkeys(summary["target"]))

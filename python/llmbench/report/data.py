@@ -191,23 +191,11 @@ def ttft_sample(requests: Any, t0: int, labels: dict[tuple[str, int], str], seed
 
 
 def by_turn(requests: Any) -> Any:
-    """TTFT and context length per conversation turn (runs with conversations: a `turn`
-    column), per target: `target`, `turn`, `n`, `ttft_p50_ms`, `ttft_p90_ms`,
-    `n_in_mean`; None for runs without turns."""
-    if "turn" not in requests or not requests["turn"].notna().any():
-        return None
-    ok = requests[requests["ok"].astype(bool) & requests["turn"].notna()]
-    if not len(ok):
-        return None
-    g = ok.groupby(["target", "turn"], sort=True)
-    out = g["ttft_ms"].agg(
-        n="size",
-        ttft_p50_ms=lambda s: float(np.nanquantile(s.to_numpy(float), 0.5)),
-        ttft_p90_ms=lambda s: float(np.nanquantile(s.to_numpy(float), 0.9)),
-    )
-    if "n_in" in ok:
-        out["n_in_mean"] = g["n_in"].mean().astype(float)
-    return out.reset_index()
+    """TTFT and context length per conversation turn and target (`results.turn_table`);
+    None for runs without turns."""
+    from ..results import turn_table
+
+    return turn_table(requests, ["target", "turn"])
 
 
 def _bucket(t: np.ndarray, y: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
