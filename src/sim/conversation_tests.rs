@@ -42,6 +42,26 @@ fn config(url: &str, api: Api, batch: u32, convs: Value) -> SweepConfig {
     .expect("config")
 }
 
+/// Run a sweep; its output and the server's truth by request id.
+async fn sweep(
+    server: &SimServer,
+    config: SweepConfig,
+) -> (crate::loadgen::SweepOutput, BTreeMap<u64, TruthRecord>) {
+    let out = run_sweep(
+        config,
+        CancellationToken::new(),
+        Arc::new(Progress::default()),
+    )
+    .await
+    .expect("sweep");
+    let truth = server
+        .take_truth()
+        .into_iter()
+        .map(|t| (t.request_id.expect("id"), t))
+        .collect();
+    (out, truth)
+}
+
 /// The stage's records grouped by conversation, each in turn order.
 fn by_conversation(records: &[RequestRecord]) -> BTreeMap<u64, Vec<&RequestRecord>> {
     let mut out: BTreeMap<u64, Vec<&RequestRecord>> = BTreeMap::new();
@@ -67,18 +87,11 @@ async fn every_turn_carries_the_answers_the_server_streamed_in_order() {
     };
     let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
     for api in [Api::Chat, Api::Completions, Api::Tgi] {
-        let out = run_sweep(
+        let (out, truth) = sweep(
+            &server,
             config(&server.url(), api, 2, conversations(3, 3, 4, 5)),
-            CancellationToken::new(),
-            Arc::new(Progress::default()),
         )
-        .await
-        .expect("sweep");
-        let truth: BTreeMap<u64, TruthRecord> = server
-            .take_truth()
-            .into_iter()
-            .map(|t| (t.request_id.expect("id"), t))
-            .collect();
+        .await;
         let convs = by_conversation(&out.records);
         assert_eq!(convs.len(), 3, "{api:?}: three conversations");
         for turns in convs.values() {
@@ -140,18 +153,8 @@ async fn prefix_cache_hits_and_per_turn_ttft_match_the_script() {
         ..SimConfig::default()
     };
     let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
-    let out = run_sweep(
-        config(&server.url(), Api::Chat, 1, conversations(2, 4, 10, 6)),
-        CancellationToken::new(),
-        Arc::new(Progress::default()),
-    )
-    .await
-    .expect("sweep");
-    let truth: BTreeMap<u64, TruthRecord> = server
-        .take_truth()
-        .into_iter()
-        .map(|t| (t.request_id.expect("id"), t))
-        .collect();
+    let config = config(&server.url(), Api::Chat, 1, conversations(2, 4, 10, 6));
+    let (out, truth) = sweep(&server, config).await;
     let (mut queries, mut hits) = (0u64, 0u64);
     for turns in by_conversation(&out.records).values() {
         assert_eq!(turns.len(), 4);

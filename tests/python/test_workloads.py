@@ -257,3 +257,48 @@ def test_the_baseline_has_no_prefix_cache_and_its_history_grows(tok):
     assert by_turn["n_in_mean"].is_monotonic_increasing
     assert float(res.summary["prefix_cache_hit_rate"].iloc[0]) == 0.0
     assert res.manifest["prefix_cache"][res.summary["target"].iloc[0]].startswith("0:")
+
+
+def test_conversations_arrive_on_an_open_loop_schedule():
+    chats = datasets.conversations(6, turns=3, input_tokens=8, output_tokens=3)
+    with llmbench.SimServer(ttft_ms=5, itl_ms=1) as sim:
+        res = llmbench.run_sweep(
+            sim.target(), prompts=chats, rates=[40], requests_per_stage=6, warmup_requests=0,
+            progress=False,
+        )  # fmt: skip
+    req = res.requests
+    assert len(req) == 18 and req["ok"].all()
+    firsts = req[req["turn"] == 0].sort_values("t_sched_ns")
+    assert len(firsts) == 6 and req.groupby("conversation").size().eq(3).all()
+    # Later turns follow their conversation, not the schedule: each after its previous end.
+    for _, turns in req.sort_values("turn").groupby("conversation"):
+        assert (turns["t_sent_ns"].to_numpy()[1:] >= turns["t_done_ns"].to_numpy()[:-1]).all()
+
+
+def test_hit_rate_from_each_kind_of_counter():
+    import pandas as pd
+    from llmbench.columns import prefix_cache
+
+    s = 1_000_000_000
+    v1 = pd.DataFrame(
+        {
+            "t_ns": [0, 2 * s, 4 * s, 6 * s],
+            "vllm:prefix_cache_queries_total": [100.0, 100.0, 500.0, 900.0],
+            "vllm:prefix_cache_hits_total": [10.0, 10.0, 310.0, 350.0],
+        }
+    )
+    # The stage [1 s, 3 s], the next starting at 5 s: from the scrape at 0 to the one at 4 s.
+    assert prefix_cache.hit_rate(v1, s, 3 * s, 5 * s) == pytest.approx(300 / 400)
+    # The next stage already started at 3.5 s: the scrape at 4 s is not this stage's, and
+    # the last one inside it (2 s) saw no query since the one before: no rate.
+    assert np.isnan(prefix_cache.hit_rate(v1, s, 3 * s, int(3.5 * s)))
+    old = v1.rename(columns=lambda c: c.replace("vllm:", "vllm:gpu_") if "prefix" in c else c)
+    assert prefix_cache.hit_rate(old, s, 3 * s, 5 * s) == pytest.approx(0.75)
+    assert "gpu_prefix_cache_hits_total" in prefix_cache.source(old)
+    v0 = pd.DataFrame({"t_ns": [0, 2 * s], "vllm:gpu_prefix_cache_hit_rate": [0.1, 0.4]})
+    assert prefix_cache.hit_rate(v0, s, 3 * s) == pytest.approx(0.4)
+    base = pd.DataFrame({"t_ns": [0, 2 * s], "llmbench_baseline_served_total": [1.0, 5.0]})
+    assert prefix_cache.hit_rate(base, s, 3 * s) == 0.0
+    tgi = pd.DataFrame({"t_ns": [0, 2 * s], "tgi_queue_size": [0.0, 1.0]})
+    assert np.isnan(prefix_cache.hit_rate(tgi, s, 3 * s))
+    assert prefix_cache.source(tgi).startswith("none:")
