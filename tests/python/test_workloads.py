@@ -65,7 +65,8 @@ def test_shared_prefix_prompts_share_exactly_their_prefix_tokens(tok):
 def test_a_turn_carries_the_history_and_the_cache_gives_the_scripted_ttft(tmp_path):
     """Chat, one conversation at a time: turn k's prompt is the history (every earlier
     user message and answer), so the cache holds the previous turn's full blocks."""
-    ttft, per_token, block = 60.0, 0.5, 4
+    # A TTFT long enough that 1% of it (about 2.7 ms) covers the server's 1 ms timer tick.
+    ttft, per_token, block = 250.0, 0.5, 4
     chats = datasets.conversations(4, turns=4, input_tokens=30, output_tokens=6, seed=1)
     with llmbench.SimServer(
         ttft_ms=ttft, itl_ms=1, prefill_ms_per_token=per_token, prefix_cache_blocks=100_000,
@@ -78,7 +79,7 @@ def test_a_turn_carries_the_history_and_the_cache_gives_the_scripted_ttft(tmp_pa
     req = res.requests.sort_values(["conversation", "turn"])
     assert len(req) == 16 and req["ok"].all()
     queries = hits = 0
-    errors = []
+    errors, wants = [], []
     for _, turns in req.groupby("conversation"):
         assert turns["turn"].tolist() == [0, 1, 2, 3]
         n_in = turns["n_in"].astype(int).tolist()
@@ -89,10 +90,12 @@ def test_a_turn_carries_the_history_and_the_cache_gives_the_scripted_ttft(tmp_pa
             cached = prev // block * block
             want = ttft + per_token * (n - cached)
             errors.append(measured - want)
+            wants.append(want)
             queries, hits, prev = queries + n, hits + cached, n
-    errors = np.array(errors)
-    # Never early; late by no more than the server's 1 ms timer tick and the exchange.
-    assert errors.min() > -0.2 and np.median(errors) < 1.5, errors
+    rel = np.array(errors) / np.array(wants)
+    # The script's TTFT within 1% (the issue's bar): never early, late by the server's 1 ms
+    # timer tick and the exchange; the worst turn within 2% on a loaded machine.
+    assert min(errors) > -0.2 and np.median(rel) < 0.01 and rel.max() < 0.02, errors
     rate = float(res.summary["prefix_cache_hit_rate"].iloc[0])
     assert rate == pytest.approx(hits / queries, rel=0.01), (rate, hits / queries)
     assert "prefix_cache_hits_total" in res.manifest["prefix_cache"][res.summary["target"].iloc[0]]
