@@ -225,6 +225,8 @@ def test_workloads_from_the_command_line_and_a_sweep_file(tmp_path):
     res = llmbench.Results.load(out)
     assert sorted(res.requests["turn"].unique().tolist()) == [0, 1, 2]
     assert res.manifest["prompts"]["name"] == "conversations"
+    refused = run_cli("capacity", "--input-lengths", "16,32", "--slo-ttft-ms", "100")
+    assert refused.returncode == 2 and "one input length" in refused.stderr
     toml = tmp_path / "sweep.toml"
     toml.write_text(
         """

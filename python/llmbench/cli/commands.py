@@ -214,6 +214,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if slo is None:
         print("llmbench: error: give at least one --slo-*-ms limit", file=sys.stderr)
         return 2
+    if args.input_lengths is not None:
+        # Each trial is one stage at one load; a sweep over input lengths is not one.
+        print("llmbench: error: capacity searches at one input length", file=sys.stderr)
+        return 2
     target, sim = _make_target(args)
     kwargs = _sweep_kwargs(args)
     for key in (
