@@ -206,14 +206,12 @@ class SweepOptions:
         are read here, once for every target."""
         dataset, stage_prompts = self._workload
         batch_sizes, _ = self.stage_loads()
-        conversations = (
-            dataset.to_engine(self.max_tokens) if isinstance(dataset, Conversations) else None
-        )
-        first_budgets = None
+        conversations = None
+        budgets = dataset.max_tokens if dataset is not None else None
         if isinstance(dataset, Conversations):
-            first_budgets = [c["max_tokens"][0] for c in conversations["items"]]  # type: ignore[index]
-        elif dataset is not None:
-            first_budgets = dataset.max_tokens
+            conversations = dataset.to_engine(self.max_tokens)
+            # Warm-up requests send first turns, each with its own budget.
+            budgets = [b[0] for b in dataset.max_tokens] if dataset.max_tokens else None
         return {
             "batch_sizes": batch_sizes,
             "requests_per_stage": (
@@ -222,7 +220,7 @@ class SweepOptions:
             "stage_duration_s": self.stage_duration_s,
             "max_tokens": int(self.max_tokens),
             "prompts": dataset.prompts if dataset is not None else load_prompts(self.prompts),
-            "max_tokens_per_prompt": first_budgets,
+            "max_tokens_per_prompt": budgets,
             "stage_prompts": stage_prompts,
             "conversations": conversations,
             "seed": int(self.seed),

@@ -67,11 +67,10 @@ pub async fn run_stage(
                     break;
                 }
                 let pick = workload.pick(&order, spec.index, j);
-                if let Some(set) = &workload.conversations {
+                if workload.conversations.is_some() {
                     let cx = TurnContext {
                         shared: &shared,
-                        set,
-                        offsets: &workload.turn_offsets,
+                        workload: &workload,
                         ids: &ids,
                         stage: spec.index,
                         batch_size: spec.batch_size,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
+use super::prompts::Workload;
 use crate::client::stream::{send_turn, Job, RunContext};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
@@ -131,10 +132,8 @@ impl Conversations {
 pub struct TurnContext<'a> {
     /// The run's shared client.
     pub shared: &'a RunContext,
-    /// The dataset.
-    pub set: &'a Conversations,
-    /// Flattened-turn offsets ([`Conversations::offsets`]).
-    pub offsets: &'a [u32],
+    /// The workload holding the conversations (and their flattened-turn offsets).
+    pub workload: &'a Workload,
     /// Record ids.
     pub ids: &'a AtomicU64,
     /// Stage index.
@@ -154,7 +153,10 @@ pub struct TurnContext<'a> {
 /// Run conversation `index` from its first turn, meant to be sent at `t_start`. Returns
 /// false when the records can no longer be kept (the stage is over).
 pub async fn run_conversation(cx: &TurnContext<'_>, index: usize, t_start: u64) -> bool {
-    let conv = &cx.set.items[index];
+    let Some(set) = cx.workload.conversations.as_deref() else {
+        return true;
+    };
+    let conv = &set.items[index];
     let mut messages: Vec<Message> = Vec::with_capacity(2 * conv.turns.len() + 1);
     if let Some(s) = &conv.system {
         messages.push(Message {
@@ -169,7 +171,7 @@ pub async fn run_conversation(cx: &TurnContext<'_>, index: usize, t_start: u64) 
         if let Some(id) = instance {
             // The next turn leaves no earlier than the previous one's end plus the think
             // time; a late wake-up shows as send lag against this `t_sched`.
-            let pause = cx.set.think(cx.seed, id, turn);
+            let pause = set.think(cx.seed, id, turn);
             t_sched = now_ns() + pause.as_nanos() as u64;
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -191,7 +193,7 @@ pub async fn run_conversation(cx: &TurnContext<'_>, index: usize, t_start: u64) 
             stage: cx.stage,
             batch_size: cx.batch_size,
             warmup: cx.warmup,
-            prompt_index: cx.offsets[index] + turn,
+            prompt_index: cx.workload.turn_offsets[index] + turn,
             prompt: &prompt,
             messages: Some(&messages),
             turn: Some((conversation, turn)),

@@ -117,11 +117,10 @@ pub async fn run_open_stage(
                 Some(s) => s.clone().acquire_owned().await.ok(),
                 None => None,
             };
-            if let Some(set) = &workload.conversations {
+            if workload.conversations.is_some() {
                 let cx = TurnContext {
                     shared: &shared,
-                    set,
-                    offsets: &workload.turn_offsets,
+                    workload: &workload,
                     ids: &ids,
                     stage: spec.index,
                     batch_size: 0,

@@ -227,6 +227,9 @@ def test_workloads_from_the_command_line_and_a_sweep_file(tmp_path):
     assert res.manifest["prompts"]["name"] == "conversations"
     refused = run_cli("capacity", "--input-lengths", "16,32", "--slo-ttft-ms", "100")
     assert refused.returncode == 2 and "one input length" in refused.stderr
+    with pytest.raises(llmbench.InvalidArgumentError, match="one input length"):
+        llmbench.find_capacity(llmbench.OpenAI("http://127.0.0.1:9"), {"ttft_ms": 100},
+                               input_lengths=[16, 32])  # fmt: skip
     toml = tmp_path / "sweep.toml"
     toml.write_text(
         """

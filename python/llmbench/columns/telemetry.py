@@ -108,11 +108,18 @@ def server_kv_by_target(
     server_metrics: Any, scrape_info: dict[str, Any], server_infos: dict[str, Any]
 ) -> dict[str, Any]:
     """Each target's own KV figures (`kv.server_kv`) from the scraped `/metrics`."""
+    return _server_kv(_points_by_target(server_metrics), scrape_info, server_infos)
+
+
+def _server_kv(
+    points: dict[str, Any], scrape_info: dict[str, Any], server_infos: dict[str, Any]
+) -> dict[str, Any]:
+    """`server_kv_by_target` of scrapes already split by target."""
     return {
         target: server_kv(
             pts, (scrape_info.get(target) or {}).get("info") or {}, server_infos.get(target)
         )
-        for target, pts in _points_by_target(server_metrics).items()
+        for target, pts in points.items()
     }
 
 
@@ -150,8 +157,8 @@ def add_stage_columns(
     pd = _deps.pandas()
     if not len(summary):
         return summary
-    kv_server = server_kv_by_target(frames.get("server_metrics"), scrape_info, server_infos)
     points = _points_by_target(frames.get("server_metrics"))
+    kv_server = _server_kv(points, scrape_info, server_infos)
     extra = [
         {
             **stage_telemetry(

@@ -94,6 +94,9 @@ def find_capacity(
         start = int(start)
         if start < 1:
             raise InvalidArgumentError("batch sizes start at 1")
+    if sweep_kwargs.get("input_lengths") is not None:
+        # Each trial is one stage at one load; a sweep over input lengths is several.
+        raise InvalidArgumentError("capacity searches at one input length")
     needed = math.ceil(trials * pass_fraction)
     rows: list[Any] = []
     steps: list[dict[str, Any]] = []
