@@ -31,11 +31,14 @@ pub enum ErrorKind {
     EmptyOutput,
     /// The run was cancelled while this request was in flight.
     Cancelled,
+    /// The worker of a distributed run that sent this request was lost (its process or
+    /// node died) before its record reached the driver.
+    WorkerLost,
 }
 
 impl ErrorKind {
     /// Every kind, in a fixed order (used for summary columns).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Connect,
         ErrorKind::HttpStatus,
         ErrorKind::InBandError,
@@ -47,6 +50,7 @@ impl ErrorKind {
         ErrorKind::Incomplete,
         ErrorKind::EmptyOutput,
         ErrorKind::Cancelled,
+        ErrorKind::WorkerLost,
     ];
 
     /// The snake_case name used in files and columns.
@@ -63,6 +67,7 @@ impl ErrorKind {
             ErrorKind::Incomplete => "incomplete",
             ErrorKind::EmptyOutput => "empty_output",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::WorkerLost => "worker_lost",
         }
     }
 }

@@ -14,6 +14,7 @@ Example:
 from . import baseline, datasets, records, stats
 from ._core import __version__
 from .ab import ABResult, ab, compare_ab
+from .cluster import RayCluster
 from .columns.client_health import ClientLimitWarning
 from .columns.kv import model_arch
 from .compare import compare, comparison_table
@@ -64,6 +65,7 @@ __all__ = [
     "ModelError",
     "NvmlUnavailableError",
     "OpenAI",
+    "RayCluster",
     "Results",
     "ResultsIOError",
     "SimConfig",

@@ -18,6 +18,7 @@ from . import _core
 from . import datasets as _datasets
 from ._core import InvalidArgumentError, ResultsIOError
 from ._settings import OPEN_LOOP, SWEEP, check_choice
+from .cluster import RayCluster
 from .columns import client_health
 from .columns.kv import model_arch as _model_arch
 from .columns.telemetry import RunTelemetry, add_stage_columns, prefix_cache_sources
@@ -111,6 +112,7 @@ class SweepOptions:
     resume: bool = SWEEP["resume"]
     repeats: int = DEFAULT_REPEATS
     report: bool = True
+    cluster: RayCluster | dict[str, Any] | None = None
 
     def open_loop(self) -> dict[str, Any] | None:
         """The engine's open-loop settings, or None for closed-loop batch-size stages."""
@@ -347,6 +349,9 @@ def _finish(
             "note": "t_*_ns columns are ns on one monotonic clock; unix = unix_anchor_ns + t; "
             "the machine's CLOCK_MONOTONIC (time.monotonic_ns()) = monotonic_anchor_ns + t",
         }
+        if runs.cluster is not None:
+            manifest["cluster"] = runs.cluster.describe()
+            manifest["clock"]["note"] = manifest["cluster"]["time_base"]
     records = RecordFiles(runs.record_files(ran), owner=runs.owner)
     results = Results.from_engine(
         [(call.target.describe(), o, call.repeat) for call, o in ran], manifest, records
@@ -410,6 +415,28 @@ class _EngineRuns:
 
     calls: list[_Call]
     owner: Any = None
+    #: The workers of a distributed run (`llmbench.distributed`), None in this process.
+    cluster: Any = None
+
+    def start(self) -> None:
+        """Connect to the cluster and start its workers (errors before any load)."""
+        if self.cluster_settings is not None and self.cluster is None:
+            from .distributed import ClusterRun
+
+            self.cluster = ClusterRun(self.cluster_settings)
+
+    def close(self) -> None:
+        """Give the cluster's workers back."""
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def run(self, call: _Call, progress: Any) -> dict[str, Any]:
+        """One engine run: in this process, or on the cluster's workers."""
+        if self.cluster is not None:
+            return dict(self.cluster.run(call.config, progress))
+        return dict(_core.run_sweep(call.config, progress))
+
+    cluster_settings: RayCluster | None = None
 
     def record_files(self, ran: list[tuple[_Call, dict[str, Any]]]) -> dict[str, list[Path]]:
         """Each measured target's record files, one per repeat, in repeat order."""
@@ -479,7 +506,7 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
         _model_arch(opts.model_arch),
         SLO.of(opts.slo) if opts.slo is not None else None,
         opts.out_dir,
-        _EngineRuns(calls, owner),
+        _EngineRuns(calls, owner, cluster_settings=RayCluster.of(opts.cluster)),
         opts.report,
     )
 
@@ -515,6 +542,7 @@ def run_sweep(
     resume: bool = SweepOptions.resume,
     repeats: int = SweepOptions.repeats,
     report: bool = SweepOptions.report,
+    cluster: RayCluster | dict[str, Any] | None = None,
     wandb: bool | dict[str, Any] | None = None,
 ) -> Results:
     """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
@@ -600,6 +628,11 @@ def run_sweep(
         wandb: log the results to Weights & Biases once they are saved: True, or a dict
             of `wandb.init` settings (`project`, `name`, `mode`, `timeout_s`, ...). A
             stalled W&B service times out with a warning; it never costs the results.
+        cluster: send the load from a Ray cluster's workers instead of this process
+            (`llmbench.RayCluster(address, workers=N)`; needs `pip install
+            'llmbench[ray]'`): closed-loop batch sizes split across the workers, the
+            open-loop schedule dealt out, records merged here as they arrive
+            (docs/distributed.md).
 
     Example:
         >>> import llmbench
@@ -637,10 +670,12 @@ def run_sweep(
             resume=resume,
             repeats=repeats,
             report=report,
+            cluster=cluster,
         ),
     )
     manifest = plan.manifest
     telemetry, arch, slo_spec = plan.telemetry, plan.arch, plan.slo
+    plan.runs.start()
     telemetry.start()
     outputs: list[tuple[_Call, dict[str, Any]]] = []
     try:
@@ -651,7 +686,7 @@ def run_sweep(
             )
             try:
                 with telemetry.scraping(call.target):
-                    out = _core.run_sweep(config, printer if progress else None)
+                    out = plan.runs.run(call, printer if progress else None)
             finally:
                 if progress:
                     printer.done()
@@ -668,6 +703,8 @@ def run_sweep(
     except BaseException:
         telemetry.stop()
         raise
+    finally:
+        plan.runs.close()
     results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec, plan.report)
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
@@ -708,17 +745,29 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     except TypeError as e:
         raise InvalidArgumentError(f"run_sweep_async: {e}") from None
     plan = _plan(targets, opts)
+    if plan.runs.cluster_settings is not None:
+        import asyncio
+
+        await asyncio.to_thread(plan.runs.start)
     plan.telemetry.start()
     outputs = []
     try:
         for call in plan.runs.calls:
             with plan.telemetry.scraping(call.target):
-                outputs.append((call, await _core.run_sweep_async(call.config)))
-                if outputs[-1][1]["interrupted"]:
+                if plan.runs.cluster is not None:
+                    import asyncio
+
+                    out = await asyncio.to_thread(plan.runs.run, call, None)
+                else:
+                    out = await _core.run_sweep_async(call.config)
+                outputs.append((call, out))
+                if out["interrupted"]:
                     break
     except BaseException:
         plan.telemetry.stop()
         raise
+    finally:
+        plan.runs.close()
     results = _finish(
         outputs,
         plan.manifest,

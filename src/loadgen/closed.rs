@@ -21,8 +21,13 @@ use crate::record::RequestRecord;
 pub struct StageSpec {
     /// Stage index in the sweep.
     pub index: u32,
-    /// Requests in flight.
+    /// The stage's batch size (what its records carry).
     pub batch_size: u32,
+    /// Requests this client keeps in flight: the batch size, or a worker's part of it.
+    pub streams: u32,
+    /// Of the stage's requests `j`, this client sends those with `j % part.1 == part.0`
+    /// (`(0, 1)`: all of them).
+    pub part: (u64, u64),
     /// Requests to send in the stage (stop starting new ones after this many); with a
     /// conversation workload, conversations.
     pub requests: u64,
@@ -48,7 +53,7 @@ pub async fn run_stage(
     let stop_at = spec.duration_s.map(|d| started + (d.max(0.0) * 1e9) as u64);
     let issued = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..spec.batch_size.max(1) {
+    for _ in 0..spec.streams.max(1) {
         let shared = shared.clone();
         let workload = workload.clone();
         let order = order.clone();
@@ -62,7 +67,7 @@ pub async fn run_stage(
                 if shared.cancel.is_cancelled() || stop_at.is_some_and(|s| now_ns() >= s) {
                     break;
                 }
-                let j = issued.fetch_add(1, Ordering::Relaxed);
+                let j = spec.part.0 + spec.part.1 * issued.fetch_add(1, Ordering::Relaxed);
                 if j >= spec.requests {
                     break;
                 }

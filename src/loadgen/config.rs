@@ -81,6 +81,33 @@ pub struct SweepConfig {
     /// Latency limits: adds the SLO and goodput columns to every stage.
     #[serde(default)]
     pub slo: Option<Slo>,
+    /// This run is one worker's share of a distributed sweep (docs/distributed.md): one
+    /// stage of the driver's plan, or only the warm-up.
+    #[serde(default)]
+    pub share: Option<Share>,
+}
+
+/// One worker's share of a distributed sweep. The config keeps the whole plan (batch
+/// sizes, rates, prompts), so seeds, prompt orders, schedules and the records' stage and
+/// batch size are the sweep's; the worker sends the requests `j` of the stage with
+/// `j % workers == worker`, so the workers' union is exactly the single-process stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    /// This worker's place among the stage's workers.
+    pub worker: u32,
+    /// Workers sharing the stage.
+    pub workers: u32,
+    /// Closed loop: this worker's requests in flight (its part of the batch size).
+    #[serde(default)]
+    pub streams: u32,
+    /// The stage to run; `None` runs only the warm-up (requests and wave).
+    #[serde(default)]
+    pub stage: Option<u32>,
+    /// Start the stage at this instant of the system clock (ns since the Unix epoch), so
+    /// every worker starts together; a late start is measured, never hidden.
+    #[serde(default)]
+    pub start_at_unix_ns: Option<u64>,
 }
 
 /// Open-loop stages: one per rate, arrivals from the chosen process.
@@ -247,6 +274,9 @@ impl SweepConfig {
         if let Some(slo) = &self.slo {
             slo.validate()?;
         }
+        if let Some(share) = &self.share {
+            self.validate_share(share)?;
+        }
         let p = &self.pricing;
         if !p.usd_per_gpu_hour.is_finite() || p.usd_per_gpu_hour < 0.0 || p.n_gpus == 0 {
             return Err(Error::InvalidArgument(
@@ -262,6 +292,35 @@ impl SweepConfig {
             Some(o) => o.rates.len(),
             None => self.batch_sizes.len(),
         }
+    }
+
+    /// Checks of a worker's share: a real place among the workers, a stage of the plan,
+    /// streams in closed loop, and no resuming (the driver resumes a distributed run).
+    fn validate_share(&self, share: &Share) -> Result<()> {
+        if share.workers == 0 || share.worker >= share.workers {
+            return Err(Error::InvalidArgument(format!(
+                "share: worker {} of {} workers",
+                share.worker, share.workers
+            )));
+        }
+        if share.stage.is_some_and(|s| s as usize >= self.n_stages()) {
+            return Err(Error::InvalidArgument(format!(
+                "share: stage {:?} is not one of the plan's {} stages",
+                share.stage,
+                self.n_stages()
+            )));
+        }
+        if self.open_loop.is_none() && share.streams == 0 {
+            return Err(Error::InvalidArgument(
+                "share: a closed-loop worker needs at least one stream".into(),
+            ));
+        }
+        if self.resume {
+            return Err(Error::InvalidArgument(
+                "share: a worker does not resume; the driver of a distributed run does".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks of the conversations and the per-stage prompt lists.

@@ -34,7 +34,7 @@ use crate::record_file::{RecordKeeper, RecordSink};
 use crate::tokens::TokenCounter;
 use arrival::schedule;
 use closed::{run_stage, StageSpec};
-pub use config::{OpenLoop, Process, SweepConfig, DEFAULT_BATCH_SIZES};
+pub use config::{OpenLoop, Process, Share, SweepConfig, DEFAULT_BATCH_SIZES};
 use open::{run_open_stage, OpenStageSpec};
 use progress::Progress;
 use prompts::{PromptOrder, Workload};
@@ -83,6 +83,8 @@ struct Step {
     batch_size: u32,
     rate: Option<f64>,
     warm: bool,
+    /// The agreed start of a distributed stage on the run clock, once waited for.
+    t0: Option<u64>,
 }
 
 /// The stages of a sweep, in order: one per rate (open loop) or batch size (closed loop).
@@ -188,6 +190,40 @@ impl Sweep {
         Ok(())
     }
 
+    /// Which of each stage's requests this client sends: `(worker, workers)` of a
+    /// distributed sweep's share, `(0, 1)` (all) otherwise.
+    fn part(&self) -> (u64, u64) {
+        self.config.share.as_ref().map_or((0, 1), |s| {
+            (u64::from(s.worker), u64::from(s.workers.max(1)))
+        })
+    }
+
+    /// Requests this client keeps in flight at batch size `batch_size`: a worker's part.
+    fn streams(&self, batch_size: u32) -> u32 {
+        self.config.share.as_ref().map_or(batch_size, |s| s.streams)
+    }
+
+    /// Wait for a distributed stage's agreed start (the system clock's `start_at`), and
+    /// return that instant on the run clock. A worker that gets here late starts at once:
+    /// its lateness shows in the stage's start (closed loop) or as send lag (open loop).
+    async fn wait_for_start(&self) -> Option<u64> {
+        let start_at = self.config.share.as_ref()?.start_at_unix_ns?;
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let now = now_ns();
+        let deadline = now + start_at.saturating_sub(unix_now);
+        // Sleep to within a timer tick, then yield until the instant (tokio's timer has
+        // 1 ms granularity; the workers' starts should agree better than that).
+        if deadline > now + 2_000_000 {
+            tokio::time::sleep(Duration::from_nanos(deadline - now - 2_000_000)).await;
+        }
+        while now_ns() < deadline {
+            tokio::task::yield_now().await;
+        }
+        Some(deadline)
+    }
+
     /// Start one stage's load on the runtime; its records come through `tx`.
     fn spawn_stage(
         &self,
@@ -227,6 +263,8 @@ impl Sweep {
                         warmup: step.warm,
                         in_order: open.in_order && !step.warm,
                         seed: config.seed,
+                        part: self.part(),
+                        t0: step.t0,
                     },
                     tx,
                     self.progress.clone(),
@@ -240,6 +278,8 @@ impl Sweep {
                 StageSpec {
                     index: step.index,
                     batch_size: step.batch_size,
+                    streams: self.streams(step.batch_size),
+                    part: self.part(),
                     requests: if step.warm {
                         u64::MAX
                     } else {
@@ -267,9 +307,17 @@ impl Sweep {
                 .and_then(|o| o.max_in_flight)
                 .unwrap_or(u32::MAX)
                 .min(r.ceil().min(1024.0) as u32),
-            None => step.batch_size,
+            None => self.streams(step.batch_size),
         };
         server::preconnect(&self.shared, wanted).await;
+        let step = Step {
+            t0: if step.warm {
+                None
+            } else {
+                self.wait_for_start().await
+            },
+            ..step
+        };
         self.progress
             .start_stage(step.index, step.batch_size, now_ns());
         let monitor = health::HealthMonitor::start();
@@ -360,6 +408,20 @@ fn http_pool(config: &SweepConfig) -> Result<(reqwest::Client, Option<String>)> 
     Ok((http, fd_note))
 }
 
+/// The steps a worker's share runs: its one stage, or (no stage) only the warm-up wave.
+fn shared_steps(steps: Vec<Step>, share: Option<&config::Share>) -> Vec<Step> {
+    match share {
+        None => steps,
+        Some(s) => steps
+            .into_iter()
+            .filter(|st| match s.stage {
+                Some(i) => !st.warm && st.index == i,
+                None => st.warm,
+            })
+            .collect(),
+    }
+}
+
 /// The steps of a sweep: the optional warm-up wave at the first stage's load, then one per
 /// stage.
 fn steps(plan: &[(u32, Option<f64>)], warmup_wave: bool) -> Vec<Step> {
@@ -371,6 +433,7 @@ fn steps(plan: &[(u32, Option<f64>)], warmup_wave: bool) -> Vec<Step> {
             batch_size,
             rate,
             warm: true,
+            t0: None,
         });
     let stages = plan
         .iter()
@@ -380,6 +443,7 @@ fn steps(plan: &[(u32, Option<f64>)], warmup_wave: bool) -> Vec<Step> {
             batch_size,
             rate,
             warm: false,
+            t0: None,
         });
     wave.into_iter().chain(stages).collect()
 }
@@ -495,7 +559,8 @@ pub async fn run_sweep(
         }
         false
     } else {
-        sweep.run(&steps(&plan, warmup_wave), &done, &info).await?
+        let steps = shared_steps(steps(&plan, warmup_wave), sweep.config.share.as_ref());
+        sweep.run(&steps, &done, &info).await?
     };
     let (records, write_error) = sweep.keeper.finish();
     sweep.warnings.extend(write_error);

@@ -39,6 +39,12 @@ pub struct OpenStageSpec {
     pub in_order: bool,
     /// Seed of the conversations' think times.
     pub seed: u64,
+    /// Of the schedule's requests `j`, this client sends those with `j % part.1 ==
+    /// part.0` (`(0, 1)`: all of them).
+    pub part: (u64, u64),
+    /// The stage's start on the run clock (the schedule's zero); `None`: now, plus a short
+    /// lead.
+    pub t0: Option<u64>,
 }
 
 /// Wait until `deadline` (run clock, ns): sleep most of the way, spin the rest.
@@ -68,7 +74,8 @@ pub async fn run_open_stage(
     progress: Arc<Progress>,
 ) {
     // A short lead so the first arrival is not already late when the pacer starts.
-    let t0 = now_ns() + 2_000_000;
+    let t0 = spec.t0.unwrap_or_else(|| now_ns() + 2_000_000);
+    let part = spec.part;
     let offsets = Arc::new(spec.offsets);
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = mpsc::unbounded_channel::<usize>();
@@ -79,6 +86,9 @@ pub async fn run_open_stage(
             .name("llmbench-pacer".into())
             .spawn(move || {
                 for (j, off) in offsets.iter().enumerate() {
+                    if j as u64 % part.1 != part.0 {
+                        continue;
+                    }
                     wait_until(t0 + off, &stop);
                     if stop.load(Ordering::Relaxed) || tx.send(j).is_err() {
                         break;

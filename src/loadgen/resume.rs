@@ -139,6 +139,22 @@ pub fn load_prior(
     Ok(prior)
 }
 
+/// Every stage's summary from the records in `path` (warm-up records are not counted):
+/// how a distributed run's driver summarizes the records its workers sent, on the common
+/// time base it wrote them in. Returns the note of a cut tail too.
+pub fn stage_summaries(
+    path: &Path,
+    new_stats: impl Fn() -> StageStats,
+) -> Result<(BTreeMap<u32, StageStats>, Option<String>)> {
+    let mut stats: BTreeMap<u32, StageStats> = BTreeMap::new();
+    let read = for_each_record(path, |r| {
+        if !r.warmup {
+            stats.entry(r.stage).or_insert_with(&new_stats).add(&r);
+        }
+    })?;
+    Ok((stats, read.note))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +192,24 @@ mod tests {
             vec![0, 1, 2, 3, 4]
         );
         assert_eq!(read.dropped_bytes, 0);
+    }
+
+    #[test]
+    fn stage_summaries_count_every_measured_record_of_each_stage() {
+        let dir = crate::test_support::temp_dir("summaries");
+        let path = dir.join("requests.arrows");
+        let mut sink = RecordSink::create(&path).expect("sink");
+        prior_records().into_iter().for_each(|r| sink.write(r));
+        sink.close();
+        let (stats, note) = stage_summaries(&path, stats).expect("summaries");
+        assert!(note.is_none());
+        let n: Vec<(u32, u64)> = stats.iter().map(|(k, v)| (*k, v.len())).collect();
+        assert_eq!(
+            n,
+            vec![(0, 2), (1, 2), (2, 2)],
+            "warm-up records are not counted"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

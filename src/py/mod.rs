@@ -60,6 +60,61 @@ fn check_slo(slo: &Bound<'_, PyAny>) -> PyResult<()> {
         .map_err(to_pyerr)
 }
 
+/// Every stage's summary from a record file (a distributed run's merged records): a list
+/// of `{"index", "summary"}` in stage order, and the note of a cut tail (or None).
+#[pyfunction]
+#[pyo3(signature = (path, pricing, slo=None))]
+fn summarize_record_file<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    pricing: &Bound<'py, PyAny>,
+    slo: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, pyo3::types::PyList>, Option<String>)> {
+    let pricing: crate::metrics::Pricing = from_py("pricing", pricing)?;
+    let slo: Option<crate::metrics::slo::Slo> = slo.map(|s| from_py("SLO", s)).transpose()?;
+    let (stats, note) = py
+        .detach(|| {
+            crate::loadgen::resume::stage_summaries(&path, || {
+                crate::metrics::StageStats::new(pricing, slo.as_ref())
+            })
+        })
+        .map_err(to_pyerr)?;
+    let out = pyo3::types::PyList::empty(py);
+    for (index, st) in stats {
+        let d = PyDict::new(py);
+        d.set_item("index", index)?;
+        d.set_item("summary", convert::summary_to_dict(py, &st.finish())?)?;
+        out.append(d)?;
+    }
+    Ok((out, note))
+}
+
+/// Keep only the complete stages of an interrupted run's record file (`expected`: per
+/// stage, the requests it sends, or None when bounded by time), rewriting it: how the
+/// driver of a distributed run resumes. Returns the kept stages and counts.
+#[pyfunction]
+fn keep_complete_stages<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    expected: Vec<Option<u64>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let prior = py
+        .detach(|| {
+            crate::loadgen::resume::load_prior(&path, &expected, || {
+                crate::metrics::StageStats::new(crate::metrics::Pricing::default(), None)
+            })
+        })
+        .map_err(to_pyerr)?;
+    let d = PyDict::new(py);
+    d.set_item("done", prior.done.iter().copied().collect::<Vec<u32>>())?;
+    d.set_item("kept_records", prior.kept_records)?;
+    d.set_item("dropped", prior.dropped)?;
+    d.set_item("notes", prior.notes.clone())?;
+    // Closing the sink writes the kept records' end of stream.
+    drop(prior);
+    Ok(d)
+}
+
 /// Requests in a closed-loop stage of `batch_size` when none are given.
 #[pyfunction]
 fn default_requests_for(batch_size: u32) -> u64 {
@@ -487,6 +542,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_slo, m)?)?;
     m.add_function(wrap_pyfunction!(default_requests_for, m)?)?;
     m.add_function(wrap_pyfunction!(redact_url, m)?)?;
+    m.add_function(wrap_pyfunction!(summarize_record_file, m)?)?;
+    m.add_function(wrap_pyfunction!(keep_complete_stages, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(prompt_order, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic_prompts, m)?)?;
