@@ -256,3 +256,15 @@ def start_workers(ray: Any, cluster: RayCluster, n: int | None = None) -> list[A
             f"({type(e).__name__}: {e}); is llmbench installed on every node?"
         ) from None
     return workers
+
+
+def calibrate_workers(cluster: RayCluster, **kwargs: Any) -> list[dict[str, Any]]:
+    """`llmbench.calibrate(**kwargs)` on every worker's host, one worker at a time (so
+    workers sharing a host do not disturb each other's measurement)."""
+    ray = connect(cluster)
+    workers = start_workers(ray, cluster)
+    try:
+        return [ray.get(w.calibrate.remote(kwargs)) for w in workers]
+    finally:
+        for w in workers:
+            ray.kill(w)

@@ -110,10 +110,12 @@ class MergedRecords:
     """The target's record file on the driver, appended batch by batch (each flushed, so
     a crash keeps every whole batch), on the common time base with unique ids."""
 
-    def __init__(self, path: Path, keep: list[Any]) -> None:
+    def __init__(self, path: Path, keep: list[Any], unix_anchor_ns: int) -> None:
         import pyarrow as pa
 
         self.pa = pa
+        #: Times in the file are ns since this instant of the driver's system clock.
+        self.unix_anchor_ns = unix_anchor_ns
         self.path = path
         self.writer: Any = None
         self.sink: Any = None
@@ -154,7 +156,7 @@ class MergedRecords:
 
         pa = self.pa
         cols = {name: batch.column(name) for name in batch.schema.names}
-        delta = share.anchor.delta_ns
+        delta = share.anchor.delta_ns - self.unix_anchor_ns
         for name in TIME_COLUMNS:
             shifted = pc.add(cols[name].cast(pa.int64()), pa.scalar(delta, pa.int64()))
             cols[name] = shifted.cast(pa.uint64())
@@ -228,7 +230,8 @@ def _kept_batches(path: Path) -> list[Any]:
     if not path.exists():
         return batches
     try:
-        with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
+        # Read into memory, not mapped: the file is rewritten from these batches next.
+        with pa.ipc.open_stream(pa.py_buffer(path.read_bytes())) as reader:
             batches.extend(reader)
     except (pa.ArrowInvalid, OSError):
         pass
@@ -311,7 +314,7 @@ class ClusterRun:
                 f"dropped {kept['dropped']} record(s) of the stage that was cut short"
             )
             warnings += kept["notes"]
-        merged = MergedRecords(path, _kept_batches(path))
+        merged = MergedRecords(path, _kept_batches(path), self.unix_anchor_ns)
         base = {**config, "resume": False, "records_path": None}
         server_info = "null"
         interrupted = False
@@ -372,9 +375,8 @@ class ClusterRun:
         workers = self.alive()
         first = base["batch_sizes"][0]
         shares = []
-        for place, (w, streams) in enumerate(
-            zip(workers, split(max(first, len(workers)), len(workers)))
-        ):
+        parts = split(max(first, len(workers)), len(workers))
+        for place, (w, streams) in enumerate(zip(workers, parts, strict=True)):
             share = StageShare(w, place, len(workers), max(streams, 1), anchor(self.ray, w.actor))
             cfg = {
                 **base,
@@ -532,6 +534,7 @@ class ClusterRun:
             "t_sched_ns": t_sched,
             "t_sent_ns": t_sched,
             "t_done_ns": max(lost_at, t_sched),
+            # (times are on the common base, like every merged record)
             "error": f"worker {sh.worker.index} lost: {sh.worker.lost}",
         }
 
@@ -565,10 +568,9 @@ class ClusterRun:
             if sh.worker.lost:
                 problems.append(f"{who} lost mid-stage ({sh.worker.lost})")
                 continue
-            if residual_ms > self.cluster.max_clock_skew_ms:
-                problems.append(
-                    f"{who}: clock residual {residual_ms:.2f} ms > {self.cluster.max_clock_skew_ms:g} ms"
-                )
+            limit = self.cluster.max_clock_skew_ms
+            if residual_ms > limit:
+                problems.append(f"{who}: clock residual {residual_ms:.2f} ms > {limit:g} ms")
             # Open loop: a late start is send lag, judged by the worker itself.
             if not open_loop and late_ms > MAX_START_LATE_MS:
                 problems.append(f"{who} started {late_ms:.1f} ms late")

@@ -465,6 +465,10 @@ impl Sweep {
         // A resumed run goes on writing the file that holds what it kept.
         let sink = match (prior.sink, &config.records_path) {
             (Some(s), _) => Some(s),
+            (None, Some(p)) if config.share.is_some() => Some(RecordSink::create_with_wait(
+                p,
+                crate::record_file::SHARE_MAX_WAIT,
+            )?),
             (None, Some(p)) => Some(RecordSink::create(p)?),
             (None, None) => None,
         };

@@ -19,7 +19,7 @@ mod writer;
 
 pub use batch::{records_of_batch, schema, RecordColumns, SCHEMA_VERSION};
 pub use reader::{for_each_record, read_jsonl, read_records, ReadSummary};
-pub use writer::{RecordKeeper, RecordSink};
+pub use writer::{RecordKeeper, RecordSink, SHARE_MAX_WAIT};
 
 #[cfg(test)]
 mod tests;

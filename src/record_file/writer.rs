@@ -28,6 +28,11 @@ pub const MAX_ROWS: usize = 8192;
 /// The longest a completed record waits in memory before it is written.
 pub const MAX_WAIT: Duration = Duration::from_secs(1);
 
+/// The same for a worker of a distributed run, whose driver collects the file's new
+/// batches twice a second: a worker lost mid-stage then takes at most this much of its
+/// completed records with it.
+pub const SHARE_MAX_WAIT: Duration = Duration::from_millis(100);
+
 enum Msg {
     Record(Box<RequestRecord>),
     /// Write what is buffered, then answer.
@@ -62,6 +67,11 @@ impl RecordSink {
     /// Create `path` (replacing a file there), creating parent folders, and start the
     /// writer thread.
     pub fn create(path: &Path) -> Result<Self> {
+        Self::create_with_wait(path, MAX_WAIT)
+    }
+
+    /// [`RecordSink::create`], writing a completed record within `max_wait`.
+    pub fn create_with_wait(path: &Path, max_wait: Duration) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -79,7 +89,7 @@ impl RecordSink {
             .spawn({
                 let shared = shared.clone();
                 let path = path.to_path_buf();
-                move || write_loop(writer, rx, &shared, &path)
+                move || write_loop(writer, rx, &shared, &path, max_wait)
             })
             .map_err(|e| Error::io(path, e))?;
         Ok(RecordSink {
@@ -151,6 +161,7 @@ fn write_loop(
     rx: mpsc::Receiver<Msg>,
     shared: &Shared,
     path: &Path,
+    max_wait: Duration,
 ) {
     let mut columns = RecordColumns::default();
     let mut oldest: Option<Instant> = None;
@@ -176,7 +187,7 @@ fn write_loop(
     };
     loop {
         let wait = oldest.map_or(Duration::from_secs(3600), |t| {
-            MAX_WAIT.saturating_sub(t.elapsed())
+            max_wait.saturating_sub(t.elapsed())
         });
         match rx.recv_timeout(wait) {
             Ok(Msg::Record(r)) => {

@@ -22,7 +22,7 @@ from ..studies.capacity import find_capacity
 from ..studies.kv_cache import kv_cache_study, write_study
 from ..sweep import run_sweep
 from ..targets import TGI, OpenAI, Target, Timeouts
-from .options import sim_config, slo_limits, workload
+from .options import cluster, sim_config, slo_limits, workload
 
 
 def _print_summary(res: Results) -> None:
@@ -130,6 +130,7 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": args.repeats,
         "workload": workload(args),
         "input_lengths": args.input_lengths,
+        "cluster": cluster(args),
         # `capacity` writes no report and has no --report.
         "report": getattr(args, "report", False),
     }
@@ -345,6 +346,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..studies.calibrate import calibrate, save, save_default
 
+    on = cluster(args)
+    if on is not None:
+        return _calibrate_workers(args, on)
     cal = calibrate(
         args.concurrency, args.itl_ms, tokens=args.tokens, tolerance_ms=args.tolerance_ms
     )
@@ -355,6 +359,38 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"written to {save(cal, args.out)}")
     if not args.no_remember:
         print(f"remembered for later runs on this host: {save_default(cal)}")
+    return 0
+
+
+def _calibrate_workers(args: argparse.Namespace, on: Any) -> int:
+    """`calibrate --ray`: every worker measures its own host (the scripted server beside
+    it, as a local calibration does); one table with a `worker` column."""
+    from ..cluster import calibrate_workers
+
+    per_worker = calibrate_workers(
+        on,
+        concurrency=args.concurrency,
+        itl_ms=args.itl_ms,
+        tokens=args.tokens,
+        tolerance_ms=args.tolerance_ms,
+    )
+    pd = _deps.pandas()
+    table = pd.DataFrame(
+        [
+            {"worker": w["worker"], "hostname": w["hostname"], **row}
+            for w in per_worker
+            for row in w["table"]
+        ]
+    )
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+    for w in per_worker:
+        print(f"worker {w['worker']} ({w['hostname']}): {w['statement']}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "calibration_workers.json"
+    path.write_text(json.dumps({"cluster": on.describe(), "workers": per_worker}, indent=1))
+    print(f"written to {path}")
     return 0
 
 

@@ -15,6 +15,7 @@ from .._core import InvalidArgumentError
 from .._settings import BASELINE_SERVER, CHOICES, SLO_DEFAULTS, TARGET
 from ..ab import DEFAULT_BLOCKS
 from ..baseline import PRESETS
+from ..cluster import RayCluster
 from ..datasets import DEFAULT_INPUT_TOKENS, DEFAULT_N_PROMPTS, DEFAULT_TURNS, THINK_TIMES
 from ..pricing import GPU_PRICES_USD_PER_HOUR
 from ..sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig
@@ -243,6 +244,7 @@ def _add_load_options(
         "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
     )
     _add_workload_options(m)
+    _add_cluster_options(m)
     m.add_argument(
         "--repeats",
         type=int,
@@ -251,6 +253,42 @@ def _add_load_options(
         f"headline metric's 95%% interval and CV (default {repeats})",
     )
     _add_slo_options(m)
+
+
+def _add_cluster_options(m: argparse.ArgumentParser) -> None:
+    """Where the load comes from: this process, or a Ray cluster's workers."""
+    g = m.add_argument_group("client machines on Ray (docs/distributed.md; pip install '.[ray]')")
+    g.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="send the load from a Ray cluster's workers: host:port of its head, "
+        "ray://host:10001, 'auto', or 'local' (a Ray instance on this machine)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=RayCluster.workers,
+        help=f"engine workers on the cluster (default {RayCluster.workers})",
+    )
+    g.add_argument(
+        "--cores-per-worker",
+        type=float,
+        default=RayCluster.cores_per_worker,
+        help=f"CPUs reserved per worker (default {RayCluster.cores_per_worker:g})",
+    )
+
+
+def cluster(args: argparse.Namespace) -> RayCluster | None:
+    """The Ray cluster the command line asks for, or None (this process sends the load)."""
+    address = getattr(args, "ray", None)
+    if address is None:
+        return None
+    return RayCluster(
+        address=None if address == "local" else address,
+        workers=args.workers,
+        cores_per_worker=args.cores_per_worker,
+    )
 
 
 def _add_workload_options(m: argparse.ArgumentParser) -> None:
@@ -520,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--itl-ms", type=_float_list, default=[10.0, 2.0])
     cal.add_argument("--tokens", type=int, default=64)
     cal.add_argument("--tolerance-ms", type=float, default=1.0)
+    _add_cluster_options(cal)
     cal.add_argument("--out", default=os.path.join("results", "calibration"))
     cal.add_argument(
         "--no-remember",
