@@ -9,6 +9,7 @@ only when a cluster is asked for.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import socket
@@ -161,7 +162,10 @@ class EngineWorker:
     engine releases the GIL), while `drain` hands the driver the records written since its
     last call, as Arrow IPC bytes (columns through Ray's object store)."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, threads: int) -> None:
+        # The engine's runtime starts at its first use, with this many threads: the cores
+        # Ray reserved for the worker, not every core of the node.
+        os.environ.setdefault("TOKIO_WORKER_THREADS", str(threads))
         self.index = index
         self.folder = Path(tempfile.mkdtemp(prefix=f"llmbench-worker{index}-"))
         self.calls = 0
@@ -244,7 +248,8 @@ def start_workers(ray: Any, cluster: RayCluster, n: int | None = None) -> list[A
         scheduling_strategy="SPREAD",
         max_restarts=0,
     )
-    workers = [actor.remote(i) for i in range(n)]
+    threads = max(1, math.ceil(cluster.cores_per_worker))
+    workers = [actor.remote(i, threads) for i in range(n)]
     try:
         ray.get([w.hello.remote() for w in workers], timeout=max(cluster.connect_timeout_s, 1.0))
     except Exception as e:

@@ -1,0 +1,183 @@
+"""Move wheels larger than one device call may carry (64 MiB) to the GPU machine, in parts.
+
+Here (with internet to the package index):
+
+    python benches/ship_wheels.py prepare .ship/ray --part-mib 40 -- ray==2.60.0 jsonschema
+
+downloads the wheels for the GPU machine's Python (3.12, manylinux x86_64; `--python`,
+`--skip` to leave out what the machine already has), splits every file into parts of at
+most `--part-mib` MiB and writes `manifest.json` (each file's SHA-256, size and parts) and
+one folder per call, `call1/`, `call2/`, ..., each under the limit. Carry one call folder
+per device call:
+
+    python3 benches/ship_wheels.py collect .ship/ray/callN /tmp/ship      # every call
+    python3 benches/ship_wheels.py assemble /tmp/ship /tmp/wheels          # the last one
+
+`collect` copies the parts outside the repository (a file written there stays while the
+machine stays warm), `assemble` puts every file back together, checks each SHA-256 and
+refuses a missing or corrupt part, naming it. Then `pip install --no-index --no-deps
+--target DIR /tmp/wheels/*.whl`. Standard library only, so it runs on the bare machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+MIB = 1024 * 1024
+MANIFEST = "manifest.json"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MIB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(specs: list[str], dest: Path, python: str) -> list[Path]:
+    """The wheels of `specs` and their dependencies for the target Python."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--only-binary",
+            ":all:",
+            "--python-version",
+            python,
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "-d",
+            str(dest),
+            *specs,
+        ],
+        check=True,
+    )
+    return sorted(dest.glob("*.whl"))
+
+
+def prepare(out: Path, files: list[Path], part_mib: float, call_mib: float) -> dict:
+    """Split `files` into parts, pack the parts into call folders, write the manifest."""
+    part_bytes = int(part_mib * MIB)
+    parts_dir = out / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict = {"files": []}
+    all_parts: list[Path] = []
+    for f in files:
+        entry = {"name": f.name, "size": f.stat().st_size, "sha256": sha256(f), "parts": []}
+        with open(f, "rb") as src:
+            i = 0
+            while chunk := src.read(part_bytes):
+                part = parts_dir / f"{f.name}.part{i:03d}"
+                part.write_bytes(chunk)
+                entry["parts"].append(
+                    {"name": part.name, "sha256": hashlib.sha256(chunk).hexdigest()}
+                )
+                all_parts.append(part)
+                i += 1
+        manifest["files"].append(entry)
+    # First fit, in order: each call folder stays under the device's limit.
+    calls: list[list[Path]] = []
+    sizes: list[int] = []
+    for p in all_parts:
+        size = p.stat().st_size
+        for k, used in enumerate(sizes):
+            if used + size <= call_mib * MIB:
+                calls[k].append(p)
+                sizes[k] += size
+                break
+        else:
+            calls.append([p])
+            sizes.append(size)
+    for k, parts in enumerate(calls, start=1):
+        folder = out / f"call{k}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        for p in parts:
+            shutil.move(str(p), folder / p.name)
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    parts_dir.rmdir()
+    manifest["calls"] = [[p.name for p in parts] for parts in calls]
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def collect(src: Path, dest: Path) -> int:
+    dest.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for p in src.iterdir():
+        shutil.copyfile(p, dest / p.name)
+        n += 1
+    return n
+
+
+def assemble(src: Path, out: Path) -> list[Path]:
+    manifest = json.loads((src / MANIFEST).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in manifest["files"]:
+        target = out / entry["name"]
+        with open(target, "wb") as dst:
+            for part in entry["parts"]:
+                path = src / part["name"]
+                if not path.exists():
+                    sys.exit(f"missing part {part['name']} of {entry['name']}: carry every call")
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != part["sha256"]:
+                    sys.exit(f"corrupt part {part['name']} (SHA-256 differs)")
+                dst.write(data)
+        if sha256(target) != entry["sha256"] or target.stat().st_size != entry["size"]:
+            sys.exit(f"{entry['name']}: reassembled file differs from the original")
+        written.append(target)
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="download, split and pack into call folders")
+    p.add_argument("out", type=Path)
+    p.add_argument("specs", nargs="*", help="pip requirement specifiers to download")
+    p.add_argument("--files", type=Path, nargs="*", default=[], help="local files to ship too")
+    p.add_argument("--python", default="3.12")
+    p.add_argument("--skip", default="", help="comma-separated distributions to leave out")
+    p.add_argument("--part-mib", type=float, default=40.0)
+    p.add_argument("--call-mib", type=float, default=60.0)
+    c = sub.add_parser("collect", help="on the machine: keep one call's parts")
+    c.add_argument("src", type=Path)
+    c.add_argument("dest", type=Path)
+    a = sub.add_parser("assemble", help="on the machine: rebuild and verify every file")
+    a.add_argument("src", type=Path)
+    a.add_argument("out", type=Path)
+    args = ap.parse_args()
+    if args.command == "prepare":
+        files = list(args.files)
+        if args.specs:
+            skip = {s.strip().lower().replace("-", "_") for s in args.skip.split(",") if s}
+            wheels = download(args.specs, args.out / "download", args.python)
+            files += [w for w in wheels if w.name.split("-")[0].lower() not in skip]
+        m = prepare(args.out, files, args.part_mib, args.call_mib)
+        for k, names in enumerate(m["calls"], start=1):
+            print(f"call{k}: {len(names)} parts")
+    elif args.command == "collect":
+        print(f"kept {collect(args.src, args.dest)} files in {args.dest}")
+    else:
+        for w in assemble(args.src, args.out):
+            print(f"ok {w.name}")
+
+
+if __name__ == "__main__":
+    main()
