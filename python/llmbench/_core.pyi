@@ -28,6 +28,7 @@ __all__ = [
     "check_sweep",
     "count_tokens",
     "default_requests_for",
+    "keep_complete_stages",
     "list_gpus",
     "model_arch",
     "now_ns",
@@ -40,6 +41,7 @@ __all__ = [
     "run_sweep",
     "run_sweep_async",
     "settings",
+    "summarize_record_file",
     "synthetic_prompts",
 ]
 
@@ -105,6 +107,12 @@ def settings() -> dict[str, Any]: ...
 def check_sweep(config: dict[str, Any]) -> None: ...
 def check_slo(slo: dict[str, Any]) -> None: ...
 def default_requests_for(batch_size: int) -> int: ...
+def summarize_record_file(
+    path: str | PathLike[str], pricing: dict[str, Any], slo: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], str | None]: ...
+def keep_complete_stages(
+    path: str | PathLike[str], expected: list[int | None]
+) -> dict[str, Any]: ...
 def redact_url(url: str) -> str: ...
 
 @final

@@ -137,7 +137,9 @@ def connect(cluster: RayCluster) -> Any:
     if not ray.is_initialized():
         try:
             ray.init(
-                address=address,
+                # None: always a new instance here ("local"), never a stale `ray start`
+                # cluster Ray would otherwise look for and retry against for minutes.
+                address=address if address is not None else "local",
                 namespace=NAMESPACE,
                 include_dashboard=False,
                 log_to_driver=False,

@@ -129,6 +129,7 @@ class MergedRecords:
         pa = self.pa
         if self.writer is None:
             self.schema = batch.schema
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.sink = pa.OSFile(str(self.path), "wb")
             options = pa.ipc.IpcWriteOptions(compression="zstd")
             self.writer = pa.ipc.new_stream(self.sink, batch.schema, options=options)
@@ -580,6 +581,14 @@ class ClusterRun:
         warnings = (
             [f"stage {s}: measurements not trustworthy: {'; '.join(problems)}"] if problems else []
         )
+        # The workers' other warnings (a record file they could not write, a raised file
+        # limit); their health verdicts are in `problems` already.
+        warnings += [
+            f"worker {sh.worker.index}: {w}"
+            for sh in shares
+            for w in (sh.output or {}).get("warnings", [])
+            if "not trustworthy" not in w
+        ]
         return {
             "per_worker": per_worker,
             "problems": problems,
@@ -599,6 +608,7 @@ _HEALTH_KEYS = (
     "client_cores",
     "client_trustworthy",
     "client_health",
+    "send_lag_p99_ms",
 )
 
 

@@ -268,6 +268,26 @@ def test_resume_keeps_the_completed_stages_of_a_cluster_run(ray_address, tmp_pat
     assert (tmp_path / "requests_sim-chat.arrows").exists() or list(tmp_path.glob("*.arrows"))
 
 
+def test_ab_runs_both_targets_on_the_cluster(ray_address):
+    with llmbench.SimServer(ttft_ms=10, itl_ms=2, output_tokens=8) as a:
+        with llmbench.SimServer(ttft_ms=30, itl_ms=2, output_tokens=8) as b:
+            res = llmbench.ab(
+                a.target(name="fast"),
+                b.target(name="slow"),
+                batch_sizes=[4],
+                requests_per_stage=16,
+                max_tokens=8,
+                repeats=2,
+                server_metrics=False,
+                progress=False,
+                cluster=RayCluster(ray_address, workers=2),
+            )
+    # B's TTFT is scripted 20 ms longer: about +200% of A's, resolved in B's disfavour.
+    ttft = res.table[res.table["metric"].str.startswith("ttft_p50")]
+    assert len(ttft) and (ttft["diff_pct"] > 100).all(), ttft
+    assert set(res.results.summary["cluster_workers"]) == {2}
+
+
 def test_command_line_runs_on_the_cluster(ray_address, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
