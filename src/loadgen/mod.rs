@@ -212,7 +212,10 @@ impl Sweep {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let now = now_ns();
-        let deadline = now + start_at.saturating_sub(unix_now);
+        // The instant on the run clock, even when it has passed: a late worker keeps the
+        // agreed start (its requests then leave late, as send lag) instead of moving it.
+        let deadline =
+            (i128::from(now) + i128::from(start_at) - i128::from(unix_now)).max(0) as u64;
         // Sleep to within a timer tick, then yield until the instant (tokio's timer has
         // 1 ms granularity; the workers' starts should agree better than that).
         if deadline > now + 2_000_000 {

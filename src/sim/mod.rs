@@ -702,4 +702,6 @@ mod conversation_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod share_tests;
+#[cfg(test)]
 mod tests;
