@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._core import InvalidArgumentError
+from .cluster import RayCluster
 from .targets import TGI, OpenAI, Target, Timeouts
 
 if sys.version_info >= (3, 11):
@@ -160,6 +161,10 @@ def dump_config(spec: SweepSpec) -> str:
 
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.options.items()}
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
+    if isinstance(options.get("cluster"), RayCluster):
+        # A table of its fields (TOML has no null: an unset address is left out).
+        described = options["cluster"].describe()
+        options["cluster"] = {k: v for k, v in described.items() if v is not None}
     data = {
         "target": [_target_table(t) for t in spec.targets],
         "sweep": {k: v for k, v in options.items() if v is not None},

@@ -402,3 +402,14 @@ def test_bad_cluster_settings_are_refused():
     with pytest.raises(InvalidArgumentError, match="on_worker_lost"):
         RayCluster(on_worker_lost="retry")
     assert RayCluster.of({"address": "h:1", "workers": 3}) == RayCluster("h:1", workers=3)
+
+
+def test_a_sweep_file_carries_the_cluster(tmp_path):
+    spec = llmbench.SweepSpec(
+        [llmbench.OpenAI("http://127.0.0.1:8000", model="m")],
+        {"batch_sizes": [8], "cluster": RayCluster("head:6379", workers=4)},
+    )
+    path = llmbench.save_config(spec, tmp_path / "sweep.toml")
+    assert "[sweep.cluster]" in path.read_text()
+    back = llmbench.load_config(path)
+    assert RayCluster.of(back.options["cluster"]) == RayCluster("head:6379", workers=4)
