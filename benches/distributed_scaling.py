@@ -24,13 +24,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _host import cpu_model
+from peers import Server, truth_stats
 
-TTFT_MS, ITL_MS, TOKENS = 50, 10, 64
+TOKENS = 64
 
 
 def free_port() -> int:
@@ -51,46 +52,15 @@ def wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 120) -> None
             time.sleep(0.3)
 
 
-class Server:
-    """The scripted server with truth recording, pinned to `cores`."""
-
-    def __init__(self, cores: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                *("taskset", "-c", cores, sys.executable, "-m", "llmbench.cli", "sim"),
-                *("--port", str(self.port), "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)),
-                *("--max-batch", "1000000", "--record-truth", "1"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port, self.proc)
-
-    def truth(self) -> dict[str, Any]:
-        """The server's side of what it served since the last call."""
-        with urllib.request.urlopen(self.url + "/llmbench/truth", timeout=300) as r:
-            recs = [x for x in json.load(r)["records"] if x["chunk_times"]]
-        if not recs:
-            return {}
-        ttft = np.array([(x["chunk_times"][0] - x["t_received"]) / 1e6 for x in recs])
-        start = min(x["t_received"] for x in recs)
-        end = max(x["chunk_times"][-1] for x in recs)
-        tokens = sum(sum(x["chunk_tokens"]) for x in recs)
-        return {
-            "requests": len(recs),
-            "tok_s": tokens / ((end - start) / 1e9),
-            "ttft_p50": float(np.percentile(ttft, 50)),
-            "ttft_p99": float(np.percentile(ttft, 99)),
-        }
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def served(server: Server) -> dict[str, Any]:
+    """The server's side of what it served since the last call (`peers.truth_stats`)."""
+    truth = truth_stats(*server.take_truth())
+    return {
+        "requests": truth["streams_completed"],
+        "tok_s": truth["tok_s"],
+        "ttft_p50": float(np.percentile(truth["ttft_ms"], 50)),
+        "ttft_p99": float(np.percentile(truth["ttft_ms"], 99)),
+    }
 
 
 SINGLE = """
@@ -167,21 +137,21 @@ def main() -> None:
     server_cores = f"0-{half - 1}"
     # The driver shares the server's cores: it only plans and merges.
     os.sched_setaffinity(0, set(range(half)))
-    server = Server(server_cores)
+    server = Server(server_cores, free_port())
     rows = []
     try:
         for w in workers:
             cores = f"{half}-{half + w - 1}"
             streams = args.streams_per_core * w
             for how in ("one process", "ray workers"):
-                server.truth()  # clear
+                server.take_truth()  # clear
                 t = time.monotonic()
                 if how == "one process":
                     rep = run_single(server.url, cores, streams)
                 else:
                     rep = run_cluster(server.url, cores, w, streams)
                 wall = time.monotonic() - t
-                truth = server.truth()
+                truth = served(server)
                 row = {
                     "client_cores": w,
                     "how": how,
@@ -200,14 +170,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     finally:
         server.stop()
-    host = {"cpu_count": os.cpu_count(), "platform": sys.platform}
-    try:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _host import cpu_model
-
-        host["cpu"] = cpu_model()
-    except Exception:  # the table stands without the model name
-        pass
+    host = {"cpu_count": os.cpu_count(), "platform": sys.platform, "cpu": cpu_model()}
     args.out.write_text(json.dumps({"host": host, "rows": rows}, indent=1))
     print(
         f"{'cores':>5} {'how':<12} {'streams':>7} {'tok/s':>9} {'TTFT p50 err':>12} {'p99 err':>8}"

@@ -129,7 +129,7 @@ def tokenizer_dir(where: Path) -> Path:
 class Server:
     """`llmbench sim` with truth recording, in its own process on its own core."""
 
-    def __init__(self, core: int, port: int) -> None:
+    def __init__(self, core: int | str, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [

@@ -41,6 +41,7 @@ __all__ = [
     "run_sweep",
     "run_sweep_async",
     "settings",
+    "stage_schedule",
     "summarize_record_file",
     "synthetic_prompts",
 ]
@@ -110,9 +111,8 @@ def default_requests_for(batch_size: int) -> int: ...
 def summarize_record_file(
     path: str | PathLike[str], pricing: dict[str, Any], slo: dict[str, Any] | None = None
 ) -> tuple[list[dict[str, Any]], str | None]: ...
-def keep_complete_stages(
-    path: str | PathLike[str], expected: list[int | None]
-) -> dict[str, Any]: ...
+def keep_complete_stages(config: dict[str, Any]) -> dict[str, Any]: ...
+def stage_schedule(config: dict[str, Any], stage: int) -> NDArray[np.uint64]: ...
 def redact_url(url: str) -> str: ...
 
 @final

@@ -172,7 +172,9 @@ class EngineWorker:
         self.folder = Path(tempfile.mkdtemp(prefix=f"llmbench-worker{index}-"))
         self.calls = 0
         self.path: Path | None = None
-        self.sent_batches = 0
+        # The current file's schema message, and where its undrained bytes start.
+        self.head: bytes | None = None
+        self.offset = 0
         self.progress: dict[str, Any] | None = None
         self.lock = threading.Lock()
 
@@ -196,7 +198,7 @@ class EngineWorker:
         with self.lock:
             self.calls += 1
             self.path = self.folder / f"share{self.calls}.arrows"
-            self.sent_batches = 0
+            self.head, self.offset = None, 0
             self.progress = None
         out = _core.run_sweep({**config, "records_path": str(self.path)}, self._on_progress)
         return {k: out[k] for k in ("stages", "warnings", "interrupted", "server_info_json")}
@@ -206,31 +208,26 @@ class EngineWorker:
 
     def drain(self) -> tuple[bytes | None, dict[str, Any] | None]:
         """The whole record batches written since the last drain, as one Arrow IPC
-        stream (None when there are none), and the engine's latest progress."""
-        import pyarrow as pa
-
+        stream (None when there are none), and the engine's latest progress. Only the
+        bytes after the last drain are read and checked; they go out as written (the
+        file's schema message in front), never decoded and encoded again."""
         with self.lock:
-            path, skip = self.path, self.sent_batches
+            path = self.path
             if path is None or not path.exists():
                 return None, self.progress
-            batches = []
-            try:
-                with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
-                    schema = reader.schema
-                    for i, batch in enumerate(reader):
-                        if i >= skip:
-                            batches.append(batch)
-            except (pa.ArrowInvalid, OSError, StopIteration):
-                # The batch being written: taken at the next drain.
-                pass
-            if not batches:
+            with open(path, "rb") as f:
+                if self.head is None:
+                    self.head = _schema_message(f.read())
+                    if self.head is None:
+                        return None, self.progress
+                    self.offset = len(self.head)
+                f.seek(self.offset)
+                tail = f.read()
+            whole = _whole_batches(self.head, tail)
+            if not whole:
                 return None, self.progress
-            self.sent_batches = skip + len(batches)
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, schema) as writer:
-                for b in batches:
-                    writer.write_batch(b)
-            return sink.getvalue().to_pybytes(), self.progress
+            self.offset += whole
+            return self.head + tail[:whole], self.progress
 
     def calibrate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """`llmbench.calibrate` on this worker's host."""
@@ -238,6 +235,35 @@ class EngineWorker:
 
         cal = calibrate(**kwargs)
         return {**cal.to_dict(), "worker": self.index, "hostname": platform.node()}
+
+
+def _schema_message(data: bytes) -> bytes | None:
+    """The leading schema message of an Arrow IPC stream (None until it is whole)."""
+    import pyarrow as pa
+
+    source = pa.BufferReader(data)
+    try:
+        pa.ipc.open_stream(source)
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return data[: source.tell()]
+
+
+def _whole_batches(head: bytes, tail: bytes) -> int:
+    """How many bytes at the start of `tail` are whole record batches (the batch being
+    written, cut short, is left for the next drain)."""
+    import pyarrow as pa
+
+    source = pa.BufferReader(head + tail)
+    end = len(head)
+    try:
+        reader = pa.ipc.open_stream(source)
+        while True:
+            reader.read_next_batch()
+            end = source.tell()
+    except (pa.ArrowInvalid, OSError, StopIteration):
+        pass
+    return end - len(head)
 
 
 def start_workers(ray: Any, cluster: RayCluster, n: int | None = None) -> list[Any]:

@@ -136,21 +136,18 @@ class MergedRecords:
         self.writer.write_batch(batch.cast(self.schema) if batch.schema != self.schema else batch)
         self.sink.flush()
 
-    def add(self, ipc: bytes, share: StageShare, n_workers: int, id_base: int) -> int:
+    def add(self, ipc: bytes, share: StageShare, n_workers: int, id_base: int) -> None:
         """Append a worker's batches: times moved to the common base, ids made unique
-        (`id_base + local id × workers + place`). Returns the records added."""
+        (`id_base + local id × workers + place`)."""
         pa = self.pa
-        added = 0
         with pa.ipc.open_stream(pa.py_buffer(ipc)) as reader:
             for batch in reader:
                 batch = self._moved(batch, share, n_workers, id_base)
                 self.write(batch)
-                added += batch.num_rows
                 measured = ~batch.column("warmup").to_numpy(zero_copy_only=False)
                 share.received += int(measured.sum())
                 share.received_t_sched.append(batch.column("t_sched_ns").to_numpy()[measured])
                 self.next_id = max(self.next_id, int(np.max(batch.column("id").to_numpy())) + 1)
-        return added
 
     def _moved(self, batch: Any, share: StageShare, n_workers: int, id_base: int) -> Any:
         import pyarrow.compute as pc
@@ -171,8 +168,10 @@ class MergedRecords:
     def lost(self, rows: list[dict[str, Any]]) -> None:
         """Append failed records of kind `worker_lost` (one per request the lost worker
         had in flight, or was due to send, whose record never reached the driver)."""
-        if not rows or (self.schema is None and not self._schema_from_engine()):
+        if not rows:
             return
+        if self.schema is None:
+            self._schema_from_engine()
         pa = self.pa
         data: dict[str, list[Any]] = {n: [] for n in self.schema.names}
         for r in rows:
@@ -203,7 +202,7 @@ class MergedRecords:
                 data[n].append(full[n])
         self.write(pa.RecordBatch.from_pydict(data, schema=self.schema))
 
-    def _schema_from_engine(self) -> bool:
+    def _schema_from_engine(self) -> None:
         """The record schema when no worker record arrived yet (all lost at once): read
         from an empty record file the engine writes."""
         import tempfile
@@ -214,7 +213,6 @@ class MergedRecords:
             _core.record_write_speed(path, records=1, tokens=1)
             with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
                 self.schema = reader.schema
-        return True
 
     def close(self) -> None:
         if self.writer is not None:
@@ -242,19 +240,6 @@ def _kept_batches(path: Path) -> list[Any]:
 def _n_stages(config: dict[str, Any]) -> int:
     open_loop = config.get("open_loop")
     return len(open_loop["rates"]) if open_loop else len(config["batch_sizes"])
-
-
-def _requests_of(config: dict[str, Any], stage: int) -> int | None:
-    """The requests a stage sends (None: bounded by time or by conversations)."""
-    if config.get("conversations") is not None:
-        return None
-    if config.get("open_loop"):
-        return None if config.get("stage_duration_s") else config.get("requests_per_stage")
-    if config.get("stage_duration_s"):
-        return None
-    return config.get("requests_per_stage") or _core.default_requests_for(
-        config["batch_sizes"][stage]
-    )
 
 
 class ClusterRun:
@@ -286,7 +271,7 @@ class ClusterRun:
         and health per worker."""
         return {
             **self.cluster.describe(),
-            "workers_started": [{**h} for h in self.hosts],
+            "workers_started": self.hosts,
             "workers_lost": {w.index: w.lost for w in self.workers if w.lost},
             "time_base": "t_*_ns: ns on the driver's system clock since unix_anchor_ns, "
             "each worker's run clock anchored to it at every stage's start",
@@ -306,9 +291,7 @@ class ClusterRun:
         done: set[int] = set()
         warnings: list[str] = []
         if config.get("resume") and path.exists():
-            kept = _core.keep_complete_stages(
-                path, [_requests_of(config, s) for s in range(n_stages)]
-            )
+            kept = _core.keep_complete_stages(config)
             done = set(kept["done"])
             warnings.append(
                 f"resumed: kept {len(done)} completed stage(s) ({kept['kept_records']} records), "
@@ -458,9 +441,7 @@ class ClusterRun:
         merged.lost(lost_rows)
         if any(sh.worker.lost for sh in shares) and self.cluster.on_worker_lost == "stop":
             self.stopped = True
-        stage_health = self._stage_health(s, shares, start_at, bool(open_loop))
-        stage_health["worker_lost_records"] = len(lost_rows)
-        return stage_health, info
+        return self._stage_health(s, shares, start_at, bool(open_loop)), info
 
     def _drain(self, sh: StageShare, merged: MergedRecords, n: int, id_base: int) -> bool:
         """Take the worker's new records; whether any came."""
@@ -492,14 +473,7 @@ class ClusterRun:
         open_loop = base.get("open_loop")
         rows: list[dict[str, Any]] = []
         if open_loop:
-            rate = open_loop["rates"][s]
-            offsets = _core.arrival_schedule(
-                _arrival_spec(open_loop, rate),
-                base.get("requests_per_stage")
-                or (None if base.get("stage_duration_s") else max(math.ceil(rate * 10), 16)),
-                base.get("stage_duration_s"),
-                int(base["seed"]) + s,
-            )
+            offsets = _core.stage_schedule(base, s)
             t0 = start_at - self.unix_anchor_ns
             mine = [j for j in range(len(offsets)) if j % n == sh.place]
             due = [j for j in mine if t0 + int(offsets[j]) <= lost_at]
@@ -514,14 +488,13 @@ class ClusterRun:
                 t = t0 + int(offsets[j])
                 rows.append(self._lost_row(sh, base, s, j, t, lost_at))
             return rows
-        requests = _requests_of(base, s)
-        mine = list(range(sh.place, requests if requests is not None else 10**12, n))
-        left = (
-            mine[sh.received :]
-            if requests is not None
-            else mine[sh.received : sh.received + sh.streams]
-        )
-        for j in left[: sh.streams]:
+        # Closed loop: each stream takes the share's next request as its last one ends, so
+        # those in flight are the next `streams` after the ones received (the engine's count
+        # of the stage's requests; a stage bounded by time stops earlier, never later).
+        batch = base["batch_sizes"][s]
+        requests = base.get("requests_per_stage") or _core.default_requests_for(batch)
+        mine = range(sh.place, requests, n)
+        for j in mine[sh.received : sh.received + sh.streams]:
             rows.append(self._lost_row(sh, base, s, j, lost_at, lost_at))
         return rows
 
@@ -661,18 +634,6 @@ def _progress_of(stage: int, batch: int, shares: list[StageShare]) -> dict[str, 
         "output_tok_s": sum(float(p["output_tok_s"]) for p in got),
         "ttft_mean_ms": sum(ttft) / ok if ok and ttft else math.nan,
     }
-
-
-def _arrival_spec(open_loop: dict[str, Any], rate: float) -> dict[str, Any]:
-    """The engine's arrival process of an open-loop stage at `rate`."""
-    spec: dict[str, Any] = {"kind": open_loop["process"], "rate": float(rate)}
-    if open_loop["process"] == "gamma":
-        spec["burstiness"] = float(open_loop.get("burstiness", 1.0))
-    if open_loop["process"] == "ramp":
-        spec = {"kind": "ramp", "start_rate": float(rate), "end_rate": open_loop["ramp_end_rate"]}
-    if open_loop["process"] == "trace":
-        spec = {"kind": "trace", "times_s": open_loop["trace_times_s"]}
-    return spec
 
 
 def _prompt_of(base: dict[str, Any], s: int, j: int) -> int:

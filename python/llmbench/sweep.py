@@ -436,6 +436,15 @@ class _EngineRuns:
             return dict(self.cluster.run(call.config, progress))
         return dict(_core.run_sweep(call.config, progress))
 
+    async def run_async(self, call: _Call) -> dict[str, Any]:
+        """`run` for an event loop: the engine's own awaitable, or the cluster's run in a
+        thread (its driver blocks while it waits on the workers)."""
+        import asyncio
+
+        if self.cluster is not None:
+            return dict(await asyncio.to_thread(self.cluster.run, call.config, None))
+        return dict(await _core.run_sweep_async(call.config))
+
     cluster_settings: RayCluster | None = None
 
     def record_files(self, ran: list[tuple[_Call, dict[str, Any]]]) -> dict[str, list[Path]]:
@@ -738,6 +747,8 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     Example:
         >>> res = await llmbench.run_sweep_async(target, batch_sizes=[1, 4])
     """
+    import asyncio
+
     wandb = kwargs.pop("wandb", None)
     kwargs.pop("progress", None)
     try:
@@ -745,21 +756,14 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
     except TypeError as e:
         raise InvalidArgumentError(f"run_sweep_async: {e}") from None
     plan = _plan(targets, opts)
-    if plan.runs.cluster_settings is not None:
-        import asyncio
-
-        await asyncio.to_thread(plan.runs.start)
+    # Connecting to a cluster and starting its workers blocks: off the event loop.
+    await asyncio.to_thread(plan.runs.start)
     plan.telemetry.start()
     outputs = []
     try:
         for call in plan.runs.calls:
             with plan.telemetry.scraping(call.target):
-                if plan.runs.cluster is not None:
-                    import asyncio
-
-                    out = await asyncio.to_thread(plan.runs.run, call, None)
-                else:
-                    out = await _core.run_sweep_async(call.config)
+                out = await plan.runs.run_async(call)
                 outputs.append((call, out))
                 if out["interrupted"]:
                     break
@@ -779,7 +783,5 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
         plan.report,
     )
     if wandb:
-        import asyncio
-
         await asyncio.to_thread(_maybe_log_wandb, results, wandb)
     return results

@@ -235,25 +235,14 @@ impl Sweep {
     ) -> Result<tokio::task::JoinHandle<()>> {
         let config = &self.config;
         // A warm-up wave runs for its duration only; measured stages as configured.
-        let (requests_cfg, duration_cfg) = if step.warm {
-            (Some(u64::MAX), config.warmup_s)
+        let duration_cfg = if step.warm {
+            config.warmup_s
         } else {
-            (config.requests_per_stage, config.stage_duration_s)
+            config.stage_duration_s
         };
         Ok(match (&config.open_loop, step.rate) {
             (Some(open), Some(rate)) => {
-                let requests = requests_cfg.or(if duration_cfg.is_some() {
-                    None
-                } else {
-                    // Default: ten seconds' worth, at least 16.
-                    Some(((rate * 10.0).ceil() as u64).max(16))
-                });
-                let offsets = schedule(
-                    &open.arrival(rate)?,
-                    requests,
-                    duration_cfg,
-                    config.seed.wrapping_add(u64::from(step.index)),
-                )?;
+                let offsets = open_schedule(config, open, rate, step.index, step.warm)?;
                 tokio::spawn(run_open_stage(
                     self.shared.clone(),
                     self.workload.clone(),
@@ -393,6 +382,54 @@ impl Sweep {
             }
         }
     }
+}
+
+/// The arrival offsets (ns from the stage start) of open-loop stage `index` at `rate`, or
+/// of the warm-up wave at its load: the one schedule every worker of a distributed run
+/// computes alike, and its driver too (`stage_schedule`).
+fn open_schedule(
+    config: &SweepConfig,
+    open: &OpenLoop,
+    rate: f64,
+    index: u32,
+    warm: bool,
+) -> Result<Vec<u64>> {
+    let (requests, duration) = if warm {
+        (Some(u64::MAX), config.warmup_s)
+    } else {
+        (config.requests_per_stage, config.stage_duration_s)
+    };
+    // Default: ten seconds' worth, at least 16.
+    let requests = requests.or_else(|| {
+        duration
+            .is_none()
+            .then(|| ((rate * 10.0).ceil() as u64).max(16))
+    });
+    schedule(
+        &open.arrival(rate)?,
+        requests,
+        duration,
+        config.seed.wrapping_add(u64::from(index)),
+    )
+}
+
+/// The arrival offsets (ns from the stage's start) of the sweep's open-loop stage
+/// `stage`, exactly as the engine sends them.
+pub fn stage_schedule(config: &SweepConfig, stage: u32) -> Result<Vec<u64>> {
+    let open = config.open_loop.as_ref().ok_or_else(|| {
+        Error::InvalidArgument("a closed-loop stage has no arrival schedule".into())
+    })?;
+    let rate = open.rates.get(stage as usize).copied().ok_or_else(|| {
+        Error::InvalidArgument(format!("stage {stage} is not one of the sweep's stages"))
+    })?;
+    open_schedule(config, open, rate, stage, false)
+}
+
+/// Keep only the complete stages of an interrupted run's record file
+/// (`config.records_path`, `config.resume`), rewriting it: what resuming keeps, for the
+/// driver of a distributed run too.
+pub fn keep_complete_stages(config: &SweepConfig) -> Result<resume::Prior> {
+    load_prior(config, &stage_plan(config))
 }
 
 /// The run's HTTP client, its pool sized for the most streams the sweep keeps, after

@@ -89,21 +89,17 @@ fn summarize_record_file<'py>(
     Ok((out, note))
 }
 
-/// Keep only the complete stages of an interrupted run's record file (`expected`: per
-/// stage, the requests it sends, or None when bounded by time), rewriting it: how the
-/// driver of a distributed run resumes. Returns the kept stages and counts.
+/// Keep only the complete stages of an interrupted run's record file (the sweep config's
+/// `records_path`, with `resume`), rewriting it by the engine's own rule: how the driver of
+/// a distributed run resumes. Returns the kept stages and counts.
 #[pyfunction]
 fn keep_complete_stages<'py>(
     py: Python<'py>,
-    path: std::path::PathBuf,
-    expected: Vec<Option<u64>>,
+    config: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let config: SweepConfig = from_py("sweep config", config)?;
     let prior = py
-        .detach(|| {
-            crate::loadgen::resume::load_prior(&path, &expected, || {
-                crate::metrics::StageStats::new(crate::metrics::Pricing::default(), None)
-            })
-        })
+        .detach(|| crate::loadgen::keep_complete_stages(&config))
         .map_err(to_pyerr)?;
     let d = PyDict::new(py);
     d.set_item("done", prior.done.iter().copied().collect::<Vec<u32>>())?;
@@ -113,6 +109,19 @@ fn keep_complete_stages<'py>(
     // Closing the sink writes the kept records' end of stream.
     drop(prior);
     Ok(d)
+}
+
+/// The arrival offsets (ns from the stage's start) of a sweep's open-loop stage, exactly
+/// as the engine sends them (what a distributed run's driver checks a lost worker against).
+#[pyfunction]
+fn stage_schedule<'py>(
+    py: Python<'py>,
+    config: &Bound<'py, PyAny>,
+    stage: u32,
+) -> PyResult<Bound<'py, numpy::PyArray1<u64>>> {
+    let config: SweepConfig = from_py("sweep config", config)?;
+    let offsets = crate::loadgen::stage_schedule(&config, stage).map_err(to_pyerr)?;
+    Ok(numpy::PyArray1::from_vec(py, offsets))
 }
 
 /// Requests in a closed-loop stage of `batch_size` when none are given.
@@ -544,6 +553,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(redact_url, m)?)?;
     m.add_function(wrap_pyfunction!(summarize_record_file, m)?)?;
     m.add_function(wrap_pyfunction!(keep_complete_stages, m)?)?;
+    m.add_function(wrap_pyfunction!(stage_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(prompt_order, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic_prompts, m)?)?;

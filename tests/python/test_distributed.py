@@ -413,3 +413,19 @@ def test_a_sweep_file_carries_the_cluster(tmp_path):
     assert "[sweep.cluster]" in path.read_text()
     back = llmbench.load_config(path)
     assert RayCluster.of(back.options["cluster"]) == RayCluster("head:6379", workers=4)
+
+
+def test_the_driver_reads_each_open_loop_schedule_from_the_engine():
+    # What the driver checks a lost worker's share against: the engine's own stage schedule
+    # (stage i seeded with seed + i; ten seconds' worth, at least 16, when not given).
+    from llmbench import _core
+    from llmbench.sweep import SweepOptions
+
+    config = {
+        **SweepOptions(rates=[50.0, 3.0], requests_per_stage=None, seed=4).engine_config(),
+        "target": llmbench.OpenAI("http://127.0.0.1:9", model="m").to_spec(),
+    }
+    got = _core.stage_schedule(config, 1) / 1e9
+    want = llmbench.arrival_schedule(3.0, "poisson", requests=30, seed=5)
+    assert np.allclose(got, want, rtol=0, atol=1e-9)
+    assert len(_core.stage_schedule(config, 0)) == 500
