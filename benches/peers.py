@@ -20,9 +20,13 @@ each chunk was handed to the socket) and compares it with what the tool reported
   the server was streaming to it (start-up and report writing excluded);
 - streamed tokens per second (server side) while the tool ran.
 
-The tools: llmbench (this checkout), a minimal raw-socket client (`benches/raw_client`,
-built here with cargo; closed loop only), AIPerf, GuideLLM and `vllm bench serve`, each
-installed by this script in its own virtualenv under `--peers-dir`.
+The tools: llmbench (this checkout); the minimal raw-socket client (`benches/raw_client`,
+built here with cargo; closed loop only) in its two modes, `raw` (a connection per request)
+and `raw-keepalive` (one kept connection per stream: the floor at high concurrency);
+`vllm-bench`, vLLM's Rust benchmark client (a drop-in for `vllm bench serve`, built here
+with cargo from its source at the commit measured: `--vllm-bench-src`, a source tarball,
+or else its public repository at that commit); AIPerf, GuideLLM and `vllm bench serve`,
+each installed by this script in its own virtualenv under `--peers-dir`.
 
 Usage:
     python benches/peers.py [--quick] [--out docs/data/peers.json]
@@ -53,7 +57,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 
 PEERS = {"aiperf": "aiperf==0.13.0", "guidellm": "guidellm==0.8.1", "vllm": "vllm==0.33.0"}
-TOOLS = ("llmbench", "raw", "vllm", "aiperf", "guidellm")
+TOOLS = ("llmbench", "raw", "raw-keepalive", "vllm-bench", "vllm", "aiperf", "guidellm")
+VLLM_BENCH_REPO = "https://github.com/vllm-project/vllm-bench"
+VLLM_BENCH_COMMIT = "f3131823f167aa1e6f31a48be1ae15a18667a534"
+VLLM_BENCH_SRC = ROOT.parent / "shared" / "peers" / "vllm-bench-f313182.tar.gz"
 CONCURRENCY = (1, 64, 256, 1024)
 RATES = (100, 1000, 5000)
 MODEL = "llmbench-sim"
@@ -100,6 +107,37 @@ def build_raw_client() -> Path:
         check=True,
     )
     return target / "release" / "raw-stream-client"
+
+
+def build_vllm_bench(src: Path) -> Path:
+    """vllm-bench at the commit measured, built once under target/ (release, thin LTO as its
+    README builds it): from a source tarball when there is one, else from its repository."""
+    target = ROOT / "target" / "vllm-bench"
+    binary = target / "bin" / "vllm-bench"
+    marker = target / f".built-{VLLM_BENCH_COMMIT}"
+    if binary.is_file() and marker.is_file():
+        return binary
+    env = {
+        **os.environ,
+        "CARGO_PROFILE_RELEASE_LTO": "thin",
+        "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "8",
+    }
+    where = ["--git", VLLM_BENCH_REPO, "--rev", VLLM_BENCH_COMMIT]
+    if src.is_file():
+        unpacked = target / "src"
+        shutil.rmtree(unpacked, ignore_errors=True)
+        unpacked.mkdir(parents=True)
+        subprocess.run(["tar", "xzf", str(src), "-C", str(unpacked)], check=True)
+        where = ["--path", str(unpacked)]
+    print(f"building vllm-bench ({' '.join(where)}) ...", flush=True)
+    subprocess.run(
+        ["cargo", "install", "--quiet", "--locked", *where, "--root", str(target)],
+        check=True,
+        env=env,
+        timeout=3600,
+    )
+    marker.write_text(VLLM_BENCH_COMMIT)
+    return binary
 
 
 def tokenizer_dir(where: Path) -> Path:
@@ -280,36 +318,45 @@ def _prompt() -> str:
 
 
 def cmd_llmbench(url: str, load: dict[str, Any], n: int, work: Path, _: Path) -> list[str]:
-    driver = work / "driver.py"
-    driver.write_text(
-        f"""
-import json, sys, warnings
-import llmbench
-warnings.simplefilter("ignore")
-target = llmbench.OpenAI({url!r}, model={MODEL!r}, api="chat",
-                         extra_body={{"ignore_eos": True}})
-kw = dict(batch_sizes=[{load.get("concurrency", 1)}]) if {"concurrency" in load} else dict(
-    rates=[{load.get("rate", 0)}], arrival="constant")
-res = llmbench.run_sweep(target, requests_per_stage={n}, max_tokens={OUTPUT_TOKENS},
-                         prompts=[{_prompt()!r}], warmup_requests=0, progress=False,
-                         server_metrics=False, **kw)
-s = res.summary.iloc[0]
-chunks = res.chunk_arrays
-out = dict(
-    summary={{k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()}},
-    anchor=res.manifest["clock"]["monotonic_anchor_ns"],
-)
-# Every request's chunk times (client clock), for the per-chunk lag matched by id.
-chunk_times = {{}}
-for i, row in res.all_requests.reset_index(drop=True).iterrows():
-    if row["ok"] and not row["warmup"]:
-        a, b = int(chunks["offsets"][i]), int(chunks["offsets"][i + 1])
-        chunk_times[int(row["id"])] = [int(t) for t in chunks["t_ns"][a:b]]
-out["chunks"] = chunk_times
-json.dump(out, open(sys.argv[1], "w"))
-"""
+    # The command a user runs, with its default outputs (JSON, CSV, record file, plots,
+    # report.html), so its whole-command CPU is what a user's run costs.
+    (work / "prompts.txt").write_text(_prompt() + "\n")
+    mode = (
+        ["--batch-sizes", str(load["concurrency"])]
+        if "concurrency" in load
+        else ["--rates", f"{load['rate']:g}", "--arrival", "constant"]
     )
-    return [sys.executable, str(driver), str(work / "llmbench.json")]
+    return [
+        sys.executable,
+        "-m",
+        "llmbench.cli",
+        "metrics",
+        "--url",
+        url,
+        "--model",
+        MODEL,
+        "--api",
+        "chat",
+        "--extra-body",
+        json.dumps({"ignore_eos": True}),
+        "--requests",
+        str(n),
+        "--max-tokens",
+        str(OUTPUT_TOKENS),
+        "--prompts",
+        str(work / "prompts.txt"),
+        "--warmup",
+        "0",
+        "--metrics-period",
+        "0",
+        # The same request as the peers': per-chunk usage would make the one-core scripted
+        # server write more per chunk for llmbench alone (its tokens per chunk are 1 here).
+        "--no-continuous-usage",
+        "--out",
+        str(work / "out"),
+        "--quiet",
+        *mode,
+    ]
 
 
 def chunk_lags(chunks: dict[str, list[int]], to_machine_ns: int, truth: dict[str, Any]) -> Any:
@@ -338,22 +385,34 @@ def _lag_pcts(lags: Any) -> dict[str, float]:
 
 
 def read_llmbench(work: Path, truth: dict[str, Any]) -> dict[str, Any]:
-    d = json.loads((work / "llmbench.json").read_text())
-    s = d["summary"]
+    import llmbench
+
+    res = llmbench.Results.load(work / "out")
+    s = res.summary.iloc[0]
+    chunks = res.chunk_arrays
+    # Every request's chunk times (client clock), for the per-chunk lag matched by id.
+    chunk_times = {}
+    for i, row in res.all_requests.reset_index(drop=True).iterrows():
+        if row["ok"] and not row["warmup"]:
+            a, b = int(chunks["offsets"][i]), int(chunks["offsets"][i + 1])
+            chunk_times[int(row["id"])] = chunks["t_ns"][a:b].tolist()
+    anchor = res.manifest["clock"]["monotonic_anchor_ns"]
     return {
-        "ttft_p50": s["ttft_p50_ms"],
-        "ttft_p99": s["ttft_p99_ms"],
-        "itl_p50": s["itl_p50_ms"],
-        "itl_p99": s["itl_p99_ms"],
+        "ttft_p50": float(s["ttft_p50_ms"]),
+        "ttft_p99": float(s["ttft_p99_ms"]),
+        "itl_p50": float(s["itl_p50_ms"]),
+        "itl_p99": float(s["itl_p99_ms"]),
         "itl_kind": "chunk",
-        "ok": s["n_ok"],
-        **_lag_pcts(chunk_lags(d["chunks"], d["anchor"], truth)),
-        "client_task_lag_p99": s.get("client_task_lag_p99_ms"),
-        "client_trustworthy": s.get("client_trustworthy"),
+        "ok": int(s["n_ok"]),
+        **_lag_pcts(chunk_lags(chunk_times, anchor, truth)),
+        "client_task_lag_p99": float(s.get("client_task_lag_p99_ms", float("nan"))),
+        "client_trustworthy": bool(s.get("client_trustworthy", True)),
     }
 
 
-def cmd_raw(url: str, load: dict[str, Any], n: int, work: Path, binary: Path) -> list[str]:
+def cmd_raw(
+    url: str, load: dict[str, Any], n: int, work: Path, binary: Path, mode: str = "close"
+) -> list[str]:
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": _prompt()}],
@@ -370,7 +429,14 @@ def cmd_raw(url: str, load: dict[str, Any], n: int, work: Path, binary: Path) ->
         str(work / "body.json"),
         str(load["concurrency"]),
         str(n),
+        mode,
     ]
+
+
+def cmd_raw_keepalive(
+    url: str, load: dict[str, Any], n: int, work: Path, binary: Path
+) -> list[str]:
+    return cmd_raw(url, load, n, work, binary, "keepalive")
 
 
 def read_raw(work: Path, truth: dict[str, Any]) -> dict[str, Any]:
@@ -387,6 +453,15 @@ def read_raw(work: Path, truth: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_vllm(url: str, load: dict[str, Any], n: int, work: Path, bins: Path) -> list[str]:
+    return [str(bins / "vllm"), "bench", "serve", *_vllm_bench_args(url, load, n, work)]
+
+
+def cmd_vllm_bench(url: str, load: dict[str, Any], n: int, work: Path, binary: Path) -> list[str]:
+    # The same flags (a drop-in for `vllm bench serve`) and the same result file.
+    return [str(binary), *_vllm_bench_args(url, load, n, work)]
+
+
+def _vllm_bench_args(url: str, load: dict[str, Any], n: int, work: Path) -> list[str]:
     # A gamma process of huge shape is vLLM's way to constant arrivals.
     rate = (
         ["--request-rate", str(load["rate"]), "--burstiness", "1000000"]
@@ -395,9 +470,6 @@ def cmd_vllm(url: str, load: dict[str, Any], n: int, work: Path, bins: Path) -> 
     )
     conc = ["--max-concurrency", str(load["concurrency"])] if "concurrency" in load else []
     return [
-        str(bins / "vllm"),
-        "bench",
-        "serve",
         "--backend",
         "openai-chat",
         "--base-url",
@@ -557,6 +629,8 @@ def read_guidellm(work: Path, _: dict[str, Any]) -> dict[str, Any]:
 COMMANDS = {
     "llmbench": (cmd_llmbench, read_llmbench),
     "raw": (cmd_raw, read_raw),
+    "raw-keepalive": (cmd_raw_keepalive, read_raw),
+    "vllm-bench": (cmd_vllm_bench, read_vllm),
     "vllm": (cmd_vllm, read_vllm),
     "aiperf": (cmd_aiperf, read_aiperf),
     "guidellm": (cmd_guidellm, read_guidellm),
@@ -584,11 +658,7 @@ def measure(
     with open(work / "stdout.txt", "w") as out, open(work / "stderr.txt", "w") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=work, start_new_session=True)
         watch = CpuWatch(proc.pid)
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            rc = "timeout"
+        rc, command_cpu = _wait_with_cpu(proc, timeout_s)
         watch.stop()
     wall = time.monotonic() - t0
     anchor, records = server.take_truth()
@@ -611,6 +681,7 @@ def measure(
             "server_tok_s": truth["tok_s"],
             "tokens": truth["tokens"],
             "client_cpu_s": cpu,
+            "command_cpu_s": command_cpu,
             "cpu_s_per_1k_tokens": cpu / (truth["tokens"] / 1000) if truth["tokens"] else None,
         }
     )
@@ -626,6 +697,23 @@ def measure(
         row[f"itl_err_{q}_ms"] = rep[f"itl_{q}"] - row[f"true_{true_itl}_{q}"]
         row[f"itl_err_{q}_pct"] = 100 * row[f"itl_err_{q}_ms"] / row[f"true_{true_itl}_{q}"]
     return row
+
+
+def _wait_with_cpu(proc: subprocess.Popen[Any], timeout_s: float) -> tuple[Any, float]:
+    """Wait for the tool's process; its exit code and the whole command's CPU seconds
+    (user + system of the process and every child it waited for: start-up, run and report
+    included), from the kernel's accounting at exit."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, _, usage = os.wait4(proc.pid, 0)
+            return "timeout", usage.ru_utime + usage.ru_stime
+        time.sleep(0.01)
 
 
 def requests_for(load: dict[str, Any], quick: bool) -> int:
@@ -646,6 +734,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18931)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--vllm-bench-src",
+        type=Path,
+        default=VLLM_BENCH_SRC,
+        help="vllm-bench's source tarball (else it is built from its repository)",
+    )
     ap.add_argument("--setup-only", action="store_true")
     ap.add_argument("--report", type=Path, help="print the tables of a saved run and stop")
     args = ap.parse_args()
@@ -655,7 +749,8 @@ def main() -> None:
 
     tools = [t for t in args.tools.split(",") if t]
     bins = setup_peers(args.peers_dir, args.python, [t for t in tools if t in PEERS])
-    raw = build_raw_client() if "raw" in tools else None
+    raw = build_raw_client() if {"raw", "raw-keepalive"} & set(tools) else None
+    vllm_bench = build_vllm_bench(args.vllm_bench_src) if "vllm-bench" in tools else None
     if args.setup_only:
         return
     cores = sorted(os.sched_getaffinity(0))
@@ -683,9 +778,11 @@ def main() -> None:
         try:
             for load in loads:
                 for tool in tools:
-                    if tool == "raw" and "rate" in load:
+                    if tool.startswith("raw") and "rate" in load:
                         continue  # closed loop only
-                    extra = raw if tool == "raw" else bins.get(tool)
+                    extra = {"raw": raw, "raw-keepalive": raw, "vllm-bench": vllm_bench}.get(
+                        tool, bins.get(tool)
+                    )
                     n = requests_for(load, args.quick)
                     name = "_".join(f"{k}{v:g}" for k, v in load.items())
                     row = measure(
@@ -783,6 +880,13 @@ def report(data: dict[str, Any]) -> str:
     )
     parts.append(
         table(
+            "Whole-command CPU-seconds: start-up, run and report (peer ÷ llmbench)",
+            lambda r: f"{r['command_cpu_s']:.2f}" if r.get("command_cpu_s") else "—",
+            ratio_key="command_cpu_s",
+        )
+    )
+    parts.append(
+        table(
             "Streamed tokens per second while the tool ran (server side; peer ÷ llmbench)",
             lambda r: f"{r['server_tok_s']:,.0f}",
             ratio_key="server_tok_s",
@@ -812,7 +916,8 @@ def _line(r: dict[str, Any]) -> str:
         f"TTFT err p50 {r['ttft_err_p50_ms']:+8.2f} ms p99 {r['ttft_err_p99_ms']:+8.2f} ms | "
         f"ITL err p50 {r['itl_err_p50_ms']:+7.3f} ms p99 {r['itl_err_p99_ms']:+7.2f} | "
         f"in flight {r['server_peak_in_flight']} | rate {r['server_arrival_rate']:.0f}/s | "
-        f"{r['server_tok_s']:.0f} tok/s | CPU {r['cpu_s_per_1k_tokens']:.4f} s/1k tok"
+        f"{r['server_tok_s']:.0f} tok/s | CPU {r['cpu_s_per_1k_tokens']:.4f} s/1k tok, "
+        f"{r.get('command_cpu_s', float('nan')):.2f} s whole command"
     )
 
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::TargetSpec;
 
 /// A short, readable text for an HTTP body (JSON error message when there is one).
-pub async fn read_error_body(resp: &mut reqwest::Response) -> String {
+pub async fn read_error_body(resp: &mut super::response::Response<'_>) -> String {
     let mut buf = Vec::new();
     let read = async {
         while let Ok(Some(b)) = resp.chunk().await {
@@ -38,7 +38,7 @@ pub async fn read_error_body(resp: &mut reqwest::Response) -> String {
 }
 
 /// The error and its causes, one line, with the target URL redacted.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {

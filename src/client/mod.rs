@@ -1,10 +1,13 @@
 //! HTTP streaming clients for the targets llmbench measures: OpenAI-compatible completions
 //! and chat (vLLM, TGI's messages API, `transformers serve`, ...) and TGI's native
-//! `/generate_stream`. One shared `reqwest` client with connection pooling serves a run;
-//! the formats themselves live in `crate::protocol`.
+//! `/generate_stream`. A plain-HTTP target's requests each drive a kept connection in their
+//! own task (`kept.rs`); HTTPS targets and the calls that are not streamed go through one
+//! pooled `reqwest` client. The formats themselves live in `crate::protocol`.
 
 pub mod accumulate;
 mod errors;
+pub mod kept;
+mod response;
 pub mod stream;
 
 use std::time::Duration;

@@ -5,11 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http_body_util::Full;
 use tokio_util::sync::CancellationToken;
 
 use super::accumulate::{Accumulator, Flow, Outcome};
-use super::errors::{describe_reqwest_error, read_error_body, reqwest_chain};
+use super::errors::{describe_reqwest_error, error_chain, read_error_body};
+use super::kept::{Conn, Pool, SendError};
+use super::response::Response;
 use super::TargetSpec;
 use crate::clock::now_ns;
 use crate::record::{Chunks, ErrorKind, RequestRecord, TokenSource};
@@ -43,8 +47,10 @@ pub struct Job<'a> {
 
 /// Everything a request needs that is shared by the whole run.
 pub struct RunContext {
-    /// The pooled client.
+    /// The pooled client (HTTPS targets, and the calls that are not streamed).
     pub http: reqwest::Client,
+    /// Kept connections for a plain-HTTP target (`None`: requests go through `http`).
+    pub kept: Option<Pool>,
     /// The target.
     pub spec: TargetSpec,
     /// Optional client-side tokenizer.
@@ -72,25 +78,35 @@ async fn exchange(
     keep_answer: bool,
 ) -> (RequestRecord, Option<String>) {
     let spec = &shared.spec;
-    let body = spec.request_body(job.prompt, job.messages, job.max_tokens);
-    let mut req = shared
-        .http
-        .post(spec.endpoint())
-        .header(CONTENT_TYPE, "application/json")
-        .header("accept", "text/event-stream")
-        // Lets a server (the scripted one records truth by it) match its logs to our record.
-        .header(crate::protocol::REQUEST_ID_HEADER, job.id.to_string())
-        .body(body.to_string());
-    if let Some(key) = &spec.api_key {
-        if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {key}")) {
-            v.set_sensitive(true);
-            req = req.header(AUTHORIZATION, v);
-        }
-    }
+    let body = Bytes::from(
+        spec.request_body(job.prompt, job.messages, job.max_tokens)
+            .to_string(),
+    );
     let mut acc = Accumulator::new(spec.api, shared.counter.clone());
     if keep_answer {
         acc.keep_answer();
     }
+    // A kept connection is taken (or opened) before the send time is read: connecting is
+    // not the server's time to first token (a stage's connections are opened before it
+    // starts), and it is bounded by the connect timeout of its own.
+    let kept = match &shared.kept {
+        None => None,
+        Some(pool) => {
+            let conn = tokio::select! {
+                c = pool.checkout() => c,
+                _ = shared.cancel.cancelled() => Err(SendError::Cancelled),
+            };
+            match conn {
+                Ok(c) => Some((pool, c)),
+                Err(e) => {
+                    let (kind, msg) = connect_failure(e, spec);
+                    acc.fail(kind, msg);
+                    let t = now_ns();
+                    return build_record(shared, &job, t, None, None, acc.finish(false));
+                }
+            }
+        }
+    };
     let t = &spec.timeouts;
     let t_sent = now_ns();
     let start = tokio::time::Instant::now();
@@ -103,11 +119,18 @@ async fn exchange(
     let mut http_status = None;
     let mut t_headers = None;
     let mut truncated = false;
+    let mut open = None;
 
     // Before the headers, the first-token and total deadlines apply.
     let (headers_deadline, headers_kind) = clock.before_first_token();
+    let sending = async {
+        match kept {
+            Some((pool, conn)) => send_kept(shared, pool, conn, &job, body).await,
+            None => send_pooled(shared, &job, body, headers_kind).await,
+        }
+    };
     let response = tokio::select! {
-        r = tokio::time::timeout_at(headers_deadline, req.send()) => r,
+        r = tokio::time::timeout_at(headers_deadline, sending) => r,
         _ = shared.cancel.cancelled() => {
             acc.fail(ErrorKind::Cancelled, "run cancelled".into());
             return build_record(shared, &job, t_sent, None, None, acc.finish(false));
@@ -118,32 +141,12 @@ async fn exchange(
             headers_kind,
             clock.message(headers_kind, "no response headers"),
         ),
-        Ok(Err(e)) => {
-            let kind = if e.is_timeout() && e.is_connect() {
-                ErrorKind::TimeoutConnect
-            } else if e.is_timeout() {
-                headers_kind
-            } else {
-                ErrorKind::Connect
-            };
-            let msg = describe_reqwest_error(&e, spec);
-            let msg = if kind == ErrorKind::TimeoutConnect {
-                format!("{msg} (connect timeout {} s)", t.connect_s)
-            } else {
-                msg
-            };
-            acc.fail(kind, msg);
-        }
+        Ok(Err((kind, msg))) => acc.fail(kind, msg),
         Ok(Ok(mut resp)) => {
             t_headers = Some(now_ns());
             let status = resp.status();
             http_status = Some(status.as_u16());
-            let content_type = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let content_type = resp.content_type();
             if !status.is_success() {
                 let body = read_error_body(&mut resp).await;
                 acc.fail(
@@ -162,16 +165,146 @@ async fn exchange(
             } else {
                 truncated = read_stream(shared, &mut resp, &mut acc, &clock).await;
             }
+            open = Some(resp);
         }
     }
-    build_record(
+    let record = build_record(
         shared,
         &job,
         t_sent,
         t_headers,
         http_status,
         acc.finish(truncated),
-    )
+    );
+    // After the record's end time: what is left of the body only decides whether the
+    // connection can be kept. A cancelled run does not wait for it.
+    if let Some(resp) = open {
+        if !shared.cancel.is_cancelled() {
+            resp.finish().await;
+        }
+    }
+    record
+}
+
+/// Why a request got no response head: the record's error kind and message.
+type Failure = (ErrorKind, String);
+
+/// The request's headers beside the body: JSON in, an event stream wanted, and the id a
+/// server (the scripted one records truth by it) can match its logs to our record with.
+fn request_headers(spec: &TargetSpec, id: u64) -> Vec<(http::HeaderName, HeaderValue)> {
+    let mut headers = vec![
+        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (ACCEPT, HeaderValue::from_static("text/event-stream")),
+        (
+            http::HeaderName::from_static(crate::protocol::REQUEST_ID_HEADER),
+            HeaderValue::from(id),
+        ),
+    ];
+    if let Some(key) = &spec.api_key {
+        if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {key}")) {
+            v.set_sensitive(true);
+            headers.push((AUTHORIZATION, v));
+        }
+    }
+    headers
+}
+
+/// Send on a kept connection (plain HTTP). A reused connection the server closed while it
+/// was idle fails before the request is written (hyper's "canceled"); that request is
+/// sent once more on a new connection, as a pooled client would.
+async fn send_kept<'p>(
+    shared: &RunContext,
+    pool: &'p Pool,
+    mut conn: Conn,
+    job: &Job<'_>,
+    body: Bytes,
+) -> Result<Response<'p>, Failure> {
+    let spec = &shared.spec;
+    let request = || {
+        let mut b = pool.request(body.len());
+        for (name, value) in request_headers(spec, job.id) {
+            b = b.header(name, value);
+        }
+        b.body(Full::new(body.clone()))
+            .map_err(|e| (ErrorKind::Connect, format!("cannot build the request: {e}")))
+    };
+    let sent = match conn.send(request()?).await {
+        Err(e) if e.is_canceled() && conn.reused() => {
+            conn = pool.connect().await.map_err(|e| connect_failure(e, spec))?;
+            conn.send(request()?).await
+        }
+        other => other,
+    };
+    match sent {
+        Ok(resp) => {
+            let (head, body) = resp.into_parts();
+            Ok(Response::Kept {
+                head,
+                body,
+                conn,
+                pool,
+                ended: false,
+            })
+        }
+        Err(e) => Err((
+            ErrorKind::Connect,
+            format!(
+                "POST {}: {}",
+                crate::util::redact_url(&spec.endpoint()),
+                error_chain(&e)
+            ),
+        )),
+    }
+}
+
+/// Send through the pooled `reqwest` client (HTTPS); `headers_kind` is the timeout kind
+/// that applies before the response head.
+async fn send_pooled(
+    shared: &RunContext,
+    job: &Job<'_>,
+    body: Bytes,
+    headers_kind: ErrorKind,
+) -> Result<Response<'static>, Failure> {
+    let spec = &shared.spec;
+    let mut req = shared.http.post(spec.endpoint()).body(body);
+    for (name, value) in request_headers(spec, job.id) {
+        req = req.header(name, value);
+    }
+    match req.send().await {
+        Ok(resp) => Ok(Response::Pooled(resp)),
+        Err(e) => {
+            let kind = if e.is_timeout() && e.is_connect() {
+                ErrorKind::TimeoutConnect
+            } else if e.is_timeout() {
+                headers_kind
+            } else {
+                ErrorKind::Connect
+            };
+            let msg = describe_reqwest_error(&e, spec);
+            let msg = if kind == ErrorKind::TimeoutConnect {
+                format!("{msg} (connect timeout {} s)", spec.timeouts.connect_s)
+            } else {
+                msg
+            };
+            Err((kind, msg))
+        }
+    }
+}
+
+/// The record's error for a kept connection that could not be had.
+fn connect_failure(e: SendError, spec: &TargetSpec) -> Failure {
+    let url = crate::util::redact_url(&spec.endpoint());
+    match e {
+        SendError::Connect(msg) => (ErrorKind::Connect, format!("POST {url}: {msg}")),
+        SendError::ConnectTimeout => (
+            ErrorKind::TimeoutConnect,
+            format!(
+                "POST {url}: no connection (connect timeout {} s)",
+                spec.timeouts.connect_s
+            ),
+        ),
+        SendError::Cancelled => (ErrorKind::Cancelled, "run cancelled".into()),
+    }
 }
 
 /// The deadlines of one request.
@@ -228,7 +361,7 @@ impl Deadlines {
 /// round-trips) for every chunk.
 async fn read_stream(
     shared: &RunContext,
-    resp: &mut reqwest::Response,
+    resp: &mut Response<'_>,
     acc: &mut Accumulator,
     clock: &Deadlines,
 ) -> bool {
@@ -268,7 +401,7 @@ async fn read_stream(
             Err(e) => {
                 acc.fail(
                     ErrorKind::Incomplete,
-                    format!("connection broke mid-stream: {}", reqwest_chain(&e)),
+                    format!("connection broke mid-stream: {e}"),
                 );
                 return false;
             }

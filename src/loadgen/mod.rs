@@ -432,9 +432,16 @@ pub fn keep_complete_stages(config: &SweepConfig) -> Result<resume::Prior> {
     load_prior(config, &stage_plan(config))
 }
 
-/// The run's HTTP client, its pool sized for the most streams the sweep keeps, after
+/// How a run reaches its target: the pooled client and, for a plain-HTTP target, the kept
+/// connections its streaming requests drive themselves.
+struct Connections {
+    http: reqwest::Client,
+    kept: Option<crate::client::kept::Pool>,
+}
+
+/// The run's connections, their pools sized for the most streams the sweep keeps, after
 /// checking the process may open that many sockets (a note when the limit was raised).
-fn http_pool(config: &SweepConfig) -> Result<(reqwest::Client, Option<String>)> {
+fn http_pool(config: &SweepConfig) -> Result<(Connections, Option<String>)> {
     let max_batch = config.batch_sizes.iter().copied().max().unwrap_or(1) as usize;
     // Open loop: at most `max_in_flight` streams, else as many as the rate keeps busy;
     // 1,024 is checked as a floor for that unknown.
@@ -444,8 +451,10 @@ fn http_pool(config: &SweepConfig) -> Result<(reqwest::Client, Option<String>)> 
     };
     let fd_note = fdlimit::ensure(streams)?;
     // The pool keeps every stream's connection between requests (and the pre-opened ones).
-    let http = build_http_client(&config.target, (streams as usize).max(max_batch))?;
-    Ok((http, fd_note))
+    let size = (streams as usize).max(max_batch);
+    let http = build_http_client(&config.target, size)?;
+    let kept = crate::client::kept::Pool::for_target(&config.target, size);
+    Ok((Connections { http, kept }, fd_note))
 }
 
 /// The steps a worker's share runs: its one stage, or (no stage) only the warm-up wave.
@@ -492,7 +501,7 @@ impl Sweep {
     /// Everything the stages share, with what an interrupted run kept (when resuming).
     fn new(
         config: SweepConfig,
-        http: reqwest::Client,
+        connections: Connections,
         cancel: CancellationToken,
         progress: Arc<Progress>,
         prior: resume::Prior,
@@ -527,7 +536,8 @@ impl Sweep {
         });
         Ok(Sweep {
             shared: Arc::new(RunContext {
-                http,
+                http: connections.http,
+                kept: connections.kept,
                 spec: config.target.clone(),
                 counter,
                 cancel,
@@ -576,7 +586,7 @@ pub async fn run_sweep(
     progress: Arc<Progress>,
 ) -> Result<SweepOutput> {
     config.validate()?;
-    let (http, fd_note) = http_pool(&config)?;
+    let (connections, fd_note) = http_pool(&config)?;
     let plan = stage_plan(&config);
     let prior = load_prior(&config, &plan)?;
     let mut warnings: Vec<String> = fd_note.into_iter().collect();
@@ -592,7 +602,7 @@ pub async fn run_sweep(
     }
     let done: Vec<u32> = prior.done.iter().copied().collect();
     let warmup_wave = config.warmup_s.is_some_and(|d| d > 0.0);
-    let mut sweep = Sweep::new(config, http, cancel, progress, prior, warnings)?;
+    let mut sweep = Sweep::new(config, connections, cancel, progress, prior, warnings)?;
     let t_start_ns = now_ns();
     let info = server_info(&sweep.shared.http, &sweep.config.target).await;
     let interrupted = if done.len() == plan.len() {

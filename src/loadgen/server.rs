@@ -37,10 +37,19 @@ pub async fn server_info(http: &reqwest::Client, spec: &TargetSpec) -> Value {
     Value::Object(info)
 }
 
-/// Open `n` connections before a stage (concurrent `GET /health`s, whatever they answer),
-/// so its first requests do not pay for TCP set-up and the server's accepts: without it a
-/// stage of 1,024 streams starts with 1,024 connects and its TTFT p99 is the accept queue.
+/// Open `n` connections before a stage, so its first requests do not pay for TCP set-up
+/// and the server's accepts: without it a stage of 1,024 streams starts with 1,024
+/// connects and its TTFT p99 is the accept queue. Kept connections (plain HTTP) are opened
+/// as they are; through the pooled client (HTTPS), by concurrent `GET /health`s, whatever
+/// they answer.
 pub async fn preconnect(shared: &RunContext, n: u32) {
+    if let Some(pool) = &shared.kept {
+        tokio::select! {
+            _ = pool.open(n as usize) => {}
+            _ = shared.cancel.cancelled() => {}
+        }
+        return;
+    }
     let url = shared.spec.root_path("/health");
     let timeout = Duration::from_secs_f64(shared.spec.timeouts.connect_s.max(1.0) * 2.0);
     let one = || async {

@@ -1,0 +1,397 @@
+//! Kept connections for plain-HTTP targets: each request drives its own HTTP/1.1
+//! connection (hyper's `client::conn::http1`) in its own task, and the connection goes back
+//! to the run's pool when the response has been read to its end.
+//!
+//! Why not the pooled `reqwest` client for these: it runs every connection as a task of its
+//! own that hands each body chunk to the request's task through a channel, so every chunk
+//! costs two task wake-ups and a trip through the scheduler's queue between the socket read
+//! and the timestamp. Here the read, the SSE parsing and the timestamp happen in one poll of
+//! one task (docs/architecture.md, "Timing at the floor"). HTTPS targets keep using
+//! `reqwest` (TLS, certificates and proxies are its job); so do the non-streaming calls
+//! (`/health`, `/metrics`, `/v1/models`).
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::TargetSpec;
+
+type Driver = Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
+/// One open connection: the handle requests are sent on and the future that does its I/O
+/// (polled only by the task using it, so nothing else ever touches the socket).
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    io: Io,
+    /// Whether it has carried a response before (a server may have closed it since).
+    reused: bool,
+}
+
+/// The connection's I/O future and whether it has finished (it is never polled again then).
+struct Io {
+    driver: Pin<Box<Driver>>,
+    done: bool,
+}
+
+impl Io {
+    /// Let the connection read and write what it can; `true` once it has closed.
+    fn drive(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        if !self.done && self.driver.as_mut().poll(cx).is_ready() {
+            self.done = true;
+        }
+        self.done
+    }
+}
+
+/// Where plain-HTTP requests go and the connections kept between them.
+pub struct Pool {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The `Host` header.
+    authority: http::HeaderValue,
+    /// Path and query of the streaming endpoint.
+    path: http::Uri,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Conn>>,
+    capacity: usize,
+    /// Connections opened so far (a server that closes kept connections shows as churn).
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+/// Why a request got no connection.
+#[derive(Debug)]
+pub enum SendError {
+    /// The TCP connection could not be opened (refused, unreachable, DNS).
+    Connect(String),
+    /// Connecting took longer than the connect timeout.
+    ConnectTimeout,
+    /// The run was cancelled while waiting for a connection.
+    Cancelled,
+}
+
+impl Pool {
+    /// The pool of a plain-HTTP target (`None` for HTTPS or a URL with credentials in it,
+    /// which `reqwest` serves), keeping at most `capacity` idle connections.
+    pub fn for_target(spec: &TargetSpec, capacity: usize) -> Option<Pool> {
+        let endpoint = url::Url::parse(&spec.endpoint()).ok()?;
+        if endpoint.scheme() != "http" || !endpoint.username().is_empty() {
+            return None;
+        }
+        let host = endpoint.host_str()?;
+        let port = endpoint.port_or_known_default()?;
+        let authority = match endpoint.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let path = match endpoint.query() {
+            Some(q) => format!("{}?{q}", endpoint.path()),
+            None => endpoint.path().to_string(),
+        };
+        Some(Pool {
+            // A bracketed IPv6 host connects as it is written in the URL.
+            addr: format!("{host}:{port}"),
+            authority: http::HeaderValue::from_str(&authority).ok()?,
+            path: path.parse().ok()?,
+            connect_timeout: Duration::from_secs_f64(spec.timeouts.connect_s),
+            idle: Mutex::new(Vec::new()),
+            capacity: capacity.max(1),
+            opened: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// A request to the streaming endpoint with a body of `len` bytes, `Host` set.
+    pub fn request(&self, len: usize) -> http::request::Builder {
+        http::Request::post(self.path.clone())
+            .header(http::header::HOST, self.authority.clone())
+            .header(http::header::CONTENT_LENGTH, len)
+    }
+
+    /// An idle connection that is still open, or a new one.
+    pub async fn checkout(&self) -> Result<Conn, SendError> {
+        loop {
+            let kept = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+            let Some(mut conn) = kept else {
+                return self.connect().await;
+            };
+            if conn.ready().await {
+                return Ok(conn);
+            }
+        }
+    }
+
+    /// Open a new connection.
+    pub async fn connect(&self) -> Result<Conn, SendError> {
+        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+            .await
+        {
+            Err(_) => return Err(SendError::ConnectTimeout),
+            Ok(Err(e)) => return Err(SendError::Connect(format!("tcp connect error: {e}"))),
+            Ok(Ok(s)) => s,
+        };
+        // Each SSE event is small and wanted now.
+        let _ = tcp.set_nodelay(true);
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, driver) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| SendError::Connect(super::errors::error_chain(&e)))?;
+        Ok(Conn {
+            sender,
+            io: Io {
+                driver: Box::pin(driver),
+                done: false,
+            },
+            reused: false,
+        })
+    }
+
+    /// How many connections this pool has opened.
+    pub fn opened(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keep a connection whose response was read to its end for the next request.
+    pub fn give_back(&self, mut conn: Conn) {
+        conn.reused = true;
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.capacity {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Open `n` connections now (concurrently) and keep them, so a stage's first requests
+    /// do not pay for TCP set-up and the server's accept queue. Failures are left for the
+    /// requests themselves to report.
+    pub async fn open(&self, n: usize) {
+        let have = self.idle.lock().map(|v| v.len()).unwrap_or(0);
+        let want = n.min(self.capacity).saturating_sub(have);
+        let opened = futures_util::future::join_all((0..want).map(|_| self.connect())).await;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.extend(opened.into_iter().flatten());
+        }
+    }
+}
+
+impl Conn {
+    /// Whether the connection can take a request now: drives it until its handle is ready,
+    /// or finds it closed (the server may close an idle kept connection at any time).
+    async fn ready(&mut self) -> bool {
+        let check = poll_fn(|cx| {
+            if self.io.drive(cx) {
+                return Poll::Ready(false);
+            }
+            self.sender.poll_ready(cx).map(|r| r.is_ok())
+        });
+        // A healthy idle connection is ready at once; one that is not is not worth waiting on.
+        tokio::time::timeout(Duration::from_secs(1), check)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Whether the connection carried a response before this request.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Send `req` and wait for the response head, driving the connection meanwhile (the
+    /// request's bytes are written in the first poll, right after the caller's timestamp).
+    pub async fn send(
+        &mut self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, hyper::Error> {
+        let mut response = std::pin::pin!(self.sender.send_request(req));
+        let io = &mut self.io;
+        poll_fn(|cx| {
+            // The connection's end is seen through the response future: when it fails,
+            // hyper fails the pending request with the reason.
+            io.drive(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// The next piece of the body (`None` at its end), driving the connection in the same
+    /// poll, so the socket read and the caller's timestamp are one scheduling apart at most.
+    pub async fn chunk(&mut self, body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
+        let io = &mut self.io;
+        poll_fn(|cx| loop {
+            io.drive(cx);
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(None)),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Poll::Ready(Ok(Some(data))),
+                    // Empty data or trailers: nothing to time; read on.
+                    _ => continue,
+                },
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimConfig, SimServer};
+
+    fn spec(url: &str) -> TargetSpec {
+        serde_json::from_value(
+            serde_json::json!({"url": url, "model": "llmbench-sim", "api": "completions"}),
+        )
+        .expect("spec")
+    }
+
+    /// Send one streaming request on `conn` and read its body to the end.
+    async fn one(pool: &Pool, conn: &mut Conn) -> usize {
+        let body = r#"{"model":"llmbench-sim","prompt":"hi","max_tokens":4,"stream":true}"#;
+        let req = pool
+            .request(body.len())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        let mut resp = conn.send(req).await.expect("response").into_body();
+        let mut pieces = 0;
+        while conn.chunk(&mut resp).await.expect("chunk").is_some() {
+            pieces += 1;
+        }
+        pieces
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_its_end_is_ready_at_once_for_the_next_request() {
+        let cfg = SimConfig {
+            ttft_ms: 1.0,
+            itl_ms: 1.0,
+            ..SimConfig::default()
+        };
+        let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
+        let pool = Pool::for_target(&spec(&server.url()), 4).expect("plain HTTP");
+        let mut conn = pool.checkout().await.expect("connect");
+        for round in 0..3 {
+            assert!(one(&pool, &mut conn).await > 0);
+            pool.give_back(conn);
+            let t = std::time::Instant::now();
+            conn = pool.checkout().await.expect("kept");
+            assert!(
+                conn.reused(),
+                "round {round}: the kept connection is reused"
+            );
+            assert!(
+                t.elapsed() < Duration::from_millis(100),
+                "round {round}: ready after {:?}",
+                t.elapsed()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+    use crate::sim::{SimConfig, SimServer};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_streams_reuse_their_connections_without_waiting() {
+        let cfg = SimConfig {
+            ttft_ms: 20.0,
+            itl_ms: 5.0,
+            ..SimConfig::default()
+        };
+        let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
+        let spec: TargetSpec = serde_json::from_value(
+            serde_json::json!({"url": server.url(), "model": "llmbench-sim", "api": "completions"}),
+        )
+        .expect("spec");
+        let pool = std::sync::Arc::new(Pool::for_target(&spec, 512).expect("plain HTTP"));
+        pool.open(512).await;
+        let tasks = (0..512).map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut worst = Duration::ZERO;
+                for _ in 0..4 {
+                    let t = std::time::Instant::now();
+                    let mut conn = pool.checkout().await.expect("conn");
+                    worst = worst.max(t.elapsed());
+                    let body =
+                        r#"{"model":"llmbench-sim","prompt":"hi","max_tokens":16,"stream":true}"#;
+                    let req = pool
+                        .request(body.len())
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .expect("request");
+                    let mut resp = conn.send(req).await.expect("response").into_body();
+                    while conn.chunk(&mut resp).await.expect("chunk").is_some() {}
+                    pool.give_back(conn);
+                }
+                worst
+            })
+        });
+        let worst = futures_util::future::join_all(tasks)
+            .await
+            .into_iter()
+            .map(|r| r.expect("task"))
+            .max()
+            .unwrap_or_default();
+        assert!(
+            worst < Duration::from_millis(200),
+            "a checkout waited {worst:?}"
+        );
+        assert_eq!(pool.opened(), 512, "one connection per stream, kept");
+    }
+
+    /// Through the request path itself (`stream::send`): the chunked body's end comes after
+    /// `[DONE]`, and the connection is kept for the next request only if it is read.
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let cfg = SimConfig {
+            ttft_ms: 1.0,
+            itl_ms: 1.0,
+            ..SimConfig::default()
+        };
+        let server = SimServer::start(cfg, "127.0.0.1", 0).await.expect("start");
+        for api in ["completions", "chat", "tgi"] {
+            let spec: TargetSpec = serde_json::from_value(
+                serde_json::json!({"url": server.url(), "model": "llmbench-sim", "api": api}),
+            )
+            .expect("spec");
+            let ctx = crate::client::stream::RunContext {
+                http: crate::client::build_http_client(&spec, 4).expect("client"),
+                kept: Pool::for_target(&spec, 4),
+                spec,
+                counter: None,
+                cancel: tokio_util::sync::CancellationToken::new(),
+            };
+            for id in 0..5 {
+                let job = crate::client::stream::Job {
+                    id,
+                    stage: 0,
+                    batch_size: 1,
+                    warmup: false,
+                    prompt_index: 0,
+                    prompt: "hello there",
+                    messages: None,
+                    turn: None,
+                    max_tokens: 8,
+                    t_sched: crate::clock::now_ns(),
+                };
+                let rec = crate::client::stream::send(&ctx, job).await;
+                assert!(rec.error_kind.is_none(), "{api}: {:?}", rec.error);
+                assert_eq!(rec.n_out, 8, "{api}");
+            }
+            let pool = ctx.kept.as_ref().expect("plain HTTP");
+            assert_eq!(pool.opened(), 1, "{api}: five requests, one connection");
+        }
+    }
+}
