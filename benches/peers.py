@@ -68,6 +68,8 @@ OUTPUT_TOKENS = 64
 PROMPT_TOKENS = 128
 TTFT_MS, ITL_MS = 50.0, 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Extra arguments for `llmbench metrics` (--llmbench-no-report).
+LLMBENCH_ARGS: list[str] = []
 
 
 # ---------------------------------------------------------------- setup
@@ -93,6 +95,9 @@ def setup_peers(peers_dir: Path, python: str, wanted: list[str]) -> dict[str, Pa
 
 def build_raw_client() -> Path:
     target = ROOT / "target" / "raw_client"
+    binary = target / "release" / "raw-stream-client"
+    if shutil.which("cargo") is None and binary.is_file():
+        return binary  # built elsewhere and carried here (a machine without Rust)
     subprocess.run(
         [
             "cargo",
@@ -355,6 +360,7 @@ def cmd_llmbench(url: str, load: dict[str, Any], n: int, work: Path, _: Path) ->
         "--out",
         str(work / "out"),
         "--quiet",
+        *LLMBENCH_ARGS,
         *mode,
     ]
 
@@ -645,7 +651,7 @@ def measure(
     load: dict[str, Any],
     n: int,
     server: Server,
-    client_core: int,
+    client_core: int | str,
     work: Path,
     extra: Any,
     timeout_s: float,
@@ -740,6 +746,27 @@ def main() -> None:
         default=VLLM_BENCH_SRC,
         help="vllm-bench's source tarball (else it is built from its repository)",
     )
+    ap.add_argument(
+        "--server-cores",
+        default=None,
+        help="taskset core list for the scripted server (default: the last core)",
+    )
+    ap.add_argument(
+        "--client-cores",
+        default=None,
+        help="';'-separated taskset core lists, one measurement set each "
+        "(default: the first core), e.g. '8;8-9;8-11;8-15'",
+    )
+    ap.add_argument(
+        "--per-core",
+        action="store_true",
+        help="scale each concurrency by the client's core count (streams per client core)",
+    )
+    ap.add_argument(
+        "--llmbench-no-report",
+        action="store_true",
+        help="run `llmbench metrics` with --no-report (a machine without bokeh)",
+    )
     ap.add_argument("--setup-only", action="store_true")
     ap.add_argument("--report", type=Path, help="print the tables of a saved run and stop")
     args = ap.parse_args()
@@ -754,7 +781,10 @@ def main() -> None:
     if args.setup_only:
         return
     cores = sorted(os.sched_getaffinity(0))
-    server_core, client_core = cores[-1], cores[0]
+    server_core = args.server_cores or str(cores[-1])
+    client_sets = [c for c in (args.client_cores or str(cores[0])).split(";") if c]
+    if args.llmbench_no_report:
+        LLMBENCH_ARGS.append("--no-report")
     import llmbench
 
     machine = {
@@ -762,7 +792,7 @@ def main() -> None:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "server_core": server_core,
-        "client_core": client_core,
+        "client_core": client_sets[0] if len(client_sets) == 1 else client_sets,
         "llmbench": llmbench.__version__,
         "peers": PEERS,
         "python": platform.python_version(),
@@ -776,7 +806,13 @@ def main() -> None:
         tokenizer_dir(Path(tmp) / "tokenizer")
         server = Server(server_core, args.port)
         try:
-            for load in loads:
+            for client_cores, base in [(c, b) for c in client_sets for b in loads]:
+                k = _core_count(client_cores)
+                load = dict(base)
+                if args.per_core:
+                    load = {key: v * k for key, v in base.items()}
+                if len(client_sets) > 1:
+                    load["client_cores"] = k
                 for tool in tools:
                     if tool.startswith("raw") and "rate" in load:
                         continue  # closed loop only
@@ -790,7 +826,7 @@ def main() -> None:
                         load,
                         n,
                         server,
-                        client_core,
+                        client_cores,
                         Path(tmp) / f"{tool}_{name}",
                         extra,
                         args.timeout,
@@ -900,15 +936,27 @@ def report(data: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _core_count(cores: str) -> int:
+    """How many cores a taskset list (`8`, `8-11`, `0,2-3`) names."""
+    n = 0
+    for part in cores.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
 def _load(r: dict[str, Any]) -> str:
+    cores = f"{r['client_cores']} client core(s), " if r.get("client_cores") else ""
     if r.get("concurrency") is not None:
         n = r["concurrency"]
-        return f"{n} stream" + ("s" if n != 1 else "")
-    return f"{r['rate']:g} req/s"
+        return cores + f"{n} stream" + ("s" if n != 1 else "")
+    return cores + f"{r['rate']:g} req/s"
 
 
 def _line(r: dict[str, Any]) -> str:
     load = f"c={r['concurrency']}" if "concurrency" in r else f"rate={r['rate']:g}"
+    if r.get("client_cores"):
+        load = f"{r['client_cores']}c {load}"
     if "error" in r:
         return f"{r['tool']:>9} {load:>10}: {r['error']}"
     return (

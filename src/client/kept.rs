@@ -394,4 +394,70 @@ mod load_tests {
             assert_eq!(pool.opened(), 1, "{api}: five requests, one connection");
         }
     }
+
+    /// A server that closes each kept connection soon after its response (as servers with
+    /// a short keep-alive timeout do): the next request finds it closed, opens a new one and
+    /// succeeds; nothing is recorded as failed.
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_replaced() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut got = Vec::new();
+                    // One request: headers and the Content-Length body.
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let events = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n";
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                         transfer-encoding: chunked\r\n\r\n{:x}\r\n{events}\r\n0\r\n\r\n",
+                        events.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    // Closed while idle.
+                });
+            }
+        });
+        let spec: TargetSpec = serde_json::from_value(serde_json::json!(
+            {"url": format!("http://{addr}"), "model": "m", "api": "completions"}
+        ))
+        .expect("spec");
+        let ctx = crate::client::stream::RunContext {
+            http: crate::client::build_http_client(&spec, 4).expect("client"),
+            kept: Pool::for_target(&spec, 4),
+            spec,
+            counter: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        };
+        for id in 0..3 {
+            let job = crate::client::stream::Job {
+                id,
+                stage: 0,
+                batch_size: 1,
+                warmup: false,
+                prompt_index: 0,
+                prompt: "hi",
+                messages: None,
+                turn: None,
+                max_tokens: 1,
+                t_sched: crate::clock::now_ns(),
+            };
+            let rec = crate::client::stream::send(&ctx, job).await;
+            assert!(rec.error_kind.is_none(), "request {id}: {:?}", rec.error);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pool = ctx.kept.as_ref().expect("plain HTTP");
+        assert_eq!(pool.opened(), 3, "each closed connection replaced");
+    }
 }
