@@ -664,7 +664,7 @@ def measure(
     with open(work / "stdout.txt", "w") as out, open(work / "stderr.txt", "w") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=work, start_new_session=True)
         watch = CpuWatch(proc.pid)
-        rc, command_cpu = _wait_with_cpu(proc, timeout_s)
+        rc, command_cpu, max_rss_mib = _wait_with_cpu(proc, timeout_s)
         watch.stop()
     wall = time.monotonic() - t0
     anchor, records = server.take_truth()
@@ -688,6 +688,7 @@ def measure(
             "tokens": truth["tokens"],
             "client_cpu_s": cpu,
             "command_cpu_s": command_cpu,
+            "command_max_rss_mib": max_rss_mib,
             "cpu_s_per_1k_tokens": cpu / (truth["tokens"] / 1000) if truth["tokens"] else None,
         }
     )
@@ -705,21 +706,25 @@ def measure(
     return row
 
 
-def _wait_with_cpu(proc: subprocess.Popen[Any], timeout_s: float) -> tuple[Any, float]:
-    """Wait for the tool's process; its exit code and the whole command's CPU seconds
-    (user + system of the process and every child it waited for: start-up, run and report
-    included), from the kernel's accounting at exit."""
+def _wait_with_cpu(proc: subprocess.Popen[Any], timeout_s: float) -> tuple[Any, float, float]:
+    """Wait for the tool's process; its exit code, the whole command's CPU seconds (user +
+    system of the process and every child it waited for: start-up, run and report included)
+    and its peak resident memory (MiB, the largest process of the tree), from the kernel's
+    accounting at exit."""
     deadline = time.monotonic() + timeout_s
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_utime + usage.ru_stime
+            break
         if time.monotonic() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
             _, _, usage = os.wait4(proc.pid, 0)
-            return "timeout", usage.ru_utime + usage.ru_stime
+            proc.returncode = None
+            break
         time.sleep(0.01)
+    rc = "timeout" if proc.returncode is None else proc.returncode
+    return rc, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def requests_for(load: dict[str, Any], quick: bool) -> int:
@@ -768,10 +773,15 @@ def main() -> None:
         help="run `llmbench metrics` with --no-report (a machine without bokeh)",
     )
     ap.add_argument("--setup-only", action="store_true")
-    ap.add_argument("--report", type=Path, help="print the tables of a saved run and stop")
+    ap.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        help="print the tables of saved runs (several: the range of each figure) and stop",
+    )
     args = ap.parse_args()
     if args.report:
-        print(report(json.loads(args.report.read_text())))
+        print(report([json.loads(p.read_text()) for p in args.report]))
         return
 
     tools = [t for t in args.tools.split(",") if t]
@@ -842,98 +852,90 @@ def main() -> None:
         print(f"written to {args.out}")
 
 
-def report(data: dict[str, Any]) -> str:
-    """The run as Markdown tables: each figure per tool and load, with each peer's figure as
-    a ratio to llmbench's from the same run."""
-    rows = [r for r in data["rows"] if "error" not in r]
+def report(runs: list[dict[str, Any]]) -> str:
+    """One or more saved runs as Markdown tables: each figure per tool and load (over
+    several runs, its range: lowest … highest), with each peer's figure as a ratio to
+    llmbench's (ranges: the ratio of the medians over the runs)."""
+    rows = [r for d in runs for r in d["rows"] if "error" not in r]
     tools = [t for t in TOOLS if any(r["tool"] == t for r in rows)]
     loads: list[str] = []
     for r in rows:
         if _load(r) not in loads:
             loads.append(_load(r))
-    cell = {(r["tool"], _load(r)): r for r in rows}
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["tool"], _load(r)), []).append(r)
 
-    def table(title: str, fmt: Any, ratio_key: str | None = None) -> str:
-        """One figure per tool and load; with `ratio_key`, each peer's value of that key
-        as a multiple of llmbench's in the same row."""
+    def span(values: list[float], fmt: str) -> str:
+        lo, hi = min(values), max(values)
+        a, b = fmt.format(lo), fmt.format(hi)
+        return a if a == b else f"{a} … {b}"
+
+    def table(title: str, parts: list[tuple[str, str]], ratio_key: str | None = None) -> str:
+        """Per tool and load, each (key, format) part's range, joined by " / "; with
+        `ratio_key`, each peer's median of that key as a multiple of llmbench's."""
         head = "| load | " + " | ".join(tools) + " |"
         out = [f"**{title}**", "", head, "|" + "---|" * (len(tools) + 1)]
         for load in loads:
-            ours = cell.get(("llmbench", load))
-            parts = []
+            ours = cells.get(("llmbench", load))
+            line = []
             for t in tools:
-                r = cell.get((t, load))
-                if r is None:
-                    parts.append("—")
+                rs = cells.get((t, load))
+                got = [
+                    [r[k] for r in rs or [] if r.get(k) is not None and r[k] == r[k]]
+                    for k, _ in parts
+                ]
+                if not rs or not all(got):
+                    line.append("—")
                     continue
-                text = fmt(r)
-                if ratio_key and ours is not None and t != "llmbench":
-                    a, b = r[ratio_key], ours[ratio_key]
-                    if a is not None and b:
+                text = " / ".join(span(v, f) for v, (_, f) in zip(got, parts, strict=True))
+                if ratio_key and ours and t != "llmbench":
+                    a = np.median([r[ratio_key] for r in rs if r.get(ratio_key) is not None])
+                    b = np.median([r[ratio_key] for r in ours if r.get(ratio_key) is not None])
+                    if a == a and b:
                         text += f" ({a / b:.1f}×)"
-                parts.append(text)
-            out.append(f"| {load} | " + " | ".join(parts) + " |")
+                line.append(text)
+            out.append(f"| {load} | " + " | ".join(line) + " |")
         return "\n".join(out)
 
-    def err(key: str, pct: str) -> Any:
-        def f(r: dict[str, Any]) -> str:
-            # A percentage of a true value near zero (a saturated server sending chunks
-            # back to back) says nothing: give the milliseconds only.
-            truth = r[key] / (r[pct] / 100) if r[pct] else float("inf")
-            rel = f" ({r[pct]:+.1f}%)" if abs(truth) >= 1.0 else " (true ≈ 0)"
-            return f"{r[key]:+.2f} ms{rel}"
-
-        return f
-
-    failed = [r for r in data["rows"] if "error" in r]
-    parts = []
-    parts.append(table("TTFT p50: reported − true", err("ttft_err_p50_ms", "ttft_err_p50_pct")))
-    parts.append(table("TTFT p99: reported − true", err("ttft_err_p99_ms", "ttft_err_p99_pct")))
-    parts.append(table("ITL p50: reported − true", err("itl_err_p50_ms", "itl_err_p50_pct")))
-    parts.append(table("ITL p99: reported − true", err("itl_err_p99_ms", "itl_err_p99_pct")))
-    parts.append(
+    tables = [
+        table("TTFT p50: reported − true (ms)", [("ttft_err_p50_ms", "{:+.2f}")]),
+        table("TTFT p99: reported − true (ms)", [("ttft_err_p99_ms", "{:+.2f}")]),
+        table("ITL p50: reported − true (ms)", [("itl_err_p50_ms", "{:+.3f}")]),
+        table("ITL p99: reported − true (ms)", [("itl_err_p99_ms", "{:+.2f}")]),
         table(
-            "Per-chunk lag behind the server's hand-off, matched by request id (p50 / p99)",
-            lambda r: (
-                f"{r['reported_chunk_lag_p50']:.3f} / {r['reported_chunk_lag_p99']:.2f} ms"
-                if r.get("reported_chunk_lag_p50") is not None
-                else "— (not matchable)"
-            ),
-        )
-    )
-    parts.append(
+            "Per-chunk lag behind the server's hand-off, matched by request id, p50 / p99 "
+            "(ms; — where the tool sends no id or stamps several chunks at once)",
+            [("reported_chunk_lag_p50", "{:.3f}"), ("reported_chunk_lag_p99", "{:.2f}")],
+        ),
         table(
-            "Requests in flight at the server (peak) and arrival rate (server side)",
-            lambda r: f"{r['server_peak_in_flight']} · {r['server_arrival_rate']:.0f}/s",
-        )
-    )
-    parts.append(
+            "Requests in flight at the server (peak) / arrival rate (server side, req/s)",
+            [("server_peak_in_flight", "{:.0f}"), ("server_arrival_rate", "{:.0f}")],
+        ),
         table(
             "Client CPU-seconds per 1,000 streamed tokens (peer ÷ llmbench)",
-            lambda r: f"{r['cpu_s_per_1k_tokens']:.4f}",
+            [("cpu_s_per_1k_tokens", "{:.4f}")],
             ratio_key="cpu_s_per_1k_tokens",
-        )
-    )
-    parts.append(
+        ),
         table(
-            "Whole-command CPU-seconds: start-up, run and report (peer ÷ llmbench)",
-            lambda r: f"{r['command_cpu_s']:.2f}" if r.get("command_cpu_s") else "—",
+            "Whole-command CPU-seconds, start-up, run and report / peak memory, MiB "
+            "(peer ÷ llmbench: CPU)",
+            [("command_cpu_s", "{:.2f}"), ("command_max_rss_mib", "{:.0f}")],
             ratio_key="command_cpu_s",
-        )
-    )
-    parts.append(
+        ),
         table(
             "Streamed tokens per second while the tool ran (server side; peer ÷ llmbench)",
-            lambda r: f"{r['server_tok_s']:,.0f}",
+            [("server_tok_s", "{:,.0f}")],
             ratio_key="server_tok_s",
-        )
-    )
+        ),
+    ]
+    failed = [r for d in runs for r in d["rows"] if "error" in r]
     if failed:
-        parts.append(
+        tables.append(
             "**Runs that produced no comparable figures**\n\n"
             + "\n".join(f"- {r['tool']} at {_load(r)}: {r['error']}" for r in failed)
         )
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(tables) + "\n"
 
 
 def _core_count(cores: str) -> int:

@@ -221,3 +221,28 @@ fn a_million_requests_of_32_tokens_take_well_under_a_hundred_bytes_each() {
     assert!(per_request < 150.0, "{per_request} bytes per request");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The writer thread runs below the runtime's priority (Linux: a positive nice value), so
+/// on a shared core it never preempts the threads that timestamp chunks.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_writer_thread_runs_below_normal_priority() {
+    let path = crate::test_support::temp_dir("writer-nice").join("r.arrows");
+    let sink = RecordSink::create(&path).expect("create");
+    sink.flush(); // the thread has started and set its priority
+    let mut nice = None;
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim().starts_with("llmbench-record") {
+            let stat = std::fs::read_to_string(task.path().join("stat")).expect("stat");
+            // Fields after the command's closing parenthesis; nice is the 19th field.
+            let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+            nice = rest.split(' ').nth(16).and_then(|v| v.parse::<i32>().ok());
+        }
+    }
+    assert!(nice.is_some_and(|n| n > 0), "writer thread nice: {nice:?}");
+    drop(sink);
+}

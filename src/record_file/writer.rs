@@ -89,7 +89,10 @@ impl RecordSink {
             .spawn({
                 let shared = shared.clone();
                 let path = path.to_path_buf();
-                move || write_loop(writer, rx, &shared, &path, max_wait)
+                move || {
+                    yield_to_the_runtime();
+                    write_loop(writer, rx, &shared, &path, max_wait)
+                }
             })
             .map_err(|e| Error::io(path, e))?;
         Ok(RecordSink {
@@ -155,6 +158,23 @@ impl Drop for RecordSink {
         self.close();
     }
 }
+
+/// The writer's work (a batch a second to encode, compress and write) can wait; the
+/// runtime's threads, which take every chunk's timestamp, cannot. Where they share a core,
+/// a writer woken at normal priority preempts a runtime thread for its whole slice and the
+/// chunks read meanwhile are stamped late (tens of milliseconds at 1,024 streams on one
+/// core, docs/BENCHMARKS.md). So the writer runs at a lower priority (about nice 10):
+/// it still gets a tenth of a contended core, enough to keep up, but no longer preempts.
+/// Failure (a platform without per-thread niceness) leaves it as it was.
+fn yield_to_the_runtime() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
+    if let Ok(p) = ThreadPriorityValue::try_from(WRITER_PRIORITY) {
+        let _ = set_current_thread_priority(ThreadPriority::Crossplatform(p));
+    }
+}
+
+/// The writer thread's priority on the crate's 0–99 scale (23: nice 9 on Linux).
+const WRITER_PRIORITY: u8 = 23;
 
 fn write_loop(
     mut writer: StreamWriter<BufWriter<File>>,
