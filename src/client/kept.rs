@@ -87,6 +87,9 @@ impl Pool {
             return None;
         }
         let host = endpoint.host_str()?;
+        if proxy_may_apply(host, |k| std::env::var(k).ok()) {
+            return None; // `reqwest` applies the proxy settings (and `NO_PROXY`)
+        }
         let port = endpoint.port_or_known_default()?;
         let authority = match endpoint.port() {
             Some(p) => format!("{host}:{p}"),
@@ -180,6 +183,22 @@ impl Pool {
             idle.extend(opened.into_iter().flatten());
         }
     }
+}
+
+/// Whether a proxy from the environment may be meant for `host`: one is set and the host is
+/// not this machine. Such targets go through `reqwest`, which honours `HTTP_PROXY`,
+/// `ALL_PROXY` and `NO_PROXY`; a server on this machine is never reached through a proxy.
+/// (`env` reads a variable: the process's environment, or a test's.)
+fn proxy_may_apply(host: &str, env: impl Fn(&str) -> Option<String>) -> bool {
+    let set = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|k| env(k).is_some_and(|v| !v.trim().is_empty()));
+    let local = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    set && !local
 }
 
 impl Conn {

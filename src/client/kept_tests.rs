@@ -170,3 +170,16 @@ async fn a_connection_the_server_closed_while_idle_is_replaced() {
     let pool = ctx.kept.as_ref().expect("plain HTTP");
     assert_eq!(pool.opened(), 3, "each closed connection replaced");
 }
+
+#[test]
+fn a_proxy_in_the_environment_sends_remote_targets_through_reqwest() {
+    let proxy = |k: &str| (k == "HTTP_PROXY").then(|| "http://proxy:3128".to_string());
+    let none = |_: &str| None;
+    assert!(proxy_may_apply("llm.internal", proxy));
+    assert!(proxy_may_apply("10.0.0.5", proxy));
+    for local in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]"] {
+        assert!(!proxy_may_apply(local, proxy), "{local}");
+    }
+    assert!(!proxy_may_apply("llm.internal", none));
+    assert!(!proxy_may_apply("llm.internal", |_: &str| Some(" ".into())));
+}
