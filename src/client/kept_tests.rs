@@ -127,6 +127,92 @@ async fn sequential_requests_share_one_connection() {
     }
 }
 
+/// A keep-alive server on a raw socket that answers each request with a chunked event
+/// stream (the `[DONE]` event, then the body's end in a separate write, as a server that
+/// flushes per event does) and counts the connections it accepted.
+async fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let end = loop {
+                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while got.len() < end + len {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    got.drain(..end + len);
+                    let events = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n";
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                         transfer-encoding: chunked\r\n\r\n{:x}\r\n{events}\r\n",
+                        events.len()
+                    );
+                    if s.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if s.write_all(b"0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+/// Both transports keep the connection across requests when the body's end follows
+/// `[DONE]` in a later write: the kept pool and, for targets it serves, `reqwest`'s.
+#[tokio::test]
+async fn both_transports_reuse_the_connection_after_done() {
+    use std::sync::atomic::Ordering;
+    for kept in [true, false] {
+        let (url, accepted) = counting_server().await;
+        let mut ctx = context(spec(&url, "completions"));
+        if !kept {
+            ctx.kept = None; // the pooled client, as for an HTTPS target
+        }
+        for id in 0..4 {
+            let rec = send(&ctx, job(id, 1)).await;
+            assert!(rec.error_kind.is_none(), "kept {kept}: {:?}", rec.error);
+            assert_eq!(rec.n_out, 1);
+        }
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "kept {kept}: one connection"
+        );
+    }
+}
+
 /// A server that closes each kept connection soon after its response (as servers with a
 /// short keep-alive timeout do): the next request finds it closed, opens a new one and
 /// succeeds; nothing is recorded as failed.

@@ -1,7 +1,8 @@
 //! A streaming response as the request's reader sees it, whichever way it came: on a kept
 //! connection the request's own task drives (`kept.rs`, plain HTTP) or from the pooled
 //! `reqwest` client (HTTPS). Both give the status, the content type and the body piece by
-//! piece; a kept connection goes back to its pool only when its body was read to the end.
+//! piece; a connection is kept for the next request (in the run's pool or `reqwest`'s)
+//! only when its body was read to the end.
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -19,7 +20,11 @@ pub const DRAIN_BYTES: usize = 64 * 1024;
 /// One response being read.
 pub enum Response<'p> {
     /// From the pooled `reqwest` client.
-    Pooled(reqwest::Response),
+    Pooled {
+        resp: reqwest::Response,
+        /// The body was read to its end: the client's pool keeps the connection.
+        ended: bool,
+    },
     /// On a kept connection of `pool`.
     Kept {
         head: http::response::Parts,
@@ -35,7 +40,7 @@ impl Response<'_> {
     /// The HTTP status code.
     pub fn status(&self) -> http::StatusCode {
         match self {
-            Response::Pooled(r) => r.status(),
+            Response::Pooled { resp, .. } => resp.status(),
             Response::Kept { head, .. } => head.status,
         }
     }
@@ -43,7 +48,7 @@ impl Response<'_> {
     /// The `Content-Type`, lower-cased ("" when absent).
     pub fn content_type(&self) -> String {
         let headers = match self {
-            Response::Pooled(r) => r.headers(),
+            Response::Pooled { resp, .. } => resp.headers(),
             Response::Kept { head, .. } => &head.headers,
         };
         headers
@@ -56,7 +61,11 @@ impl Response<'_> {
     /// The next piece of the body, `None` at its end; an error is its text (no URL in it).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
         match self {
-            Response::Pooled(r) => r.chunk().await.map_err(|e| reqwest_chain(&e)),
+            Response::Pooled { resp, ended } => {
+                let next = resp.chunk().await.map_err(|e| reqwest_chain(&e))?;
+                *ended = next.is_none();
+                Ok(next)
+            }
             Response::Kept {
                 body, conn, ended, ..
             } => {
@@ -67,12 +76,16 @@ impl Response<'_> {
         }
     }
 
-    /// Done with the response. A kept connection goes back to the pool when its body ends:
-    /// what is left after the last event (`[DONE]`'s end of the chunked body, normally in
-    /// the same read) is read for at most [`DRAIN_WAIT`] and [`DRAIN_BYTES`]; a connection
-    /// that is not at its end by then is closed (the server may still be writing to it).
+    /// Done with the response. Its connection is kept (in the run's pool, or `reqwest`'s)
+    /// only when its body ends: what is left after the last event (`[DONE]`'s end of the
+    /// chunked body, normally in the same read) is read for at most [`DRAIN_WAIT`] and
+    /// [`DRAIN_BYTES`]; a connection that is not at its end by then is closed (the server
+    /// may still be writing to it). Without this every request would open a connection.
     pub async fn finish(mut self) {
-        if let Response::Kept { ended: false, .. } = self {
+        let ended = match &self {
+            Response::Pooled { ended, .. } | Response::Kept { ended, .. } => *ended,
+        };
+        if !ended {
             let mut left = DRAIN_BYTES;
             let drain = async {
                 while let Ok(Some(b)) = self.chunk().await {

@@ -271,7 +271,7 @@ async fn send_pooled(
         req = req.header(name, value);
     }
     match req.send().await {
-        Ok(resp) => Ok(Response::Pooled(resp)),
+        Ok(resp) => Ok(Response::Pooled { resp, ended: false }),
         Err(e) => {
             let kind = if e.is_timeout() && e.is_connect() {
                 ErrorKind::TimeoutConnect
