@@ -60,7 +60,7 @@ PEERS = {"aiperf": "aiperf==0.13.0", "guidellm": "guidellm==0.8.1", "vllm": "vll
 TOOLS = ("llmbench", "raw", "raw-keepalive", "vllm-bench", "vllm", "aiperf", "guidellm")
 VLLM_BENCH_REPO = "https://github.com/vllm-project/vllm-bench"
 VLLM_BENCH_COMMIT = "f3131823f167aa1e6f31a48be1ae15a18667a534"
-VLLM_BENCH_SRC = ROOT.parent / "shared" / "peers" / "vllm-bench-f313182.tar.gz"
+VLLM_BENCH_SRC = ROOT.parent / "shared" / "peers" / f"vllm-bench-{VLLM_BENCH_COMMIT[:7]}.tar.gz"
 CONCURRENCY = (1, 64, 256, 1024)
 RATES = (100, 1000, 5000)
 MODEL = "llmbench-sim"

@@ -64,9 +64,10 @@ pub fn reqwest_chain(e: &reqwest::Error) -> String {
 pub fn describe_reqwest_error(e: &reqwest::Error, spec: &TargetSpec) -> String {
     // reqwest puts the URL in its messages; never let credentials through.
     let text = reqwest_chain(e).replace(&spec.url, &crate::util::redact_url(&spec.url));
-    format!(
-        "POST {}: {}",
-        crate::util::redact_url(&spec.endpoint()),
-        text
-    )
+    describe_failure(spec, &text)
+}
+
+/// A failed request's message: the streaming endpoint (redacted) and what went wrong.
+pub fn describe_failure(spec: &TargetSpec, what: &str) -> String {
+    format!("POST {}: {what}", crate::util::redact_url(&spec.endpoint()))
 }

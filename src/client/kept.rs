@@ -111,11 +111,10 @@ impl Pool {
         })
     }
 
-    /// A request to the streaming endpoint with a body of `len` bytes, `Host` set.
-    pub fn request(&self, len: usize) -> http::request::Builder {
-        http::Request::post(self.path.clone())
-            .header(http::header::HOST, self.authority.clone())
-            .header(http::header::CONTENT_LENGTH, len)
+    /// A request to the streaming endpoint, `Host` set (hyper sets `Content-Length` from
+    /// the body).
+    pub fn request(&self) -> http::request::Builder {
+        http::Request::post(self.path.clone()).header(http::header::HOST, self.authority.clone())
     }
 
     /// An idle connection that is still open, or a new one.

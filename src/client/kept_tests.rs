@@ -56,7 +56,7 @@ async fn read_one(pool: &Pool, conn: &mut Conn, max_tokens: u32) -> usize {
         r#"{{"model":"llmbench-sim","prompt":"hi","max_tokens":{max_tokens},"stream":true}}"#
     );
     let req = pool
-        .request(body.len())
+        .request()
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .expect("request");

@@ -11,7 +11,7 @@ use http_body_util::Full;
 use tokio_util::sync::CancellationToken;
 
 use super::accumulate::{Accumulator, Flow, Outcome};
-use super::errors::{describe_reqwest_error, error_chain, read_error_body};
+use super::errors::{describe_failure, describe_reqwest_error, error_chain, read_error_body};
 use super::kept::{Conn, Pool, SendError};
 use super::response::Response;
 use super::TargetSpec;
@@ -221,7 +221,7 @@ async fn send_kept<'p>(
 ) -> Result<Response<'p>, Failure> {
     let spec = &shared.spec;
     let request = || {
-        let mut b = pool.request(body.len());
+        let mut b = pool.request();
         for (name, value) in request_headers(spec, job.id) {
             b = b.header(name, value);
         }
@@ -246,14 +246,7 @@ async fn send_kept<'p>(
                 ended: false,
             })
         }
-        Err(e) => Err((
-            ErrorKind::Connect,
-            format!(
-                "POST {}: {}",
-                crate::util::redact_url(&spec.endpoint()),
-                error_chain(&e)
-            ),
-        )),
+        Err(e) => Err((ErrorKind::Connect, describe_failure(spec, &error_chain(&e)))),
     }
 }
 
@@ -293,14 +286,16 @@ async fn send_pooled(
 
 /// The record's error for a kept connection that could not be had.
 fn connect_failure(e: SendError, spec: &TargetSpec) -> Failure {
-    let url = crate::util::redact_url(&spec.endpoint());
     match e {
-        SendError::Connect(msg) => (ErrorKind::Connect, format!("POST {url}: {msg}")),
+        SendError::Connect(msg) => (ErrorKind::Connect, describe_failure(spec, &msg)),
         SendError::ConnectTimeout => (
             ErrorKind::TimeoutConnect,
-            format!(
-                "POST {url}: no connection (connect timeout {} s)",
-                spec.timeouts.connect_s
+            describe_failure(
+                spec,
+                &format!(
+                    "no connection (connect timeout {} s)",
+                    spec.timeouts.connect_s
+                ),
             ),
         ),
         SendError::Cancelled => (ErrorKind::Cancelled, "run cancelled".into()),
