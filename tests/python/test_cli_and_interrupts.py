@@ -262,3 +262,17 @@ def test_rate_sweep_and_capacity_commands(tmp_path):
     assert "capacity 4 requests in flight" in r.stdout
     r = run_cli("capacity", "--quiet")
     assert r.returncode == 2 and "--slo" in r.stderr
+
+
+def test_help_of_the_command_and_of_every_subcommand_prints():
+    # argparse %-formats every help string: a bare "95% intervals" in one subcommand's
+    # help made `llmbench --help` itself fail with a TypeError.
+    from llmbench.cli.options import build_parser
+
+    parser = build_parser()
+    assert "ab" in parser.format_help()
+    (subcommands,) = (a for a in parser._actions if hasattr(a, "choices") and a.choices)
+    for name, sub in subcommands.choices.items():
+        assert sub.format_help().startswith("usage: "), name
+    top = run_cli("--help", timeout=60)
+    assert top.returncode == 0 and "metrics" in top.stdout, top.stderr

@@ -569,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ab = sub.add_parser(
         "ab",
-        help="A/B test two servers on one schedule: differences with 95% intervals",
+        help="A/B test two servers on one schedule: differences with 95%% intervals",
         description="Run targets A and B on the same seeded schedule in alternating blocks "
         "(A B B A ...), then report per stage and metric the difference B - A with its 95% "
         "interval, p-value and verdict; writes ab_table.csv, ab.json and the run's files.",
