@@ -140,14 +140,19 @@ def servers():
 @pytest.fixture(scope="module")
 def planned_requests(servers):
     """The sample the docs recommend for a 4% TTFT difference: a pilot A/B run's
-    `requests_needed(4.0)` (99% power at the spread it observed)."""
+    `requests_needed(4.0)` (99% power at the spread it observed).
+
+    Eight blocks, not four: each block of 30 requests at batch 32 is one wave, so a stall
+    of the machine shifts a whole block's median; with four blocks one such block (seen on
+    a loaded CI machine) inflated the plan 50-fold (11,183 requests against a usual
+    ~220), with eight it is one of eight in the between-block spread."""
     a, _, b4 = servers
     res = llmbench.ab(
         a.target(name="a"),
         b4.target(name="b"),
         batch_sizes=[AB_BATCH],
         requests_per_stage=30,
-        repeats=4,
+        repeats=8,
         max_tokens=2,
         warmup_requests=0,
         progress=False,
