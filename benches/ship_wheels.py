@@ -41,32 +41,111 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# The GPU machine runs Ubuntu 24.04 (glibc 2.39): every manylinux up to 2_39 loads there.
+# Each is named: pip does not widen a `--platform` to the older glibc versions it covers.
+PLATFORMS = ["manylinux2014_x86_64", *(f"manylinux_2_{v}_x86_64" for v in range(17, 40))]
+
+
+def _pip_download(specs: list[str], dest: Path, python: str, no_deps: bool) -> None:
+    platforms = [a for p in PLATFORMS for a in ("--platform", p)]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:"]
+        + ["--python-version", python, *platforms, "-d", str(dest)]
+        + (["--no-deps"] if no_deps else [])
+        + specs,
+        check=True,
+    )
+
+
 def download(specs: list[str], dest: Path, python: str) -> list[Path]:
     """The wheels of `specs` and their dependencies for the target Python."""
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--only-binary",
-            ":all:",
-            "--python-version",
-            python,
-            "--platform",
-            "manylinux2014_x86_64",
-            "--platform",
-            "manylinux_2_17_x86_64",
-            "--platform",
-            "manylinux_2_28_x86_64",
-            "-d",
-            str(dest),
-            *specs,
-        ],
-        check=True,
-    )
+    _pip_download(specs, dest, python, no_deps=False)
     return sorted(dest.glob("*.whl"))
+
+
+def canonical(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def wheel_requirements(wheel: Path) -> tuple[str, str, list[str]]:
+    """(name, version, Requires-Dist lines) from a wheel's METADATA."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        text = z.read(meta).decode("utf-8", "replace")
+    name = version = ""
+    reqs = []
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(": ")
+        if key == "Name":
+            name = value.strip()
+        elif key == "Version":
+            version = value.strip()
+        elif key == "Requires-Dist":
+            reqs.append(value.strip())
+    return name, version, reqs
+
+
+def closure(specs: list[str], have: set[str], dest: Path, python: str) -> list[Path]:
+    """Every wheel `specs` needs that the machine lacks, found one package at a time.
+
+    A plain `pip download` resolves through the machine's own packages too (torch pulls
+    its CUDA libraries, whose pins may clash); here a dependency named in `have` counts as
+    there, and only the rest is downloaded (`--no-deps`) and followed. Markers are
+    evaluated for CPython `python` on Linux x86_64. Returns the wheels and prints what
+    was left to the machine, with the version each dependent asked for, so a clash shows.
+    """
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    env = default_environment()
+    env.update(
+        python_version=python,
+        python_full_version=f"{python}.3",
+        sys_platform="linux",
+        platform_system="Linux",
+        platform_machine="x86_64",
+        os_name="posix",
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    queue = [Requirement(s) for s in specs]
+    wanted: dict[str, list[str]] = {}
+    fetched: dict[str, Path] = {}
+    while queue:
+        req = queue.pop(0)
+        key = canonical(req.name)
+        wanted.setdefault(key, []).append(str(req.specifier) or "any")
+        if key in have or key in fetched:
+            continue
+        before = set(dest.glob("*.whl"))
+        # Without its marker: pip would judge an `extra == ...` marker false and skip it.
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        _pip_download([f"{req.name}{extras}{req.specifier}"], dest, python, no_deps=True)
+        new = set(dest.glob("*.whl")) - before
+        wheel = next(iter(new)) if new else _existing(dest, key)
+        fetched[key] = wheel
+        _, _, reqs = wheel_requirements(wheel)
+        for line in reqs:
+            dep = Requirement(line)
+            for extra in [*req.extras, ""]:
+                if dep.marker is None or dep.marker.evaluate({**env, "extra": extra}):
+                    queue.append(dep)
+                    break
+    for key in sorted(wanted):
+        where = fetched[key].name if key in fetched else "on the machine"
+        print(f"{key:34} {','.join(sorted(set(wanted[key])))[:60]:60} {where}")
+    return sorted(fetched.values())
+
+
+def _existing(dest: Path, key: str) -> Path:
+    for w in dest.glob("*.whl"):
+        if canonical(w.name.split("-")[0]) == key:
+            return w
+    raise SystemExit(f"pip downloaded nothing for {key}")
 
 
 def prepare(out: Path, files: list[Path], part_mib: float, call_mib: float) -> dict:
