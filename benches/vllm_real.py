@@ -44,6 +44,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -58,6 +59,12 @@ sys.path.insert(0, str(BENCHES))
 import ship_wheels  # noqa: E402
 
 VLLM = "vllm==0.24.0"
+
+# Versions the first-met closure gets wrong (ship_wheels.closure reports each clash):
+# xgrammar 0.2.6 and later want apache-tvm-ffi>=0.1.10 (0.2.9 calls its
+# `load_lib_module(extra_lib_paths=...)`, which 0.1.9 lacks: vLLM's import failed so on
+# the machine), while vLLM 0.24.0 pins apache-tvm-ffi==0.1.9; xgrammar 0.2.3 asks >=0.1.9.
+PINS = ["xgrammar==0.2.3"]
 
 # Kernel packages vLLM 0.24.0 requires unconditionally but imports only on paths a LLaMA in
 # float16 on a Hopper GPU does not take (checked against its source: no top-level import on
@@ -81,6 +88,8 @@ LEAVE_OUT = {
     "z3_solver": "tilelang's solver (28 MiB)",
     "cuda_tile": "tilelang's dependency",
     "cuda_python": "a meta-package over cuda-bindings, which the machine has",
+    "nvidia_cudnn_frontend": "cuDNN's Python frontend: only FlashInfer's cuDNN prefill and "
+    "FlashAttention-4 benchmarks import it (its 1.32 wants apache-tvm-ffi>=0.1.11 too)",
 }
 
 # vLLM's environment on the machine: no FlashInfer sampler (FlashInfer is not carried),
@@ -110,10 +119,11 @@ def prepare(out: Path, part_mib: float, call_mib: float) -> None:
         for n in line.split(",")
         if n.strip()
     }
-    wheels = ship_wheels.closure([VLLM], have, out / "download", "3.12")
-    kept = [w for w in wheels if ship_wheels.canonical(w.name.split("-")[0]) not in LEAVE_OUT]
-    left = sorted({ship_wheels.canonical(w.name.split("-")[0]) for w in wheels} & set(LEAVE_OUT))
-    print(f"{len(wheels)} wheels in the closure; {len(kept)} carried; left out: {left}")
+    leave_out = set(LEAVE_OUT)
+    kept, clashes = ship_wheels.closure([VLLM], have, out / "download", "3.12", PINS, leave_out)
+    if clashes:
+        raise SystemExit("version clashes in the closure (add to PINS): " + "; ".join(clashes))
+    print(f"{len(kept)} wheels carried; left out: {sorted(leave_out)}")
     site = out / "site"
     shutil.rmtree(site, ignore_errors=True)
     platforms = [a for p in ship_wheels.PLATFORMS for a in ("--platform", p)]
@@ -143,13 +153,15 @@ def prepare(out: Path, part_mib: float, call_mib: float) -> None:
 # ---- there ----------------------------------------------------------------------------
 
 
-def unpack(src: Path, site: Path) -> None:
+def unpack(src: Path, site: Path, check: bool = True) -> None:
     t0 = time.monotonic()
     (packed,) = ship_wheels.assemble(src, Path("/tmp/vllm_packed"))
     site.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-C", str(site), "-xJf", str(packed)], check=True)
     packed.unlink()
     print(f"unpacked into {site} in {time.monotonic() - t0:.0f} s", flush=True)
+    if not check:
+        return
     env = {**os.environ, **VLLM_ENV, "PYTHONPATH": str(site)}
     check = "import vllm, vllm.entrypoints.openai.api_server as a; print('vllm', vllm.__version__)"
     r = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
@@ -213,8 +225,8 @@ def start_vllm(site: Path, model: Path, port: int, prefix_caching: bool, log: Pa
 
 
 def stop(proc: subprocess.Popen) -> None:
-    import signal
-
+    if proc.poll() is not None:
+        return
     try:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
@@ -281,11 +293,13 @@ def llmbench_cli(*args: str, log: Path) -> int:
     return r.returncode
 
 
-def sweep_args(url: str, model: str, name: str, force: str, model_dir: Path, tok: Path):
+def sweep_args(
+    url: str, model: str, name: str, force: str, model_dir: Path, tok: Path, duration_s: int = 15
+):
     return [
         "--url", url, "--model", model, "--api", "completions", "--name", name,
         "--force-output-len", force, "--batch-sizes", BATCH_SIZES,
-        "--max-tokens", str(MAX_TOKENS), "--duration", "20", "--tokenizer", str(tok),
+        "--max-tokens", str(MAX_TOKENS), "--duration", str(duration_s), "--tokenizer", str(tok),
         "--gpu-price", "H200", "--model-arch", str(model_dir), "--no-report", "--quiet",
     ]  # fmt: skip
 
@@ -474,7 +488,7 @@ def report(tars: list[Path], json_out: Path, png_out: Path | None) -> None:
     rows = []
     for csv in sorted(work.glob("*/*/metrics_summary.csv")):
         df = pd.read_csv(csv)
-        df["study"] = csv.parent.name
+        df = df.assign(study=csv.parent.name)
         rows.append(df[[c for c in ["study", *cols] if c in df.columns]])
     table = pd.concat(rows, ignore_index=True)
     kv = {}
@@ -511,6 +525,7 @@ def main() -> None:
     u = sub.add_parser("unpack", help="there: reassemble, verify, unpack, import check")
     u.add_argument("src", type=Path)
     u.add_argument("site", type=Path)
+    u.add_argument("--no-check", action="store_true", help="skip the import check")
     s = sub.add_parser("study", help="there: vLLM with prefix caching on and off")
     s.add_argument("--site", type=Path, default=Path("/tmp/vllm_site"))
     s.add_argument("--out", type=Path, required=True)
@@ -527,12 +542,15 @@ def main() -> None:
     r.add_argument("--json", type=Path, required=True)
     r.add_argument("--png", type=Path, default=None, help="where to copy the GPU timeline")
     args = ap.parse_args()
+    # A `timeout` around a step sends SIGTERM: leave through the `finally` blocks, so the
+    # servers stop and what was measured is packed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.command == "report":
         report(args.tars, args.json, args.png)
     elif args.command == "prepare":
         prepare(args.out, args.part_mib, args.call_mib)
     elif args.command == "unpack":
-        unpack(args.src, args.site)
+        unpack(args.src, args.site, check=not args.no_check)
     elif args.command == "smoke":
         smoke(args.site, args.port)
     elif args.command == "study":

@@ -330,6 +330,8 @@ mod tests {
         for f in [
             "vllm_chat_stream_continuous_usage.sse",
             "vllm_completions_stream_continuous_usage.sse",
+            "vllm_0_24_chat_stream_continuous_usage.sse",
+            "vllm_0_24_completions_stream_continuous_usage.sse",
         ] {
             let api = if f.contains("chat") {
                 Api::Chat
@@ -341,6 +343,10 @@ mod tests {
             assert_eq!(o.chunk_token_source, TokenSource::ContinuousUsage, "{f}");
             assert_eq!(o.chunk_tokens.iter().sum::<u32>(), o.n_out, "{f}");
             assert_eq!(o.n_out_source, TokenSource::ServerUsage);
+            if f.starts_with("vllm_0_24") {
+                // Captured with max_tokens 6: six chunks of one token each.
+                assert_eq!((o.n_out, o.chunk_tokens.len()), (6, 6), "{f}");
+            }
         }
     }
 

@@ -339,6 +339,42 @@ mod tests {
     }
 
     #[test]
+    fn vllm_0_24_captured_streams_give_six_tokens_and_one_final_usage() {
+        // Captured from vLLM 0.24.0 on the GPU machine (max_tokens 6, docs/real_servers.md):
+        // chat's first chunk has `prompt_text` and `prompt_token_ids` (null) at the top level,
+        // choices carry `token_ids: null`, and the final usage chunk adds `system_fingerprint`.
+        for (name, first_is_output) in [
+            ("vllm_0_24_chat_stream_continuous_usage.sse", false),
+            ("vllm_0_24_completions_stream.sse", true),
+            ("vllm_0_24_completions_stream_continuous_usage.sse", true),
+        ] {
+            let d = decode_fixture(name);
+            assert_eq!(d[0].output, first_is_output, "{name}");
+            let outputs: Vec<&str> = d
+                .iter()
+                .filter(|e| e.output)
+                .map(|e| e.text.as_str())
+                .collect();
+            assert_eq!(outputs.len(), 6, "{name}: {outputs:?}");
+            assert_eq!(outputs.concat(), "ær især især is", "{name}");
+            let finish: Vec<_> = d.iter().filter_map(|e| e.finish_reason.clone()).collect();
+            assert_eq!(finish, ["length"], "{name}");
+            assert!(d.last().expect("events").done, "{name}");
+            if name.contains("continuous") {
+                let last = d.iter().rev().find_map(|e| e.usage).expect("usage");
+                assert_eq!(last.completion, Some(6), "{name}");
+                let cum: Vec<u32> = d.iter().filter_map(|e| e.cumulative_tokens).collect();
+                assert_eq!(cum.last(), Some(&6), "{name}: {cum:?}");
+            } else {
+                assert!(
+                    d.iter().all(|e| e.usage.is_none()),
+                    "{name}: no usage asked"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_openai_fixture_decodes() {
         for name in [
             "vllm_chat_stream.sse",
@@ -348,6 +384,9 @@ mod tests {
             "vllm_completions_stream.sse",
             "vllm_completions_stream_continuous_usage.sse",
             "vllm_completions_stream_v0_6.sse",
+            "vllm_0_24_chat_stream_continuous_usage.sse",
+            "vllm_0_24_completions_stream.sse",
+            "vllm_0_24_completions_stream_continuous_usage.sse",
             "tgi_chat_stream.sse",
             "tgi_chat_stream_no_usage.sse",
             "tgi_completions_stream.sse",

@@ -337,6 +337,45 @@ mod tests {
     }
 
     #[test]
+    fn vllm_0_24_captured_metrics() {
+        // `/metrics` of vLLM 0.24.0 after the study's runs with prefix caching on, and of
+        // the server started with it off (docs/real_servers.md): every series llmbench
+        // reads is there under the same name, with the values the capture holds.
+        let text = fixture("vllm_0_24_metrics.txt");
+        let samples = parse(&text);
+        let lines = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .count();
+        assert_eq!(samples.len(), lines, "every sample line parses");
+        let (values, info) = reduce(&samples);
+        for k in [
+            "vllm:kv_cache_usage_perc",
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:num_preemptions_total",
+            "vllm:prompt_tokens_total",
+            "vllm:generation_tokens_total",
+            "vllm:request_success_total",
+        ] {
+            assert!(values.contains_key(k), "{k}");
+        }
+        assert_eq!(values["vllm:prefix_cache_queries_total"], 198_762.0);
+        assert_eq!(values["vllm:prefix_cache_hits_total"], 175_936.0);
+        let cc = &info["vllm:cache_config_info"];
+        assert_eq!(cc["block_size"], "16");
+        assert_eq!(cc["num_gpu_blocks"], "13474");
+        assert_eq!(cc["enable_prefix_caching"], "True");
+        let off = parse(&fixture("vllm_0_24_metrics_prefix_off.txt"));
+        let (values, info) = reduce(&off);
+        assert_eq!(values["vllm:prefix_cache_queries_total"], 0.0);
+        assert_eq!(
+            info["vllm:cache_config_info"]["enable_prefix_caching"],
+            "False"
+        );
+    }
+
+    #[test]
     fn vllm_v0_and_tgi_fixtures() {
         let v0 = parse(&fixture("vllm_metrics_v0.txt"));
         let (values, info) = reduce(&v0);

@@ -74,6 +74,7 @@ def metrics_server() -> Iterator[type[_MetricsServer]]:
     [
         ("vllm_metrics.txt", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"),
         ("vllm_metrics_v0.txt", "vllm:num_requests_running", "vllm:gpu_cache_usage_perc"),
+        ("vllm_0_24_metrics.txt", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"),
         ("tgi_metrics.txt", "tgi_batch_current_max_tokens", "tgi_batch_max_total_tokens"),
     ],
 )
