@@ -88,17 +88,29 @@ def wheel_requirements(wheel: Path) -> tuple[str, str, list[str]]:
     return name, version, reqs
 
 
-def closure(specs: list[str], have: set[str], dest: Path, python: str) -> list[Path]:
+def closure(
+    specs: list[str],
+    have: set[str],
+    dest: Path,
+    python: str,
+    pins: list[str] = (),
+    leave_out: set[str] = frozenset(),
+) -> tuple[list[Path], list[str]]:
     """Every wheel `specs` needs that the machine lacks, found one package at a time.
 
     A plain `pip download` resolves through the machine's own packages too (torch pulls
     its CUDA libraries, whose pins may clash); here a dependency named in `have` counts as
-    there, and only the rest is downloaded (`--no-deps`) and followed. Markers are
-    evaluated for CPython `python` on Linux x86_64. Returns the wheels and prints what
-    was left to the machine, with the version each dependent asked for, so a clash shows.
+    there, a dependency named in `leave_out` is neither carried nor followed, and only
+    the rest is downloaded (`--no-deps`) and followed. Markers are
+    evaluated for CPython `python` on Linux x86_64. The first version met wins, so this
+    does not backtrack: afterwards every carried version is checked against what each
+    dependent asked for, and a clash is returned (and printed) for a `pins` entry to settle
+    (e.g. `xgrammar==0.2.3`: xgrammar 0.2.9 wants apache-tvm-ffi>=0.1.11, vLLM 0.24.0
+    pins 0.1.9). Returns the wheels and the clashes.
     """
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
+    from packaging.version import Version
 
     env = default_environment()
     env.update(
@@ -112,40 +124,55 @@ def closure(specs: list[str], have: set[str], dest: Path, python: str) -> list[P
         platform_python_implementation="CPython",
     )
     dest.mkdir(parents=True, exist_ok=True)
-    queue = [Requirement(s) for s in specs]
-    wanted: dict[str, list[str]] = {}
+    pinned = {canonical(Requirement(p).name): Requirement(p) for p in pins}
+    queue = [(Requirement(s), "(asked)") for s in specs]
+    wanted: dict[str, list[tuple[str, Requirement]]] = {}
     fetched: dict[str, Path] = {}
+    versions: dict[str, str] = {}
     while queue:
-        req = queue.pop(0)
+        req, dependent = queue.pop(0)
         key = canonical(req.name)
-        wanted.setdefault(key, []).append(str(req.specifier) or "any")
-        if key in have or key in fetched:
+        wanted.setdefault(key, []).append((dependent, req))
+        if key in have or key in fetched or key in leave_out:
             continue
-        before = set(dest.glob("*.whl"))
+        spec = pinned[key].specifier if key in pinned else req.specifier
         # Without its marker: pip would judge an `extra == ...` marker false and skip it.
         extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-        _pip_download([f"{req.name}{extras}{req.specifier}"], dest, python, no_deps=True)
+        before = set(dest.glob("*.whl"))
+        _pip_download([f"{req.name}{extras}{spec}"], dest, python, no_deps=True)
         new = set(dest.glob("*.whl")) - before
-        wheel = next(iter(new)) if new else _existing(dest, key)
+        wheel = next(iter(new)) if new else _existing(dest, key, spec)
         fetched[key] = wheel
-        _, _, reqs = wheel_requirements(wheel)
+        _, versions[key], reqs = wheel_requirements(wheel)
         for line in reqs:
             dep = Requirement(line)
             for extra in [*req.extras, ""]:
                 if dep.marker is None or dep.marker.evaluate({**env, "extra": extra}):
-                    queue.append(dep)
+                    queue.append((dep, f"{key} {versions[key]}"))
                     break
+    clashes = []
     for key in sorted(wanted):
         where = fetched[key].name if key in fetched else "on the machine"
-        print(f"{key:34} {','.join(sorted(set(wanted[key])))[:60]:60} {where}")
-    return sorted(fetched.values())
+        where = "left out" if key in leave_out else where
+        asked = ",".join(sorted({str(r.specifier) or "any" for _, r in wanted[key]}))
+        print(f"{key:34} {asked[:60]:60} {where}")
+        if key in versions:
+            v = Version(versions[key])
+            for dependent, r in wanted[key]:
+                if not r.specifier.contains(v, prereleases=True):
+                    clashes.append(f"{key} {v} carried, but {dependent} asks for {r.specifier}")
+    for c in clashes:
+        print("CLASH:", c)
+    return sorted(fetched.values()), clashes
 
 
-def _existing(dest: Path, key: str) -> Path:
+def _existing(dest: Path, key: str, spec) -> Path:
+    """The wheel for `key` already in `dest` (pip saves nothing new) that fits `spec`."""
     for w in dest.glob("*.whl"):
-        if canonical(w.name.split("-")[0]) == key:
+        name, version = w.name.split("-")[:2]
+        if canonical(name) == key and spec.contains(version, prereleases=True):
             return w
-    raise SystemExit(f"pip downloaded nothing for {key}")
+    raise SystemExit(f"pip downloaded nothing for {key}{spec}")
 
 
 def prepare(out: Path, files: list[Path], part_mib: float, call_mib: float) -> dict:
