@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import llmbench
 import pytest
@@ -25,7 +26,7 @@ class _Replay(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     post: tuple[int, str, str] = (200, "", "")  # status, fixture, content type
-    gets = {
+    gets: ClassVar[dict[str, str]] = {
         "/v1/models": "vllm_0_24_models.json",
         "/version": "vllm_0_24_version.json",
         "/metrics": "vllm_0_24_metrics.txt",
