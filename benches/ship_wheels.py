@@ -46,10 +46,14 @@ def sha256(path: Path) -> str:
 PLATFORMS = ["manylinux2014_x86_64", *(f"manylinux_2_{v}_x86_64" for v in range(17, 40))]
 
 
-def _pip_download(specs: list[str], dest: Path, python: str, no_deps: bool) -> None:
+def _pip_download(
+    specs: list[str], dest: Path, python: str, no_deps: bool, find_links: Path | None = None
+) -> None:
     platforms = [a for p in PLATFORMS for a in ("--platform", p)]
+    # A local folder of wheels instead of the package index (a mirror; the tests).
+    index = ["--no-index", "--find-links", str(find_links)] if find_links else []
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:"]
+        [sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:", *index]
         + ["--python-version", python, *platforms, "-d", str(dest)]
         + (["--no-deps"] if no_deps else [])
         + specs,
@@ -95,6 +99,7 @@ def closure(
     python: str,
     pins: list[str] = (),
     leave_out: set[str] = frozenset(),
+    find_links: Path | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Every wheel `specs` needs that the machine lacks, found one package at a time.
 
@@ -139,7 +144,7 @@ def closure(
         # Without its marker: pip would judge an `extra == ...` marker false and skip it.
         extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
         before = set(dest.glob("*.whl"))
-        _pip_download([f"{req.name}{extras}{spec}"], dest, python, no_deps=True)
+        _pip_download([f"{req.name}{extras}{spec}"], dest, python, True, find_links)
         new = set(dest.glob("*.whl")) - before
         wheel = next(iter(new)) if new else _existing(dest, key, spec)
         fetched[key] = wheel
