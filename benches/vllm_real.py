@@ -23,7 +23,9 @@ the newest release that pins that torch. Three steps:
        python3 benches/vllm_real.py unpack /tmp/ship /tmp/vllm_site     # after the last
 
    `unpack` reassembles and verifies every part (SHA-256), unpacks the folder and imports
-   vLLM's server from it.
+   vLLM's server from it (`--no-check` skips the import). `smoke` then starts vLLM once,
+   answers one request and prints the end of its log: start-up checked, and
+   torch.compile's cache warm for later starts.
 
 3. There, the study (one call, under 10 minutes):
 
