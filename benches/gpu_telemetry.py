@@ -41,32 +41,43 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def build_model(model_dir: Path, tokenizer: Path) -> None:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+# LLaMA-2-7B's shape in float16 (the benches' real-server model, random weights).
+LLAMA_2_7B = dict(
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    vocab_size=32000,
+    max_position_embeddings=4096,
+    torch_dtype="float16",
+)
 
-    if (model_dir / "config.json").exists():
-        return
-    t = time.time()
-    cfg = LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        vocab_size=32000,
-        max_position_embeddings=4096,
-        torch_dtype="float16",
-    )
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(cfg).to(torch.float16)
-    model.generation_config.do_sample = False
-    model.save_pretrained(model_dir)
+
+def save_tokenizer(model_dir: Path, tokenizer: Path) -> None:
+    """The project's 32k tokenizer and a plain chat template, saved beside a model."""
+    from transformers import PreTrainedTokenizerFast
+
     tok = PreTrainedTokenizerFast(
         tokenizer_file=str(tokenizer), bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     tok.save_pretrained(model_dir)
+
+
+def build_model(model_dir: Path, tokenizer: Path) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if (model_dir / "config.json").exists():
+        return
+    t = time.time()
+    cfg = LlamaConfig(**LLAMA_2_7B)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(cfg).to(torch.float16)
+    model.generation_config.do_sample = False
+    model.save_pretrained(model_dir)
+    save_tokenizer(model_dir, tokenizer)
     del model
     torch.cuda.empty_cache()
     print(f"model built in {time.time() - t:.0f} s", flush=True)

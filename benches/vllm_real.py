@@ -171,32 +171,30 @@ def unpack(src: Path, site: Path, check: bool = True) -> None:
     print(f"import check exit {r.returncode} at {time.monotonic() - t0:.0f} s", flush=True)
 
 
-def config_only_model(model_dir: Path) -> Path:
-    """LLaMA-2-7B's shape in float16 with the project's 32k tokenizer, no weights (vLLM's
-    `--load-format dummy` makes random ones)."""
-    from transformers import LlamaConfig, PreTrainedTokenizerFast
-
+def tokenizer() -> Path:
+    """The project's 32k tokenizer.json (unpacked from the test fixtures)."""
     sys.path.insert(0, str(REPO / "tests" / "python"))
     from tiny_model import tokenizer_json
 
+    return tokenizer_json()
+
+
+def fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def config_only_model(model_dir: Path) -> Path:
+    """LLaMA-2-7B's shape in float16 with the project's 32k tokenizer, no weights (vLLM's
+    `--load-format dummy` makes random ones)."""
+    from gpu_telemetry import LLAMA_2_7B, save_tokenizer
+    from transformers import LlamaConfig
+
     if (model_dir / "config.json").exists():
         return model_dir
-    LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        vocab_size=32000,
-        max_position_embeddings=4096,
-        torch_dtype="float16",
-        architectures=["LlamaForCausalLM"],
-    ).save_pretrained(model_dir)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_file=str(tokenizer_json()), bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-    tok.save_pretrained(model_dir)
+    LlamaConfig(**LLAMA_2_7B, architectures=["LlamaForCausalLM"]).save_pretrained(model_dir)
+    save_tokenizer(model_dir, tokenizer())
     return model_dir
 
 
@@ -323,15 +321,10 @@ def pack(folder: Path, dest: Path) -> None:
 
 
 def study(site: Path, out: Path, port: int) -> None:
-    sys.path.insert(0, str(REPO / "tests" / "python"))
-    from tiny_model import tokenizer_json
-
     t0 = time.monotonic()
-    work = Path("/tmp/vllm_study")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_dir(Path("/tmp/vllm_study"))
     model = config_only_model(Path("/tmp/llama7b_config"))
-    tok = tokenizer_json()
+    tok = tokenizer()
     url = f"http://127.0.0.1:{port}"
     log = work / "llmbench.log"
     timings = {}
@@ -408,15 +401,11 @@ def smoke(site: Path, port: int) -> None:
 
 def others(out: Path, port: int, cuda_site: Path) -> None:
     """The same sweep against `transformers serve` and the candle baseline served."""
-    sys.path.insert(0, str(REPO / "tests" / "python"))
     from gpu_telemetry import build_model, start_server
-    from tiny_model import tokenizer_json
 
     t0 = time.monotonic()
-    work = Path("/tmp/others_study")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    tok = tokenizer_json()
+    work = fresh_dir(Path("/tmp/others_study"))
+    tok = tokenizer()
     log = work / "llmbench.log"
     arch = Path("/tmp/llama7b")
     try:

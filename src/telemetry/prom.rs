@@ -311,14 +311,21 @@ mod tests {
         assert!(parse_line("x notanumber").is_none());
     }
 
-    #[test]
-    fn vllm_v1_fixture() {
-        let samples = parse(&fixture("vllm_metrics.txt"));
-        let lines = fixture("vllm_metrics.txt")
+    /// A fixture's samples, checked to be one per sample line (every line parses).
+    fn parse_every_line(name: &str) -> Vec<PromSample> {
+        let text = fixture(name);
+        let samples = parse(&text);
+        let lines = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .count();
-        assert_eq!(samples.len(), lines, "every sample line parses");
+        assert_eq!(samples.len(), lines, "{name}: every sample line parses");
+        samples
+    }
+
+    #[test]
+    fn vllm_v1_fixture() {
+        let samples = parse_every_line("vllm_metrics.txt");
         let (values, info) = reduce(&samples);
         for k in [
             "vllm:kv_cache_usage_perc",
@@ -341,13 +348,7 @@ mod tests {
         // `/metrics` of vLLM 0.24.0 after the study's runs with prefix caching on, and of
         // the server started with it off (docs/real_servers.md): every series llmbench
         // reads is there under the same name, with the values the capture holds.
-        let text = fixture("vllm_0_24_metrics.txt");
-        let samples = parse(&text);
-        let lines = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .count();
-        assert_eq!(samples.len(), lines, "every sample line parses");
+        let samples = parse_every_line("vllm_0_24_metrics.txt");
         let (values, info) = reduce(&samples);
         for k in [
             "vllm:kv_cache_usage_perc",
@@ -366,7 +367,7 @@ mod tests {
         assert_eq!(cc["block_size"], "16");
         assert_eq!(cc["num_gpu_blocks"], "13474");
         assert_eq!(cc["enable_prefix_caching"], "True");
-        let off = parse(&fixture("vllm_0_24_metrics_prefix_off.txt"));
+        let off = parse_every_line("vllm_0_24_metrics_prefix_off.txt");
         let (values, info) = reduce(&off);
         assert_eq!(values["vllm:prefix_cache_queries_total"], 0.0);
         assert_eq!(
@@ -382,13 +383,7 @@ mod tests {
         assert!(values.contains_key("vllm:gpu_cache_usage_perc"));
         assert!(values.contains_key("vllm:num_requests_swapped"));
         assert!(info.contains_key("vllm:cache_config_info"));
-        let tgi_text = fixture("tgi_metrics.txt");
-        let tgi = parse(&tgi_text);
-        let lines = tgi_text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .count();
-        assert_eq!(tgi.len(), lines);
+        let tgi = parse_every_line("tgi_metrics.txt");
         let (values, _) = reduce(&tgi);
         for k in [
             "tgi_batch_current_size",
