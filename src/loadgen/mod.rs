@@ -292,13 +292,11 @@ impl Sweep {
     /// short.
     async fn run_step(&mut self, step: Step) -> Result<bool> {
         let wanted = match step.rate {
-            Some(r) => self
-                .config
-                .open_loop
-                .as_ref()
-                .and_then(|o| o.max_in_flight)
-                .unwrap_or(u32::MAX)
-                .min(r.ceil().min(1024.0) as u32),
+            Some(rate) => open_loop_connections(
+                rate,
+                self.config.share.as_ref().map_or(1, |s| s.workers),
+                self.config.open_loop.as_ref().and_then(|o| o.max_in_flight),
+            ),
             None => self.streams(step.batch_size),
         };
         server::preconnect(&self.shared, wanted).await;
@@ -654,4 +652,29 @@ fn put_health(summary: &mut Summary, watched: Option<(&health::ClientHealth, Vec
         "client_health",
         Cell::Text(problems.map_or("not watched".into(), |p| p.join("; "))),
     );
+}
+
+/// Connections to open before an open-loop stage: one per request a second (the most that
+/// can be in flight after a second's arrivals), at most 1,024 and `max_in_flight`. A
+/// worker of a distributed stage sends every n-th arrival, so it opens its share: opening
+/// the whole rate's on every worker made n times too many, and opening them ate the lead
+/// before the agreed start (all four workers of a CI run started 0.75 s late).
+fn open_loop_connections(rate: f64, workers: u32, max_in_flight: Option<u32>) -> u32 {
+    let share = (rate / f64::from(workers.max(1))).ceil().min(1024.0) as u32;
+    share.min(max_in_flight.unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_loop_connections;
+
+    #[test]
+    fn an_open_loop_worker_opens_connections_for_its_share_of_the_rate() {
+        assert_eq!(open_loop_connections(150.0, 1, None), 150);
+        assert_eq!(open_loop_connections(150.0, 4, None), 38);
+        assert_eq!(open_loop_connections(5000.0, 1, None), 1024);
+        assert_eq!(open_loop_connections(5000.0, 8, None), 625);
+        assert_eq!(open_loop_connections(150.0, 4, Some(8)), 8);
+        assert_eq!(open_loop_connections(0.5, 0, None), 1);
+    }
 }
