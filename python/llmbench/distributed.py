@@ -524,7 +524,10 @@ class ClusterRun:
             residual_ms = sh.residual_ns / 1e6 if sh.residual_ns is not None else math.nan
             late_ms = math.nan
             t_start = summary.get("t_start_ns")
-            if t_start and summary.get("n_requests"):
+            # Closed loop only: an open-loop worker's first request leaves at its first
+            # arrival's offset in the schedule, so its lateness is its send lag (kept per
+            # worker below), not the time from the agreed start to its first send.
+            if t_start and summary.get("n_requests") and not open_loop:
                 late_ms = (int(t_start) + sh.anchor.delta_ns - start_at) / 1e6
             row = {
                 "worker": sh.worker.index,

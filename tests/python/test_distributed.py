@@ -6,6 +6,7 @@ accounted for as `worker_lost`, and a misconfigured cluster fails before any loa
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -181,6 +182,11 @@ def test_open_loop_deals_out_the_one_schedule(ray_address):
     target = (n - 1) / (offsets[-1] - offsets[0])
     assert row["sent_rate_req_s"] == pytest.approx(target, rel=0.01)
     assert row["cluster_workers"] == 4
+    # Lateness in open loop is each worker's send lag; a start offset would be the first
+    # arrival's place in the schedule (it read 9.0, 9.7, 12.0 ms here), so none is given.
+    workers = res.manifest["cluster"]["stages"][0]["workers"]
+    assert all(math.isnan(w["start_late_ms"]) for w in workers)
+    assert all(w["send_lag_p99_ms"] >= 0 for w in workers)
 
 
 def _kill_one_worker_when(sim, served: int, delay_s: float) -> threading.Thread:
