@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,19 @@ def _private_calibration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         os.environ.pop("LLMBENCH_CALIBRATION", None)
     else:
         os.environ["LLMBENCH_CALIBRATION"] = old
+
+
+@contextmanager
+def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server on 127.0.0.1 running `handler` (a scripted or replaying
+    server for fault injection); yields its base URL, shuts it down after."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import llmbench
 import pytest
+from conftest import http_server
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MODEL = "llama-2-7b-dummy"
@@ -58,12 +58,9 @@ class _Replay(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def replay() -> Iterator[type[_Replay]]:
     handler = type("Handler", (_Replay,), {})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    yield handler
-    server.shutdown()
-    server.server_close()
+    with http_server(handler) as url:
+        handler.url = url  # type: ignore[attr-defined]
+        yield handler
 
 
 @pytest.mark.parametrize(

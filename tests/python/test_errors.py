@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 
 import llmbench
 import pytest
-from conftest import free_port
+from conftest import free_port, http_server
 
 
 class _JsonOnly(http.server.BaseHTTPRequestHandler):
@@ -33,12 +32,8 @@ class _JsonOnly(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def json_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _JsonOnly)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_JsonOnly) as url:
+        yield url
 
 
 def test_unreachable_server_names_the_url_and_what_was_tried():

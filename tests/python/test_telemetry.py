@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import llmbench
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import http_server, run_cli
 from llmbench.columns.kv import inflight_timeline, server_kv, stage_telemetry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -61,12 +60,9 @@ class _MetricsServer(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def metrics_server() -> Iterator[type[_MetricsServer]]:
     handler = type("Handler", (_MetricsServer,), {"calls": 0, "mode": "ok"})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}/metrics"  # type: ignore[attr-defined]
-    yield handler
-    server.shutdown()
-    server.server_close()
+    with http_server(handler) as url:
+        handler.url = f"{url}/metrics"  # type: ignore[attr-defined]
+        yield handler
 
 
 @pytest.mark.parametrize(
