@@ -106,16 +106,23 @@ def start_server(model_dir: Path, port: int, log: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         env=env,
     )
-    deadline = time.time() + 300
-    while time.time() < deadline:
+    wait_ready(proc, f"http://127.0.0.1:{port}", log, 300)
+    return proc
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout_s: float) -> None:
+    """Until the server at `url` answers `/health`; its log's end in the error if it
+    exits first or is not ready within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(log.read_text()[-3000:])
+            raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-            return proc
+            urllib.request.urlopen(f"{url}/health", timeout=2).read()
+            return
         except OSError:
             time.sleep(1)
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"server not ready in {timeout_s:.0f} s:\n{log.read_text()[-4000:]}")
 
 
 def pynvml_loop(period_ms: float, seconds: float, all_fields: bool = True) -> dict:

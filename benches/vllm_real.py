@@ -59,6 +59,7 @@ BENCHES = Path(__file__).resolve().parent
 REPO = BENCHES.parent
 sys.path.insert(0, str(BENCHES))
 import ship_wheels  # noqa: E402
+from gpu_telemetry import wait_ready  # noqa: E402
 
 VLLM = "vllm==0.24.0"
 
@@ -107,6 +108,7 @@ VLLM_ENV = {
 MODEL_NAME = "llama-2-7b-dummy"
 BATCH_SIZES = "1,8,32,64"
 MAX_TOKENS = 128
+STAGE_S = 15  # seconds per stage at most (transformers serve is slow at batch 1)
 
 
 # ---- here -----------------------------------------------------------------------------
@@ -198,19 +200,6 @@ def config_only_model(model_dir: Path) -> Path:
     return model_dir
 
 
-def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).read()
-            return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"server not ready in {timeout_s:.0f} s:\n{log.read_text()[-4000:]}")
-
-
 def start_vllm(site: Path, model: Path, port: int, prefix_caching: bool, log: Path):
     env = {**os.environ, **VLLM_ENV, "PYTHONPATH": f"{site}:{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model)]
@@ -293,14 +282,13 @@ def llmbench_cli(*args: str, log: Path) -> int:
     return r.returncode
 
 
-def sweep_args(
-    url: str, model: str, name: str, force: str, model_dir: Path, tok: Path, duration_s: int = 15
-):
+def sweep_args(url: str, model: str, name: str, force: str, model_dir: Path, tok: Path):
     return [
         "--url", url, "--model", model, "--api", "completions", "--name", name,
         "--force-output-len", force, "--batch-sizes", BATCH_SIZES,
-        "--max-tokens", str(MAX_TOKENS), "--duration", str(duration_s), "--tokenizer", str(tok),
-        "--gpu-price", "H200", "--model-arch", str(model_dir), "--no-report", "--quiet",
+        "--max-tokens", str(MAX_TOKENS), "--duration", str(STAGE_S), "--tokenizer", str(tok),
+        "--gpu-price", "H200", "--model-arch", str(model_dir), "--gpu", "10", "--no-report",
+        "--quiet",
     ]  # fmt: skip
 
 
@@ -343,8 +331,6 @@ def study(site: Path, out: Path, port: int) -> None:
                     llmbench_cli(
                         "metrics",
                         *sweep,
-                        "--gpu",
-                        "10",
                         "--out",
                         str(work / "metrics_vllm"),
                         log=log,
@@ -352,8 +338,6 @@ def study(site: Path, out: Path, port: int) -> None:
                     llmbench_cli(
                         "kv-cache",
                         *sweep,
-                        "--gpu",
-                        "10",
                         "--metrics-period",
                         "100",
                         "--out",
@@ -418,8 +402,6 @@ def others(out: Path, port: int, cuda_site: Path) -> None:
             llmbench_cli(
                 "metrics",
                 *sweep,
-                "--gpu",
-                "10",
                 "--out",
                 str(work / "metrics_transformers"),
                 log=log,
@@ -446,8 +428,6 @@ def others(out: Path, port: int, cuda_site: Path) -> None:
             llmbench_cli(
                 "metrics",
                 *sweep,
-                "--gpu",
-                "10",
                 "--out",
                 str(work / "metrics_baseline"),
                 log=log,
