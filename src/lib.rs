@@ -21,6 +21,7 @@ pub mod parse_bench;
 pub mod protocol;
 pub mod record;
 pub mod record_file;
+pub mod redact;
 pub mod runtime;
 pub mod settings;
 pub mod sim;

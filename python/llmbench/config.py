@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._core import InvalidArgumentError
+from .checks import SettingError, check_settings
 from .cluster import RayCluster
 from .targets import TGI, OpenAI, Target, Timeouts
 
@@ -90,11 +91,16 @@ def _target(i: int, t: dict[str, Any]) -> Target:
     if "timeouts" in t:
         _unknown(f"{where} timeouts", set(t["timeouts"]), _TIMEOUT_FIELDS)
         t["timeouts"] = Timeouts(**t["timeouts"])
+    if kind not in ("openai", "tgi"):
+        raise InvalidArgumentError(f"{where}: kind must be 'openai' or 'tgi', got {kind!r}")
+    if not isinstance(t.get("url"), str) or not t["url"]:
+        raise InvalidArgumentError(
+            f'{where}: url must be the server\'s address, e.g. url = "http://localhost:8000"'
+            + ("" if "url" not in t else f"; got {t['url']!r}")
+        )
     if kind == "tgi":
         t.pop("api", None)
         return TGI(**t)
-    if kind != "openai":
-        raise InvalidArgumentError(f"{where}: kind must be 'openai' or 'tgi', got {kind!r}")
     return OpenAI(**t)
 
 
@@ -116,6 +122,10 @@ def parse_config(text: str, where: str = "the config") -> SweepSpec:
         raise InvalidArgumentError(f"{where} has no [[target]]")
     options = dict(data.get("sweep", {}))
     _unknown(f"{where} [sweep]", set(options), _sweep_fields())
+    try:
+        check_settings(options)
+    except SettingError as e:
+        raise InvalidArgumentError(f"{where} [sweep]: {e}") from None
     return SweepSpec([_target(i, dict(t)) for i, t in enumerate(raw_targets)], options)
 
 
@@ -130,6 +140,10 @@ def load_config(path: str | Path) -> SweepSpec:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise InvalidArgumentError(f"cannot read {p}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise InvalidArgumentError(
+            f"{p} is not UTF-8 text (byte {e.start}): TOML files must be UTF-8"
+        ) from e
     return parse_config(text, str(p))
 
 

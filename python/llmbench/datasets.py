@@ -176,15 +176,12 @@ def sharegpt(
         turns = conv.get("conversations") if isinstance(conv, dict) else None
         if not isinstance(turns, list):
             continue
-        human = next((t for t in turns if t.get("from") in ("human", "user")), None)
-        if human is None or not str(human.get("value", "")).strip():
+        human = next((t for t in turns if _role(t) in _HUMAN), None)
+        if human is None or not (_text(human) or "").strip():
             continue
         i = turns.index(human)
-        reply = next(
-            (t for t in turns[i + 1 :] if t.get("from") in ("gpt", "assistant", "chatgpt")),
-            None,
-        )
-        pairs.append((str(human["value"]), str(reply.get("value", "")) if reply else ""))
+        reply = next((t for t in turns[i + 1 :] if _role(t) in _ASSISTANT), None)
+        pairs.append((_text(human) or "", (_text(reply) or "") if reply else ""))
     if not pairs:
         raise InvalidArgumentError(f"no usable conversations in {path}")
     if n is not None:
@@ -210,6 +207,18 @@ _HUMAN = ("human", "user")
 _ASSISTANT = ("gpt", "assistant", "chatgpt")
 
 
+def _role(turn: Any) -> Any:
+    """A turn's speaker, None for a turn that is not an object."""
+    return turn.get("from") if isinstance(turn, dict) else None
+
+
+def _text(turn: Any) -> str | None:
+    """A turn's text: its `value` when that is a string; None (the turn is skipped) for
+    a missing, null or non-text value, which must never become a prompt like 'None'."""
+    value = turn.get("value") if isinstance(turn, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def _sharegpt_conversations(
     path: str | Path,
     data: Any,
@@ -231,16 +240,16 @@ def _sharegpt_conversations(
         users: list[str] = []
         replies: list[str] = []
         for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("from") not in _HUMAN:
+            if _role(m) not in _HUMAN:
                 continue
-            text = str(m.get("value", ""))
-            if not text.strip():
+            text = _text(m)
+            if text is None or not text.strip():
                 skipped += 1
                 continue
             nxt = msgs[i + 1] if i + 1 < len(msgs) else None
-            reply = nxt if isinstance(nxt, dict) and nxt.get("from") in _ASSISTANT else None
+            reply = nxt if _role(nxt) in _ASSISTANT else None
             users.append(text)
-            replies.append(str(reply.get("value", "")) if reply else "")
+            replies.append((_text(reply) or "") if reply else "")
         if users:
             convs.append((users, replies))
     if not convs:

@@ -29,6 +29,7 @@ __all__ = [
     "ModelError",
     "NvmlUnavailableError",
     "ResultsIOError",
+    "ResultsNotSaved",
     "SweepInterrupted",
     "TargetError",
     "TokenizerError",
@@ -52,6 +53,29 @@ class SweepInterrupted(KeyboardInterrupt):
     def __init__(self, results: Results, message: str) -> None:
         super().__init__(message)
         self.results = results
+
+
+class ResultsNotSaved(ResultsIOError):
+    """The sweep ran, but part of what it measured is not on disk (a full disk, a
+    read-only folder): the record file or the results files could not be written. The
+    run is not reported as saved; everything measured is still in `.results`.
+
+    Example:
+        >>> try:
+        ...     res = llmbench.run_sweep(target, out_dir="/full/disk")
+        ... except llmbench.ResultsNotSaved as e:
+        ...     res = e.results          # in memory; save it elsewhere
+        ...     res.save("/tmp/rescued")
+    """
+
+    def __init__(self, results: Results, message: str) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+class RunFailedWarning(UserWarning):
+    """A stage, or the whole run, had no successful request: its numbers describe
+    failures only (the error kinds are counted in the message)."""
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -47,7 +47,16 @@ def load_prompts(prompts: str | Path | Iterable[str] | None = None) -> list[str]
         path = Path(prompts)
         if not path.is_file():
             raise InvalidArgumentError(f"prompt file {str(path)!r} does not exist")
-        out = _parse(path.read_text(encoding="utf-8"))
+        try:
+            out = _parse(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            line = path.read_bytes()[: e.start].count(b"\n") + 1
+            raise InvalidArgumentError(
+                f"prompt file {str(path)!r} is not UTF-8 text (invalid byte at offset "
+                f"{e.start}, line {line})"
+            ) from e
+        except OSError as e:
+            raise InvalidArgumentError(f"cannot read prompt file {str(path)!r}: {e}") from e
     else:
         out = [str(p) for p in prompts]
     if not out:

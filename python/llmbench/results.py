@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import _deps
 from ._core import ResultsIOError
+from .errors import warn
 from .records import RecordFiles, RecordFrame, RecordSets
 
 #: Runs of up to this many records (warm-up included) keep every record in
@@ -482,8 +484,13 @@ class Results:
             data_path = out / "metrics_data.json"
             tmp = data_path.with_suffix(".json.tmp")
             data = self.to_dict(records_in_json)
-            tmp.write_text(json.dumps(data, allow_nan=False), encoding="utf-8")
-            tmp.replace(data_path)
+            try:
+                tmp.write_text(json.dumps(data, allow_nan=False), encoding="utf-8")
+                tmp.replace(data_path)
+            finally:
+                # A failed write leaves no half file behind (the previous copy, if any,
+                # is untouched).
+                tmp.unlink(missing_ok=True)
             csv_path = out / "metrics_summary.csv"
             self.summary.to_csv(csv_path, index=False)
             written = [data_path, csv_path]
@@ -557,10 +564,7 @@ class Results:
             name: [p.parent / f for f in ([fs] if isinstance(fs, str) else fs)]
             for name, fs in (pointer.get("files") or {}).items()
         }
-        if files and all(f.exists() for fs in files.values() for f in fs):
-            records: Any = RecordFiles(files)
-        else:
-            records = _records_from_json(data.get("requests", []))
+        records = _pick_records(p, files, data.get("requests"), pointer.get("n_records"))
         summary = pd.DataFrame(data.get("summary", []))
         res = cls(summary, records, data.get("manifest", {}))
         if data.get("repeats"):
@@ -668,6 +672,57 @@ def _measured(summary: Any) -> int:
     if not len(summary) or "n_requests" not in summary:
         return 0
     return int(summary["n_requests"].fillna(0).sum())
+
+
+def _pick_records(
+    data_path: Path,
+    files: dict[str, list[Path]],
+    in_json: list[dict[str, Any]] | None,
+    expected: int | None,
+) -> Any:
+    """The one rule for which copy of the records `load` reads: the record files, unless
+    they hold fewer records than the run saved (`n_records`: cut by a crash or a full
+    disk, emptied, missing) and `metrics_data.json` keeps a complete copy, which then
+    wins. Whenever the copy read is short of what the run saved, a `RecordFileWarning`
+    says how many records are missing and why."""
+    from .records import RecordFileWarning
+
+    json_count = len(in_json) if in_json is not None else None
+    if files and all(f.exists() for fs in files.values() for f in fs):
+        record_files = RecordFiles(files)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RecordFileWarning)
+            try:
+                n = record_files.count()
+            except ResultsIOError:
+                n = 0
+        if expected is None or n >= expected:
+            return record_files
+        if json_count is not None and json_count >= expected:
+            warn(
+                f"the record files beside {data_path} hold {n} of the run's {expected} "
+                f"records (damaged: {'; '.join(record_files.notes.values()) or 'short'}); "
+                "reading the complete copy in metrics_data.json instead",
+                RecordFileWarning,
+            )
+            return _records_from_json(in_json or [])
+        warn(
+            f"the record files beside {data_path} hold {n} of the run's {expected} records "
+            "and no complete copy is kept: the rest are lost, and the summary (computed "
+            "during the run) counts more requests than the records",
+            RecordFileWarning,
+        )
+        return record_files
+    if files:
+        missing = [str(f) for fs in files.values() for f in fs if not f.exists()]
+        have = json_count or 0
+        if expected is not None and have < expected:
+            warn(
+                f"record file(s) {', '.join(missing)} missing and metrics_data.json keeps "
+                f"{have} of the run's {expected} records",
+                RecordFileWarning,
+            )
+    return _records_from_json(in_json or [])
 
 
 def _records_from_json(records: list[dict[str, Any]]) -> RecordFrame:

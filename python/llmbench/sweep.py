@@ -9,7 +9,7 @@ import platform
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,14 @@ from . import _core
 from . import datasets as _datasets
 from ._core import InvalidArgumentError, ResultsIOError
 from ._settings import OPEN_LOOP, SWEEP, check_choice
+from .checks import check_settings
 from .cluster import RayCluster
 from .columns import client_health
 from .columns.kv import model_arch as _model_arch
 from .columns.telemetry import RunTelemetry, add_stage_columns, prefix_cache_sources
 from .datasets import Conversations, Dataset, Trace
-from .errors import SweepInterrupted, warn
+from .errors import ResultsNotSaved, RunFailedWarning, SweepInterrupted, warn
+from .outcome import failed_stages
 from .pricing import gpu_price
 from .prompts import load_prompts, prompts_hash
 from .records import SUFFIX as RECORD_SUFFIX
@@ -37,7 +39,9 @@ from .targets import Target
 DEFAULT_BATCH_SIZES = tuple(SWEEP["batch_sizes"])
 
 
-def _slug(name: str) -> str:
+def file_stem(name: str) -> str:
+    """The part of a file name that stands for target `name` (the one naming rule for
+    every file a target writes): letters, digits, `.`, `_` and `-`, others as `_`."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "target"
 
 
@@ -113,6 +117,10 @@ class SweepOptions:
     repeats: int = DEFAULT_REPEATS
     report: bool = True
     cluster: RayCluster | dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # Types and ranges are checked here, once, for the API, TOML and the command line.
+        check_settings({f.name: getattr(self, f.name) for f in fields(self)})
 
     def open_loop(self) -> dict[str, Any] | None:
         """The engine's open-loop settings, or None for closed-loop batch-size stages."""
@@ -246,6 +254,19 @@ def _target_list(targets: Target | Iterable[Target]) -> list[Target]:
     names = [t.name for t in target_list]
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"target names must be unique, got {names}")
+    # Every file a target writes is named by `file_stem`: two names with one stem would
+    # share a record file and silently mix their requests. Case is folded too, for
+    # file systems that ignore it.
+    seen: dict[str, str] = {}
+    for name in names:
+        stem = file_stem(name).casefold()
+        if stem in seen:
+            raise InvalidArgumentError(
+                f"targets {seen[stem]!r} and {name!r} would write the same file "
+                f"(requests_{file_stem(name)}{RECORD_SUFFIX}): names must differ in more "
+                "than punctuation, spaces or case"
+            )
+        seen[stem] = name
     return target_list
 
 
@@ -383,20 +404,44 @@ def _finish(
     client_health.warn_all(untrusted + by_calibration)
     # Stage columns (telemetry, client health) are per repeat; the summary folds them.
     results.fold_repeats()
+    stage_notes, all_failed = failed_stages(results.summary)
+    manifest["warnings"] += stage_notes
+    for note in stage_notes if all_failed is None else [all_failed]:
+        warn(note, RunFailedWarning)
+    if all_failed is not None:
+        manifest["all_failed"] = all_failed
+    not_saved = [
+        f"the record file of {call.target.name} could not be written: {o['records_error']}"
+        for call, o in ran
+        if o.get("records_error")
+    ]
     if out_dir is not None:
         try:
             results.save(out_dir, report=report)
         except ResultsIOError as e:
-            # A full disk must not cost the measurements: they are returned (and every
-            # record written before the disk filled is in requests_<target>.arrows).
-            note = f"{e}; the results are returned in memory only"
-            manifest["warnings"].append(note)
-            warn(note, ResultsIOWarning)
+            not_saved.append(str(e))
+    if not_saved:
+        # Nothing may be claimed that is not on disk: the caller raises ResultsNotSaved
+        # (the measurements stay in memory on it).
+        manifest["not_saved"] = "; ".join(not_saved)
     return results
 
 
+def _raise_unless_saved(results: Results) -> None:
+    """Raise `ResultsNotSaved` when part of the run did not reach the disk."""
+    note = results.manifest.get("not_saved")
+    if note:
+        raise ResultsNotSaved(
+            results,
+            f"{note}. What was measured is not all on disk; it is kept in memory on this "
+            "error (.results): free space or choose another out_dir and call "
+            ".results.save(...)",
+        )
+
+
 class ResultsIOWarning(UserWarning):
-    """The results could not be written (e.g. a full disk); they were returned anyway."""
+    """Kept for code that filters it; a run whose results could not be written now
+    raises `ResultsNotSaved` instead."""
 
 
 @dataclass(frozen=True)
@@ -457,10 +502,22 @@ class _EngineRuns:
         }
 
 
+def _check_out_dir(out: Path) -> None:
+    """Refuse, before any load is sent, an `out_dir` the run could not write to."""
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"out_dir {str(out)!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot create out_dir {str(out)!r}: {e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"out_dir {str(out)!r} is not writable")
+
+
 def record_path(folder: Path, target: str, repeat: int, repeats: int) -> Path:
     """`requests_<target>.arrows`, or with repeats `requests_<target>_r<k>.arrows` (k from 1)."""
     tail = f"_r{repeat + 1}" if repeats > 1 else ""
-    return folder / f"requests_{_slug(target)}{tail}{RECORD_SUFFIX}"
+    return folder / f"requests_{file_stem(target)}{tail}{RECORD_SUFFIX}"
 
 
 @dataclass
@@ -481,10 +538,10 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
     any load is sent), the manifest and the (not yet started) telemetry."""
     target_list = _target_list(targets)
     out = Path(opts.out_dir) if opts.out_dir is not None else None
+    if out is not None:
+        _check_out_dir(out)
     if opts.resume and out is None:
         raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
-    if isinstance(opts.repeats, bool) or not isinstance(opts.repeats, int) or opts.repeats < 1:
-        raise InvalidArgumentError(f"repeats must be an integer >= 1, got {opts.repeats!r}")
     shared = opts.engine_config()
     folder, owner = record_folder(out)
     for t in target_list:
@@ -717,6 +774,7 @@ def run_sweep(
     results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec, plan.report)
     if results.interrupted:
         raise SweepInterrupted(results, _interrupt_message(results, out_dir))
+    _raise_unless_saved(results)
     _maybe_log_wandb(results, wandb)
     return results
 
@@ -734,7 +792,10 @@ def _maybe_log_wandb(results: Results, wandb: bool | dict[str, Any] | None) -> N
 
 def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
     n = int(results.summary["n_requests"].sum()) if "n_requests" in results.summary else 0
-    where = f"; saved to {out_dir}" if out_dir is not None else ""
+    if results.manifest.get("not_saved"):
+        where = f"; NOT all saved: {results.manifest['not_saved']}"
+    else:
+        where = f"; saved to {out_dir}" if out_dir is not None else ""
     return f"sweep interrupted: {n} completed requests kept in .results{where}"
 
 
@@ -782,6 +843,7 @@ async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> 
         plan.slo,
         plan.report,
     )
+    _raise_unless_saved(results)
     if wandb:
         await asyncio.to_thread(_maybe_log_wandb, results, wandb)
     return results

@@ -199,9 +199,10 @@ impl StudyRecorder {
             records,
             stages: self.stages,
             server_info,
-            warnings: write_error.into_iter().collect(),
+            warnings: write_error.iter().cloned().collect(),
             interrupted,
             t_start_ns: self.t_start_ns,
+            records_error: write_error,
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{Cell, StageStats, Summary};
 use crate::record::RequestRecord;
 use crate::record_file::{RecordKeeper, RecordSink};
+use crate::redact::Redactor;
 use crate::tokens::TokenCounter;
 use arrival::schedule;
 use closed::{run_stage, StageSpec};
@@ -72,6 +73,9 @@ pub struct SweepOutput {
     pub interrupted: bool,
     /// Run clock at the start.
     pub t_start_ns: u64,
+    /// The record file's first write error (a full disk, say): the records after it are
+    /// not on disk, so the caller must not report the run as saved.
+    pub records_error: Option<String>,
 }
 
 /// One stage to run: its index, batch size (0 in open loop), target rate (open loop) and
@@ -140,6 +144,8 @@ struct Sweep {
     kept: std::collections::BTreeMap<u32, StageStats>,
     stages: Vec<StageResult>,
     warnings: Vec<String>,
+    /// Every secret the run sends, replaced in every text that comes back.
+    redactor: Redactor,
 }
 
 impl Sweep {
@@ -163,8 +169,15 @@ impl Sweep {
         StageStats::new(self.config.pricing, self.config.slo.as_ref())
     }
 
-    /// Count a completed record in its stage's summary and hand it to the record file.
-    fn keep(&mut self, rec: RequestRecord) {
+    /// Count a completed record in its stage's summary and hand it to the record file,
+    /// with any secret the server echoed back redacted.
+    fn keep(&mut self, mut rec: RequestRecord) {
+        if let Some(e) = rec.error.as_mut() {
+            self.redactor.in_place(e);
+        }
+        if let Some(r) = rec.finish_reason.as_mut() {
+            self.redactor.in_place(r);
+        }
         if let Some(stats) = self.current.as_mut() {
             stats.add(&rec);
         }
@@ -182,6 +195,13 @@ impl Sweep {
             let job = self.workload.job(id, 0, first_bs, true, idx, t);
             let rec = send(&self.shared, job).await;
             let err = server::warmup_error(&self.config.target, &rec, info);
+            if err.is_none() && !rec.ok() {
+                self.warnings.push(format!(
+                    "the warm-up request failed ({}: {}); the run goes on",
+                    rec.error_kind.map_or("error", |k| k.as_str()),
+                    rec.error.as_deref().unwrap_or("no message")
+                ));
+            }
             self.keep(rec);
             if let Some(e) = err {
                 return Err(e);
@@ -545,6 +565,7 @@ impl Sweep {
             workload,
             progress,
             keeper: RecordKeeper::new(sink),
+            redactor: Redactor::for_target(&config.target),
             current: None,
             kept: prior.stats,
             stages: Vec::new(),
@@ -577,8 +598,29 @@ impl Sweep {
 }
 
 /// Run a sweep. Records reach `config.records_path` as they complete; cancellation stops
-/// promptly and returns what was measured with `interrupted = true`.
+/// promptly and returns what was measured with `interrupted = true`. Every text that came
+/// back from the server (records' errors, warnings, the server's description, the error
+/// that ends a run) has the run's secrets redacted.
 pub async fn run_sweep(
+    config: SweepConfig,
+    cancel: CancellationToken,
+    progress: Arc<Progress>,
+) -> Result<SweepOutput> {
+    let redactor = Redactor::for_target(&config.target);
+    match run_sweep_unredacted(config, cancel, progress).await {
+        Ok(mut out) => {
+            redactor.json(&mut out.server_info);
+            out.warnings.iter_mut().for_each(|w| redactor.in_place(w));
+            if let Some(e) = out.records_error.as_mut() {
+                redactor.in_place(e);
+            }
+            Ok(out)
+        }
+        Err(e) => Err(redactor.error(e)),
+    }
+}
+
+async fn run_sweep_unredacted(
     config: SweepConfig,
     cancel: CancellationToken,
     progress: Arc<Progress>,
@@ -615,7 +657,7 @@ pub async fn run_sweep(
         sweep.run(&steps, &done, &info).await?
     };
     let (records, write_error) = sweep.keeper.finish();
-    sweep.warnings.extend(write_error);
+    sweep.warnings.extend(write_error.clone());
     Ok(SweepOutput {
         records,
         stages: sweep.stages,
@@ -623,6 +665,7 @@ pub async fn run_sweep(
         warnings: sweep.warnings,
         interrupted,
         t_start_ns,
+        records_error: write_error,
     })
 }
 

@@ -78,6 +78,12 @@ fn model_ids(info: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// HTTP statuses that refuse the request itself (bad body, credentials, path or model),
+/// which the same request would meet again every time.
+pub fn refuses_every_request(status: u16) -> bool {
+    matches!(status, 400 | 401 | 403 | 404 | 405 | 422)
+}
+
 /// Turn a failed warm-up into an error a user can act on, or `None` if the run can go on.
 pub fn warmup_error(spec: &TargetSpec, rec: &RequestRecord, info: &Value) -> Option<Error> {
     let url = crate::util::redact_url(&spec.endpoint());
@@ -92,6 +98,10 @@ pub fn warmup_error(spec: &TargetSpec, rec: &RequestRecord, info: &Value) -> Opt
                 spec.api
             ),
         }),
+        // A status that says the request or its credentials are wrong repeats on every
+        // request, so the run stops here; any other (500, 502, 503, 429, ...) may be
+        // passing: the run goes on, with a warning, and its requests show what follows.
+        ErrorKind::HttpStatus if !rec.http_status.is_some_and(refuses_every_request) => None,
         ErrorKind::HttpStatus => {
             let ids = model_ids(info);
             let hint = if rec.http_status == Some(404) && !ids.is_empty() {

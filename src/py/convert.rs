@@ -125,6 +125,7 @@ pub fn sweep_to_dict<'py>(py: Python<'py>, out: &SweepOutput) -> PyResult<Bound<
     d.set_item("server_info_json", out.server_info.to_string())?;
     d.set_item("warnings", out.warnings.clone())?;
     d.set_item("interrupted", out.interrupted)?;
+    d.set_item("records_error", out.records_error.clone())?;
     d.set_item("t_start_ns", out.t_start_ns)?;
     d.set_item("unix_anchor_ns", crate::clock::unix_anchor_ns())?;
     d.set_item("monotonic_anchor_ns", crate::clock::monotonic_anchor_ns())?;

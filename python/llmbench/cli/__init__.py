@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from .._core import LlmbenchError
+from ..checks import SettingError
 from . import commands
 from .options import build_parser
 
@@ -57,6 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 commands.save_command(args.out, "metrics", argv[1:])
         return commands.cmd_sweep(args, study=args.command == "kv-cache")
+    except SettingError as e:
+        # In the user's own words: the flag, not the API keyword (a TOML file's key
+        # was already named, with its table, when the file was read).
+        name = (
+            e.setting
+            if getattr(args, "config", None)
+            else commands.flag_for(parser, args.command, e.setting)
+        )
+        print(f"llmbench: error: {e.message(name)}", file=sys.stderr)
+        return 1
     except LlmbenchError as e:
         print(f"llmbench: error: {e}", file=sys.stderr)
         return 1

@@ -88,7 +88,7 @@ def _make_target(
             extra_body=args.extra_body,
             temperature=args.temperature,
             timeouts=timeouts,
-            api_key=os.environ.get(args.api_key_env) or None,
+            api_key=_api_key(args),
             verify_tls=not args.insecure,
         )
     else:
@@ -102,38 +102,93 @@ def _make_target(
             continuous_usage=not args.no_continuous_usage,
             timeouts=timeouts,
             force_output_len=args.force_output_len,
-            api_key=os.environ.get(args.api_key_env) or None,
+            api_key=_api_key(args),
             verify_tls=not args.insecure,
         )
     return target, sim
 
 
+DEFAULT_API_KEY_ENV = "LLMBENCH_API_KEY"
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The API key from the environment: `LLMBENCH_API_KEY` if set, or the variable
+    `--api-key-env` names, which must then be set (a typo would send no key, silently)."""
+    if args.api_key_env is None:
+        return os.environ.get(DEFAULT_API_KEY_ENV) or None
+    key = os.environ.get(args.api_key_env)
+    if not key:
+        raise InvalidArgumentError(
+            f"--api-key-env {args.api_key_env}: that environment variable is "
+            f"{'empty' if key == '' else 'not set'}, so no API key would be sent"
+        )
+    return key
+
+
+def exit_code(res: Results) -> int:
+    """0, or 1 for a run in which every request failed (docs/reliability.md)."""
+    failed = res.manifest.get("all_failed")
+    if failed:
+        print(f"llmbench: error: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+#: Each sweep keyword the command line sets from one of its options, and that option's
+#: `dest`: the kwargs are built from it, and a refused setting is named by its flag.
+SWEEP_OPTION_DESTS = {
+    "batch_sizes": "batch_sizes",
+    "requests_per_stage": "requests",
+    "max_tokens": "max_tokens",
+    "prompts": "prompts",
+    "gpu_hourly_usd": "gpu_price",
+    "stage_duration_s": "duration",
+    "seed": "seed",
+    "warmup_requests": "warmup",
+    "tokenizer": "tokenizer",
+    "n_gpus": "n_gpus",
+    "model_arch": "model_arch",
+    "rates": "rates",
+    "arrival": "arrival",
+    "burstiness": "burstiness",
+    "max_in_flight": "max_in_flight",
+    "repeats": "repeats",
+    "input_lengths": "input_lengths",
+    "out_dir": "out",
+    "gpu": "gpu",
+    "server_metrics": "metrics_period",
+}
+
+
 def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs = {
+        kwarg: getattr(args, dest)
+        for kwarg, dest in SWEEP_OPTION_DESTS.items()
+        if kwarg not in ("out_dir", "gpu", "server_metrics")
+    }
     return {
-        "batch_sizes": args.batch_sizes,
-        "requests_per_stage": args.requests,
-        "max_tokens": args.max_tokens,
-        "prompts": args.prompts,
-        "gpu_hourly_usd": args.gpu_price,
-        "stage_duration_s": args.duration,
-        "seed": args.seed,
-        "warmup_requests": args.warmup,
-        "tokenizer": args.tokenizer,
-        "n_gpus": args.n_gpus,
+        **kwargs,
         "progress": not args.quiet,
-        "model_arch": args.model_arch,
-        "rates": args.rates,
-        "arrival": args.arrival,
-        "burstiness": args.burstiness,
-        "max_in_flight": args.max_in_flight,
         "slo": slo_limits(args),
-        "repeats": args.repeats,
         "workload": workload(args),
-        "input_lengths": args.input_lengths,
         "cluster": cluster(args),
         # `capacity` writes no report and has no --report.
         "report": getattr(args, "report", False),
     }
+
+
+def flag_for(parser: argparse.ArgumentParser, command: str | None, setting: str) -> str:
+    """The command-line flag that sets sweep keyword `setting` (the keyword itself if no
+    flag does)."""
+    dest = SWEEP_OPTION_DESTS.get(setting)
+    sub = None
+    for action in parser._actions:  # argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):
+            sub = action.choices.get(command or "")
+    for action in (sub or parser)._actions if dest else []:
+        if action.dest == dest and action.option_strings:
+            return max(action.option_strings, key=len)
+    return setting
 
 
 COMMAND_FILE = "command.json"
@@ -143,10 +198,15 @@ def save_command(out: str, command: str, argv: Sequence[str]) -> None:
     """Keep the command's arguments beside its results, for `--resume` (API keys are never
     arguments: they come from the environment)."""
     path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise InvalidArgumentError(f"--out {out!r} is a file, not a folder")
     # A URL's credentials are not kept: resume with `--url` again to give them.
     kept = [_core.redact_url(a) if "://" in a else a for a in argv]
-    (path / COMMAND_FILE).write_text(json.dumps({"command": command, "argv": kept}))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / COMMAND_FILE).write_text(json.dumps({"command": command, "argv": kept}))
+    except OSError as e:
+        raise InvalidArgumentError(f"--out {out!r}: cannot write there ({e})") from None
 
 
 def resumed_args(
@@ -207,7 +267,7 @@ def cmd_sweep(args: argparse.Namespace, study: bool) -> int:
         else ("metrics_data.json, metrics_summary.csv, *.png")
     ) + (", report.html" if args.report else "")
     print(f"results written to {args.out}/ ({files})")
-    return 0
+    return exit_code(res)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -441,7 +501,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     _print_summary(res)
     if options.get("out_dir"):
         print(f"results written to {options['out_dir']}/")
-    return 0
+    return exit_code(res)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -139,10 +139,11 @@ def _add_target_options(m: argparse.ArgumentParser) -> None:
     )
     m.add_argument(
         "--api-key-env",
-        default="LLMBENCH_API_KEY",
+        default=None,
         metavar="VAR",
         help="environment variable holding the API key (default LLMBENCH_API_KEY); it is "
-        "sent only as the Authorization header and never written anywhere",
+        "sent only as the Authorization header and never written anywhere; a variable named "
+        "here that is unset or empty is an error",
     )
     m.add_argument(
         "--insecure",

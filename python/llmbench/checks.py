@@ -1,0 +1,109 @@
+"""The one place where the sweep settings' types and ranges are checked, before anything
+runs, so the Python API, TOML files and the command line refuse the same values with the
+same words. A refusal is a `SettingError` naming the setting; the command line says the
+flag's name instead (`--max-tokens`) and a TOML file the key's, with the table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._core import InvalidArgumentError
+
+
+class SettingError(InvalidArgumentError):
+    """A setting with a value of the wrong type or out of range. `setting` is its
+    `run_sweep` keyword (which is also its TOML key); `rule` says what it must be."""
+
+    def __init__(self, setting: str, rule: str, value: Any) -> None:
+        self.setting, self.rule, self.value = setting, rule, value
+        super().__init__(self.message(setting))
+
+    def message(self, name: str) -> str:
+        """The refusal, naming the setting as `name` (a flag, a key)."""
+        return f"{name} must be {self.rule}; got {self.value!r}"
+
+
+def _is_int(v: Any) -> bool:
+    # bool is an int to Python, never to a user writing `batch_sizes = [true, 2]`.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: _is_int(v) and v >= low
+
+
+def number_above(low: float, inclusive: bool = False) -> Callable[[Any], bool]:
+    return lambda v: _is_number(v) and (v >= low if inclusive else v > low)
+
+
+def list_of(item: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
+            return False
+        items = list(v)
+        return bool(items) and all(item(x) for x in items)
+
+    return check
+
+
+def optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def bool_or_period(v: Any) -> bool:
+    """`True`/`False`, or a sampling period in milliseconds."""
+    return isinstance(v, bool) or (_is_number(v) and v > 0)
+
+
+def path_like(v: Any) -> bool:
+    return isinstance(v, (str, Path))
+
+
+#: Each checked setting: its rule in words and the test of a value.
+RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "batch_sizes": ("a non-empty list of integers >= 1", list_of(int_at_least(1))),
+    "requests_per_stage": ("an integer >= 1 (or unset)", optional(int_at_least(1))),
+    "max_tokens": ("an integer >= 1", int_at_least(1)),
+    "stage_duration_s": ("a number of seconds > 0 (or unset)", optional(number_above(0))),
+    "seed": ("an integer >= 0", int_at_least(0)),
+    "warmup_requests": ("an integer >= 0", int_at_least(0)),
+    "n_gpus": ("an integer >= 1", int_at_least(1)),
+    "rates": (
+        "a non-empty list of request rates > 0 (or unset)",
+        optional(list_of(number_above(0))),
+    ),
+    "burstiness": ("a number > 0", number_above(0)),
+    "max_in_flight": ("an integer >= 1 (or unset)", optional(int_at_least(1))),
+    "warmup_s": ("a number of seconds >= 0 (or unset)", optional(number_above(0, True))),
+    "cooldown_s": ("a number of seconds >= 0 (or unset)", optional(number_above(0, True))),
+    "repeats": ("an integer >= 1", int_at_least(1)),
+    "input_lengths": (
+        "a non-empty list of integers >= 1 (or unset)",
+        optional(list_of(int_at_least(1))),
+    ),
+    "gpu": ("true, false or a sampling period in ms > 0", bool_or_period),
+    "server_metrics": ("true, false or a scrape period in ms > 0", bool_or_period),
+    "resume": ("true or false", is_bool),
+    "report": ("true or false", is_bool),
+    "tokenizer": ("a path (or unset)", optional(path_like)),
+    "out_dir": ("a folder path (or unset)", optional(path_like)),
+}
+
+
+def check_settings(values: dict[str, Any]) -> None:
+    """Raise `SettingError` for the first setting in `values` its rule refuses."""
+    for name, (rule, ok) in RULES.items():
+        if name in values and not ok(values[name]):
+            raise SettingError(name, rule, values[name])
