@@ -11,10 +11,9 @@ import os
 import warnings
 from pathlib import Path
 
+import llmbench
 import pytest
 from conftest import http_server, run_cli
-
-import llmbench
 from llmbench.checks import SettingError
 from llmbench.records import RecordFileWarning
 
@@ -56,7 +55,7 @@ def test_ab_with_punctuation_twins_is_refused_on_the_command_line(sim):
 class _Echo(http.server.BaseHTTPRequestHandler):
     """Answers every request with 401, quoting the Authorization header it received."""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps({"error": f"bad credentials: {self.headers.get('Authorization')}"})
         self.send_response(401)
@@ -65,7 +64,7 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body.encode())
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = json.dumps({"data": [{"id": "m"}], "seen": self.headers.get("Authorization")})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -80,7 +79,7 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 class _InBand(_Echo):
     """Streams an in-band error that quotes the Authorization header, with status 200."""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         err = {"error": {"message": f"rejected {self.headers.get('Authorization')}"}}
         body = f"data: {json.dumps(err)}\n\ndata: [DONE]\n\n".encode()
@@ -135,7 +134,7 @@ def test_url_credentials_echoed_as_basic_auth_are_redacted(tmp_path):
     basic = base64.b64encode(b"bob:pa55word").decode()
 
     class _Basic(_Echo):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             msg = f"denied Basic {basic} (pa55word)"
             err = {"error": {"message": msg}}
@@ -235,7 +234,7 @@ class _Status500Once(http.server.BaseHTTPRequestHandler):
 
     calls = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).calls += 1
         if type(self).calls == 1:
@@ -346,7 +345,7 @@ def test_a_toml_target_without_url_and_a_non_utf8_file_are_clear_errors(tmp_path
 def test_a_prompt_file_that_is_not_utf8_is_a_clear_error(sim, tmp_path):
     path = tmp_path / "prompts.txt"
     path.write_bytes(b"hello\nbad \xff byte\n")
-    with pytest.raises(llmbench.InvalidArgumentError, match="not UTF-8 text.*line 2"):
+    with pytest.raises(llmbench.InvalidArgumentError, match=r"not UTF-8 text.*line 2"):
         llmbench.run_sweep(sim.target("chat"), **small(prompts=path))
 
 
