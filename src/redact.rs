@@ -141,7 +141,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "url": url, "model": "m", "api": "chat", "api_key": key,
         }))
-        .unwrap()
+        .expect("a valid target spec")
     }
 
     #[test]
