@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import _core
+from ._core import InvalidArgumentError
 from ._settings import CHOICES, SIM
 from .targets import TGI, OpenAI, Target
 
@@ -107,6 +108,8 @@ class SimServer:
             raise _core.InvalidArgumentError(f"unknown SimServer settings: {sorted(unknown)}")
         cfg.update(overrides)
         self.config = SimConfig(**cfg)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidArgumentError(f"port must be 0 (any free port) to 65535; got {port!r}")
         self._server = _core.SimServer(cfg, host, port)
 
     @property

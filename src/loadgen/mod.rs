@@ -460,7 +460,12 @@ struct Connections {
 /// The run's connections, their pools sized for the most streams the sweep keeps, after
 /// checking the process may open that many sockets (a note when the limit was raised).
 fn http_pool(config: &SweepConfig) -> Result<(Connections, Option<String>)> {
+    // A closed-loop stage of `n` requests never has more than `n` in flight, whatever its
+    // batch size (`--batch-sizes 100000 --requests 4` needs 4 streams, not 100,000).
     let max_batch = config.batch_sizes.iter().copied().max().unwrap_or(1) as usize;
+    let max_batch = config
+        .requests_per_stage
+        .map_or(max_batch, |n| max_batch.min(n.max(1) as usize));
     // Open loop: at most `max_in_flight` streams, else as many as the rate keeps busy;
     // 1,024 is checked as a floor for that unknown.
     let streams = match &config.open_loop {

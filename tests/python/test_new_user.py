@@ -386,3 +386,26 @@ def test_an_unset_api_key_variable_is_an_error(tmp_path):
     )  # fmt: skip
     assert p.returncode == 1
     assert "NO_SUCH_KEY_VAR" in p.stderr and "not set" in p.stderr
+
+
+def test_the_scripted_server_refuses_a_port_out_of_range():
+    with pytest.raises(llmbench.InvalidArgumentError, match="65535"):
+        llmbench.SimServer(port=99999)
+    p = run_cli("sim", "--port", "99999")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+
+
+def test_compare_and_report_refuse_bad_outputs_clearly(sim, tmp_path):
+    run = tmp_path / "run"
+    llmbench.run_sweep(sim.target("chat", name="t"), **small(out_dir=run, report=False))
+    p = run_cli("compare", str(run), str(run), "--out", str(tmp_path / "c"))
+    assert p.returncode == 1 and "same run folder" in p.stderr
+    other = tmp_path / "other"
+    llmbench.run_sweep(sim.target("chat", name="u"), **small(out_dir=other, report=False))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    p = run_cli("compare", str(run), str(other), "--out", str(a_file))
+    assert p.returncode == 1 and "is a file" in p.stderr and "Traceback" not in p.stderr
+    p = run_cli("report", str(run), "-o", str(tmp_path))
+    assert p.returncode == 1 and "is a folder" in p.stderr and "Traceback" not in p.stderr
+    assert not list(tmp_path.glob("*.tmp"))

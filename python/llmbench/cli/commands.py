@@ -26,6 +26,9 @@ from .options import cluster, sim_config, slo_limits, workload
 
 
 def _print_summary(res: Results) -> None:
+    if not len(res.summary):
+        print("no stage completed: nothing to summarize", file=sys.stderr)
+        return
     pd = _deps.pandas()
     # Columns that do not apply to this kind of sweep (all NaN) are left out.
     cols = [c for c in KEY_COLUMNS if c in res.summary.columns and res.summary[c].notna().any()]
@@ -457,9 +460,17 @@ def _calibrate_workers(args: argparse.Namespace, on: Any) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import compare, comparison_table
 
+    same = {str(Path(r).resolve()) for r in args.runs}
+    if len(same) < len(args.runs):
+        raise InvalidArgumentError("the same run folder is given twice: compare different runs")
     res = compare(args.runs)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"--out {args.out!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgumentError(f"--out {args.out!r}: cannot create it ({e})") from None
     res.summary.to_csv(out / "comparison_summary.csv", index=False)
     paths = res.plot(out_dir=out, close=True)
     if args.report:
@@ -481,7 +492,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         res = compare(args.runs)
         default = Path("comparison_report.html")
-    path = res.to_html(args.output or default, title=args.title)
+    target = Path(args.output or default)
+    if target.is_dir():
+        raise InvalidArgumentError(f"-o {str(target)!r} is a folder: give a file name")
+    try:
+        path = res.to_html(target, title=args.title)
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot write the report to {str(target)!r}: {e}") from None
     size = path.stat().st_size
     print(f"report written to {path} ({size / 1e6:.1f} MB; opens offline in any browser)")
     return 0

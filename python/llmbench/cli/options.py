@@ -100,6 +100,17 @@ def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: st
         )
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {text!r}")
+    return port
+
+
 def sim_config(args: argparse.Namespace) -> SimConfig:
     values = {
         f.name: getattr(args, f"sim_{f.name}") for f in fields(SimConfig) if f.name != "model"
@@ -538,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the scripted OpenAI/TGI-compatible server on "
         "127.0.0.1 (chat, completions, /generate_stream).",
     )
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_port, default=8000)
     s.add_argument("--model", default="llmbench-sim")
     s.add_argument(
         "--for-seconds",
@@ -632,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
         + " (default tiny)",
     )
     b.add_argument("--host", default="127.0.0.1")
-    b.add_argument("--port", type=int, default=8000)
+    b.add_argument("--port", type=_port, default=8000)
     b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     b.add_argument("--dtype", default=None, help="float16, bfloat16 or float32")
     b.add_argument("--max-batch", type=int, default=BASELINE_SERVER["max_batch"])

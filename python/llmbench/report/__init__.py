@@ -58,8 +58,11 @@ def write_report(results: Results, path: str | Path, title: str | None = None) -
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(report_html(results, title), encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(report_html(results, title), encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # never a half-written report left behind
     return out
 
 
