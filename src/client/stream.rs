@@ -341,7 +341,7 @@ impl Deadlines {
                 "{what}: silent longer than the idle timeout of {} s",
                 t.idle_s
             ),
-            _ => format!("{what} within the total timeout of {} s", t.total_s),
+            _ => format!("{what} when the total timeout of {} s ran out", t.total_s),
         }
     }
 }
@@ -383,7 +383,12 @@ async fn read_stream(
                     clock.before_first_token()
                 };
                 if deadline <= tokio::time::Instant::now() {
-                    let what = if started { "stream stalled" } else { "no output token" };
+                    // A stream cut by the total timeout was still flowing, not stalled.
+                    let what = match (started, kind) {
+                        (true, ErrorKind::TimeoutTotal) => "still streaming",
+                        (true, _) => "stream stalled",
+                        (false, _) => "no output token",
+                    };
                     acc.fail(kind, clock.message(kind, what));
                     return false;
                 }

@@ -409,3 +409,22 @@ def test_compare_and_report_refuse_bad_outputs_clearly(sim, tmp_path):
     p = run_cli("report", str(run), "-o", str(tmp_path))
     assert p.returncode == 1 and "is a folder" in p.stderr and "Traceback" not in p.stderr
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_huge_batch_with_few_requests_needs_no_huge_file_limit(sim):
+    # 4 requests never have more than 4 in flight: no `ulimit -n 100256` is asked for.
+    res = llmbench.run_sweep(
+        sim.target("chat"), batch_sizes=[100000], requests_per_stage=4, max_tokens=4,
+        report=False,
+    )  # fmt: skip
+    assert res.summary["n_ok"].sum() == 4
+    assert not any("ulimit" in w for w in res.manifest["warnings"])
+
+
+def test_a_stream_cut_by_the_total_timeout_is_not_called_stalled():
+    with llmbench.SimServer(ttft_ms=1, itl_ms=20) as server:
+        target = server.target("chat", timeouts=llmbench.Timeouts(total=0.3))
+        with pytest.warns(llmbench.RunFailedWarning):
+            res = llmbench.run_sweep(target, **small(max_tokens=1000, warmup_requests=0))
+    errors = res.requests["error"].dropna().tolist()
+    assert errors and all("still streaming when the total timeout" in e for e in errors)

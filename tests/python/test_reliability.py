@@ -128,15 +128,17 @@ def test_a_killed_run_resumes_from_its_records(tmp_path):
     assert any("resumed" in w for w in data["manifest"]["warnings"])
 
 
-def test_a_failed_final_write_returns_the_results(sim, tmp_path):
-    # The final files cannot be written (as on a full disk): the sweep still returns every
-    # measurement, warns, and the live records hold every completed request.
+def test_a_failed_final_write_keeps_the_results_on_the_error(sim, tmp_path):
+    # The final files cannot be written (as on a full disk): the sweep raises
+    # ResultsNotSaved (nothing unsaved is claimed) with every measurement on it, and the
+    # live records hold every completed request.
     (tmp_path / "metrics_data.json.tmp").mkdir()
-    with pytest.warns(UserWarning, match="returned in memory only"):
-        res = llmbench.run_sweep(
+    with pytest.raises(llmbench.ResultsNotSaved) as caught:
+        llmbench.run_sweep(
             sim.target(), batch_sizes=[2], requests_per_stage=4, max_tokens=3,
             out_dir=tmp_path, progress=False,
         )  # fmt: skip
+    res = caught.value.results
     assert int(res.summary.iloc[0]["n_ok"]) == 4
     live = llmbench.records.read_file(tmp_path / "requests_sim-chat.arrows")
     assert len(live) == 5  # and the warm-up request
