@@ -486,6 +486,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..compare import compare
     from ..report import REPORT_FILE
 
+    for run in args.runs:
+        folder = Path(run)
+        if (folder / "gpu_memory_data.json").exists() and not (
+            folder / "metrics_data.json"
+        ).exists():
+            raise InvalidArgumentError(
+                f"{run} holds a kv-cache study (gpu_memory_data.json), which writes its own "
+                "report.html when run with --report; `llmbench report` reads folders with "
+                "metrics_data.json (llmbench metrics, ab, Results.save)"
+            )
     if len(args.runs) == 1:
         res = Results.load(args.runs[0])
         default = Path(args.runs[0]) / REPORT_FILE

@@ -614,9 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser(
         "report",
         help="write one self-contained HTML report of saved runs",
-        description="Read result folders written by `llmbench metrics`, `kv-cache`, `ab` "
-        "(or Results.save) and write one HTML page that opens offline in any browser: one "
-        "run, or for several folders one comparison.",
+        description="Read result folders written by `llmbench metrics`, `ab` (or "
+        "Results.save; any folder with metrics_data.json) and write one HTML page that opens "
+        "offline in any browser: one run, or for several folders one comparison. "
+        "`llmbench kv-cache` writes its own report.html (--report).",
     )
     rep.add_argument("runs", nargs="+", metavar="DIR")
     rep.add_argument(
