@@ -45,6 +45,8 @@ def load_prompts(prompts: str | Path | Iterable[str] | None = None) -> list[str]
         out = default_prompts()
     elif isinstance(prompts, (str, Path)):
         path = Path(prompts)
+        if path.is_dir():
+            raise InvalidArgumentError(f"prompt file {str(path)!r} is a folder, not a file")
         if not path.is_file():
             raise InvalidArgumentError(f"prompt file {str(path)!r} does not exist")
         try:

@@ -428,3 +428,8 @@ def test_a_stream_cut_by_the_total_timeout_is_not_called_stalled():
             res = llmbench.run_sweep(target, **small(max_tokens=1000, warmup_requests=0))
     errors = res.requests["error"].dropna().tolist()
     assert errors and all("still streaming when the total timeout" in e for e in errors)
+
+
+def test_a_prompts_folder_is_not_called_missing(sim, tmp_path):
+    with pytest.raises(llmbench.InvalidArgumentError, match="is a folder"):
+        llmbench.run_sweep(sim.target("chat"), **small(prompts=tmp_path))
