@@ -7,6 +7,7 @@ flag's name instead (`--max-tokens`) and a TOML file the key's, with the table.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,17 @@ def check_settings(values: dict[str, Any]) -> None:
     for name, (rule, ok) in RULES.items():
         if name in values and not ok(values[name]):
             raise SettingError(name, rule, values[name])
+
+
+def writable_folder(path: Path, name: str) -> Path:
+    """Create folder `path` if needed and refuse, as `name` (`out_dir`, `--out`), one that
+    is a file, cannot be created or cannot be written: before a run, not after it."""
+    if path.exists() and not path.is_dir():
+        raise InvalidArgumentError(f"{name} {str(path)!r} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgumentError(f"{name} {str(path)!r}: cannot create it ({e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"{name} {str(path)!r} is not writable")
+    return path

@@ -18,7 +18,7 @@ from . import _core
 from . import datasets as _datasets
 from ._core import InvalidArgumentError, ResultsIOError
 from ._settings import OPEN_LOOP, SWEEP, check_choice
-from .checks import check_settings
+from .checks import check_settings, writable_folder
 from .cluster import RayCluster
 from .columns import client_health
 from .columns.kv import model_arch as _model_arch
@@ -502,18 +502,6 @@ class _EngineRuns:
         }
 
 
-def _check_out_dir(out: Path) -> None:
-    """Refuse, before any load is sent, an `out_dir` the run could not write to."""
-    if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"out_dir {str(out)!r} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InvalidArgumentError(f"cannot create out_dir {str(out)!r}: {e}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InvalidArgumentError(f"out_dir {str(out)!r} is not writable")
-
-
 def record_path(folder: Path, target: str, repeat: int, repeats: int) -> Path:
     """`requests_<target>.arrows`, or with repeats `requests_<target>_r<k>.arrows` (k from 1)."""
     tail = f"_r{repeat + 1}" if repeats > 1 else ""
@@ -539,7 +527,7 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
     target_list = _target_list(targets)
     out = Path(opts.out_dir) if opts.out_dir is not None else None
     if out is not None:
-        _check_out_dir(out)
+        writable_folder(out, "out_dir")
     if opts.resume and out is None:
         raise InvalidArgumentError("resume=True needs the out_dir of the interrupted run")
     shared = opts.engine_config()

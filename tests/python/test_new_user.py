@@ -52,25 +52,27 @@ def test_ab_with_punctuation_twins_is_refused_on_the_command_line(sim):
 # ---- 3. secrets the server echoes are redacted everywhere ------------------------------
 
 
+def _send(handler: http.server.BaseHTTPRequestHandler, status: int, kind: str, body) -> None:
+    """Answer with `status` and the whole `body` (text or bytes) as `kind`."""
+    data = body.encode() if isinstance(body, str) else body
+    handler.send_response(status)
+    handler.send_header("Content-Type", kind)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _Echo(http.server.BaseHTTPRequestHandler):
     """Answers every request with 401, quoting the Authorization header it received."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps({"error": f"bad credentials: {self.headers.get('Authorization')}"})
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body.encode())
+        _send(self, 401, "application/json", body)
 
     def do_GET(self) -> None:
         body = json.dumps({"data": [{"id": "m"}], "seen": self.headers.get("Authorization")})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body.encode())
+        _send(self, 200, "application/json", body)
 
     def log_message(self, *a) -> None:
         pass
@@ -83,11 +85,7 @@ class _InBand(_Echo):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         err = {"error": {"message": f"rejected {self.headers.get('Authorization')}"}}
         body = f"data: {json.dumps(err)}\n\ndata: [DONE]\n\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send(self, 200, "text/event-stream", body)
 
 
 def _everything_written(folder: Path) -> str:
@@ -139,11 +137,7 @@ def test_url_credentials_echoed_as_basic_auth_are_redacted(tmp_path):
             msg = f"denied Basic {basic} (pa55word)"
             err = {"error": {"message": msg}}
             body = f"data: {json.dumps(err)}\n\ndata: [DONE]\n\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            _send(self, 200, "text/event-stream", body)
 
     with http_server(_Basic) as url:
         authed = url.replace("http://", "http://bob:pa55word@")
@@ -238,10 +232,7 @@ class _Status500Once(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).calls += 1
         if type(self).calls == 1:
-            self.send_response(500)
-            self.send_header("Content-Length", "5")
-            self.end_headers()
-            self.wfile.write(b"oops!")
+            _send(self, 500, "text/plain", b"oops!")
             return
         chunks = [
             {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]},
@@ -251,11 +242,7 @@ class _Status500Once(http.server.BaseHTTPRequestHandler):
             },
         ]
         body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body.encode())
+        _send(self, 200, "text/event-stream", body)
 
     def log_message(self, *a) -> None:
         pass

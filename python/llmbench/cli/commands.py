@@ -15,6 +15,7 @@ from typing import Any
 from .. import _core, _deps
 from .._core import InvalidArgumentError
 from ..baseline import BaselineServer
+from ..checks import writable_folder
 from ..errors import SweepInterrupted
 from ..results import KEY_COLUMNS, Results
 from ..sim import SimServer
@@ -200,13 +201,10 @@ COMMAND_FILE = "command.json"
 def save_command(out: str, command: str, argv: Sequence[str]) -> None:
     """Keep the command's arguments beside its results, for `--resume` (API keys are never
     arguments: they come from the environment)."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise InvalidArgumentError(f"--out {out!r} is a file, not a folder")
+    path = writable_folder(Path(out), "--out")
     # A URL's credentials are not kept: resume with `--url` again to give them.
     kept = [_core.redact_url(a) if "://" in a else a for a in argv]
     try:
-        path.mkdir(parents=True, exist_ok=True)
         (path / COMMAND_FILE).write_text(json.dumps({"command": command, "argv": kept}))
     except OSError as e:
         raise InvalidArgumentError(f"--out {out!r}: cannot write there ({e})") from None
@@ -464,13 +462,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(same) < len(args.runs):
         raise InvalidArgumentError("the same run folder is given twice: compare different runs")
     res = compare(args.runs)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"--out {args.out!r} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InvalidArgumentError(f"--out {args.out!r}: cannot create it ({e})") from None
+    out = writable_folder(Path(args.out), "--out")
     res.summary.to_csv(out / "comparison_summary.csv", index=False)
     paths = res.plot(out_dir=out, close=True)
     if args.report:
