@@ -5,7 +5,8 @@ invocation, one fresh process per run.
 Each run: `run_sweep` against the built-in scripted server in the same process
 (`SimServer(ttft_ms=0.5, itl_ms=0.1, ttft_per_running_ms=0, itl_per_running_ms=0,
 max_batch=256)`: fast, so the client's own costs dominate), batch size 256, 32 tokens
-per request, every other setting the default, results saved to a temporary folder.
+per request, every other setting the default (report.html written or not: `--report`),
+results saved to a temporary folder.
 Reported per run: wall time, the time from the last request's end to `run_sweep`
 returning (results built and written), peak RSS, RSS sampled every few seconds (flat or
 not), and the size of every file written. Also the record file writer's own throughput
@@ -19,6 +20,7 @@ not), and the size of every file written. Also the record file writer's own thro
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -38,6 +40,7 @@ from llmbench import _core
 
 n = int(sys.argv[1])
 every = float(sys.argv[2])
+report = sys.argv[3] == "on"
 def status_mib(key):
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key):
@@ -55,7 +58,8 @@ with tempfile.TemporaryDirectory() as out:
                             itl_per_running_ms=0, max_batch=256) as sim:
         t = time.monotonic()
         res = llmbench.run_sweep(sim.target(), batch_sizes=[256], requests_per_stage=n,
-                                 max_tokens=32, out_dir=out, progress=False)
+                                 max_tokens=32, out_dir=out, progress=False,
+                                 report=report)
         returned_ns = _core.now_ns()
         wall = time.monotonic() - t
     stop.set()
@@ -74,15 +78,16 @@ with tempfile.TemporaryDirectory() as out:
         "files_total_mb": sum(files.values()) / 1e6,
         "output_tok_s": float(s["output_tok_s"]),
         "llmbench": llmbench.__version__,
+        "report": report,
     }))
 """
 
 
-def run(python: str, n: int, every: float) -> dict:
+def run(python: str, n: int, every: float, report: str) -> dict:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with tempfile.TemporaryDirectory() as cwd:
         out = subprocess.run(
-            [python, "-c", CHILD, str(n), str(every)],
+            [python, "-c", CHILD, str(n), str(every), report],
             capture_output=True,
             text=True,
             env=env,
@@ -99,6 +104,11 @@ def main() -> None:
     ap.add_argument("--requests", default="10000,100000,1000000")
     ap.add_argument("--before", default=None, help="python of the previous version's venv")
     ap.add_argument("--every", type=float, default=5.0, help="RSS sampling period, s")
+    ap.add_argument(
+        "--report",
+        default="on,off",
+        help="run each size with report.html written (on), without (off), or both",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import llmbench
@@ -115,12 +125,13 @@ def main() -> None:
     }
     versions = [("this", sys.executable)] + ([("before", args.before)] if args.before else [])
     for n in [int(x) for x in args.requests.split(",")]:
-        for label, python in versions:
-            r = run(python, n, args.every)
+        for (label, python), with_report in itertools.product(versions, args.report.split(",")):
+            r = run(python, n, args.every, with_report)
             r["version"] = label
             report["runs"].append(r)
             print(
-                f"{label:>6} {n:>10,} requests: wall {r['wall_s']:7.1f} s, ready "
+                f"{label:>6} report {with_report:>3} {n:>10,} requests: wall {r['wall_s']:7.1f} s, "
+                f"ready "
                 f"{r['ready_after_last_request_s']:6.2f} s after the last, peak RSS "
                 f"{r['peak_rss_mib']:8.0f} MiB, files {r['files_total_mb']:8.1f} MB",
                 flush=True,

@@ -13,7 +13,7 @@ Example:
 
 from . import baseline, datasets, records, stats
 from ._core import __version__
-from .ab import ABResult, ab, compare_ab
+from .ab import ABResult, compare_ab
 from .cluster import RayCluster
 from .columns.client_health import ClientLimitWarning
 from .columns.kv import model_arch
@@ -38,6 +38,7 @@ from .prompts import default_prompts, load_prompts
 from .results import Results
 from .sim import SimConfig, SimServer
 from .slo import SLO
+from .studies.ab_test import ab
 from .studies.calibrate import Calibration, calibrate
 from .studies.capacity import CapacityResult, find_capacity
 from .studies.kv_cache import kv_cache_study
@@ -48,6 +49,7 @@ from .sweep import (
     run_sweep,
     run_sweep_async,
 )
+from .sweep_options import SweepOptions
 from .targets import TGI, OpenAI, Target, Timeouts
 from .telemetry import GpuSampler, MetricsScraper, list_gpus
 
@@ -75,6 +77,7 @@ __all__ = [
     "SimConfig",
     "SimServer",
     "SweepInterrupted",
+    "SweepOptions",
     "SweepSpec",
     "Target",
     "TargetError",

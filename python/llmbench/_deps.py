@@ -1,7 +1,7 @@
-"""Lazy imports of the heavy optional libraries (pandas, matplotlib, wandb).
-
-`import llmbench` stays fast and works without them; the first call that needs one
-imports it and, if it is missing, says which package to install.
+"""Lazy imports of the heavy libraries: pandas and matplotlib (dependencies, imported
+on first use so that `import llmbench` stays fast), and the optional ones (wandb, bokeh
+where an extra brings it): the first call that needs one imports it and, if it is
+missing, says which package to install.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 from . import _deps
 from ._core import InvalidArgumentError
 from .plots import stage_name
-from .results import Results
+from .run_data import RunData as Results
 from .stats import (
     LEVEL,
     NO_DIFFERENCE,
@@ -32,7 +31,6 @@ from .stats import (
     per_request_difference,
     units_needed,
 )
-from .targets import Target
 
 #: Latency percentiles compared on per-request values: summary column, request column,
 #: statistic.
@@ -244,60 +242,6 @@ def _where(row: dict[str, Any]) -> str:
     return f" at {name}" if name else ""
 
 
-def _check_targets(a: Target, b: Target, allow_same_url: bool) -> None:
-    if not (isinstance(a, Target) and isinstance(b, Target)):
-        raise InvalidArgumentError("ab takes two targets (llmbench.OpenAI or llmbench.TGI)")
-    if a.name == b.name:
-        raise InvalidArgumentError(f"A and B need different names (both are {a.name!r})")
-    same = a.url.rstrip("/") == b.url.rstrip("/") and a.to_spec().get("model") == b.to_spec().get(
-        "model"
-    )
-    if same and not allow_same_url:
-        raise InvalidArgumentError(
-            f"A and B are the same server ({a.describe()['url']}, same model): an A/B test of "
-            "a server against itself finds nothing; allow it (allow_same_url=True, or "
-            "--allow-same-url) only for an A/A check of the method"
-        )
-
-
-def ab(
-    a: Target,
-    b: Target,
-    batch_sizes: Sequence[int] | None = None,
-    rates: Sequence[float] | None = None,
-    repeats: int = DEFAULT_BLOCKS,
-    *,
-    allow_same_url: bool = False,
-    **run_sweep_options: Any,
-) -> ABResult:
-    """Compare target `b` against target `a` on one seeded schedule, in `repeats`
-    alternating blocks (A B, B A, ...), at `batch_sizes` (closed loop) or `rates` (open
-    loop). Takes `run_sweep`'s other options (`requests_per_stage`, `max_tokens`,
-    `prompts`, `seed`, `out_dir`, `slo`, ...).
-
-    Example:
-        >>> r = llmbench.ab(llmbench.OpenAI(url_vllm, model=m, name="vllm"),
-        ...                 llmbench.OpenAI(url_tgi, model=m, name="tgi"),
-        ...                 batch_sizes=[1, 8, 32], repeats=4, max_tokens=128)
-        >>> print(r.statement)
-    """
-    from .sweep import SweepOptions, run_sweep
-
-    _check_targets(a, b, allow_same_url)
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise InvalidArgumentError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if batch_sizes is None and rates is None:
-        batch_sizes = SweepOptions.batch_sizes
-    options = dict(run_sweep_options)
-    if batch_sizes is not None:
-        options["batch_sizes"] = batch_sizes
-    res = run_sweep([a, b], rates=rates, repeats=repeats, **options)
-    result = compare_ab(res, a.name, b.name)
-    if options.get("out_dir") is not None:
-        result.write_files(options["out_dir"])
-    return result
-
-
 def compare_ab(results: Results, a: str, b: str, level: float = LEVEL) -> ABResult:
     """The A/B table of a run holding targets `a` and `b` (e.g. `Results.load` of a saved
     `ab` run, or any run with repeats: block `r` is repeat `r`).
@@ -467,3 +411,20 @@ def _row(
         "_units": units,
         "_se_log": d.se_log,
     }
+
+
+def __getattr__(name: str) -> Any:
+    # `llmbench.ab.ab` moved to `llmbench.studies.ab_test.ab` (it runs a sweep; this
+    # module only analyses one, so that the report can use it): the old path still works.
+    if name == "ab":
+        import warnings
+
+        from .studies.ab_test import ab
+
+        warnings.warn(
+            "llmbench.ab.ab moved: use llmbench.ab(...) or llmbench.studies.ab_test.ab",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ab
+    raise AttributeError(name)

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,7 +145,7 @@ def run(
         out = run_study(config)
     else:
         out = _core.baseline_run(config)
-    info = json.loads(out["server_info_json"])["baseline"]
+    info = out["server_info"]["baseline"]
     manifest["servers"] = {name: info}
     manifest["model_arch"] = {
         "name": str(model),
@@ -158,7 +157,6 @@ def run(
     manifest["clock"] = {"unix_anchor_ns": out["unix_anchor_ns"]}
     desc = {"name": name, "api": "in-process", "model": str(model)}
     res = Results.from_engine([(desc, out, 0)], manifest, RecordFiles({name: records_path}, owner))
-    res.fold_repeats()
     if out_dir is not None:
         res.save(out_dir)
     if out["interrupted"]:
@@ -214,7 +212,7 @@ class BaselineServer:
     @property
     def info(self) -> dict[str, Any]:
         """What the server says about itself (also at `/info`)."""
-        return json.loads(self._server.info_json())  # type: ignore[no-any-return]
+        return self._server.info  # type: ignore[no-any-return]
 
     @property
     def served(self) -> int:

@@ -1,7 +1,10 @@
-"""The one place where the sweep settings' types and ranges are checked, before anything
-runs, so the Python API, TOML files and the command line refuse the same values with the
-same words. A refusal is a `SettingError` naming the setting; the command line says the
-flag's name instead (`--max-tokens`) and a TOML file the key's, with the table.
+"""The rules a setting's value must meet, and the error that names a refused one.
+
+Each sweep setting names its rule where it is declared (`llmbench.sweep_options`), and
+is checked once, before anything runs, so the Python API, TOML files and the command line
+refuse the same values with the same words. A refusal is a `SettingError` naming the
+setting; the command line says the flag's name instead (`--max-tokens`) and a TOML file
+the key's, with the table.
 """
 
 from __future__ import annotations
@@ -70,44 +73,6 @@ def bool_or_period(v: Any) -> bool:
 
 def path_like(v: Any) -> bool:
     return isinstance(v, (str, Path))
-
-
-#: Each checked setting: its rule in words and the test of a value.
-RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "batch_sizes": ("a non-empty list of integers >= 1", list_of(int_at_least(1))),
-    "requests_per_stage": ("an integer >= 1 (or unset)", optional(int_at_least(1))),
-    "max_tokens": ("an integer >= 1", int_at_least(1)),
-    "stage_duration_s": ("a number of seconds > 0 (or unset)", optional(number_above(0))),
-    "seed": ("an integer >= 0", int_at_least(0)),
-    "warmup_requests": ("an integer >= 0", int_at_least(0)),
-    "n_gpus": ("an integer >= 1", int_at_least(1)),
-    "rates": (
-        "a non-empty list of request rates > 0 (or unset)",
-        optional(list_of(number_above(0))),
-    ),
-    "burstiness": ("a number > 0", number_above(0)),
-    "max_in_flight": ("an integer >= 1 (or unset)", optional(int_at_least(1))),
-    "warmup_s": ("a number of seconds >= 0 (or unset)", optional(number_above(0, True))),
-    "cooldown_s": ("a number of seconds >= 0 (or unset)", optional(number_above(0, True))),
-    "repeats": ("an integer >= 1", int_at_least(1)),
-    "input_lengths": (
-        "a non-empty list of integers >= 1 (or unset)",
-        optional(list_of(int_at_least(1))),
-    ),
-    "gpu": ("true, false or a sampling period in ms > 0", bool_or_period),
-    "server_metrics": ("true, false or a scrape period in ms > 0", bool_or_period),
-    "resume": ("true or false", is_bool),
-    "report": ("true or false", is_bool),
-    "tokenizer": ("a path (or unset)", optional(path_like)),
-    "out_dir": ("a folder path (or unset)", optional(path_like)),
-}
-
-
-def check_settings(values: dict[str, Any]) -> None:
-    """Raise `SettingError` for the first setting in `values` its rule refuses."""
-    for name, (rule, ok) in RULES.items():
-        if name in values and not ok(values[name]):
-            raise SettingError(name, rule, values[name])
 
 
 def writable_folder(path: Path, name: str) -> Path:

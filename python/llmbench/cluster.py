@@ -201,7 +201,7 @@ class EngineWorker:
             self.head, self.offset = None, 0
             self.progress = None
         out = _core.run_sweep({**config, "records_path": str(self.path)}, self._on_progress)
-        return {k: out[k] for k in ("stages", "warnings", "interrupted", "server_info_json")}
+        return {k: out[k] for k in ("stages", "warnings", "interrupted", "server_info")}
 
     def _on_progress(self, p: dict[str, Any]) -> None:
         self.progress = p

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ._core import InvalidArgumentError
-from .checks import SettingError, check_settings
+from .checks import SettingError
 from .cluster import RayCluster
+from .sweep import run_sweep
+from .sweep_options import NAMES, check_settings
 from .targets import TGI, OpenAI, Target, Timeouts
 
 if sys.version_info >= (3, 11):
@@ -43,10 +45,9 @@ _TIMEOUT_FIELDS = {f.name for f in dataclasses.fields(Timeouts)}
 
 
 def _sweep_fields() -> set[str]:
-    from .sweep import SweepOptions
-
-    options = {f.name for f in dataclasses.fields(SweepOptions)} | {"progress", "wandb"}
-    return options - {"trace", "resume"}
+    """The keys a `[sweep]` table may set: every sweep setting (`SweepOptions`) but the
+    two a file cannot hold (a trace object, and resume, which is a command's choice)."""
+    return set(NAMES) - {"trace", "resume"}
 
 
 @dataclass
@@ -67,8 +68,6 @@ class SweepSpec:
         Example:
             >>> llmbench.load_config("sweep.toml").run(out_dir="results/today")
         """
-        from .sweep import run_sweep
-
         return run_sweep(self.targets, **{**self.options, **overrides})
 
 

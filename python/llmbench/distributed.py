@@ -300,7 +300,7 @@ class ClusterRun:
             warnings += kept["notes"]
         merged = MergedRecords(path, _kept_batches(path), self.unix_anchor_ns)
         base = {**config, "resume": False, "records_path": None}
-        server_info = "null"
+        server_info = None
         interrupted = False
         health: dict[int, dict[str, Any]] = {}
         try:
@@ -343,15 +343,19 @@ class ClusterRun:
                     "summary": summary,
                 }
             )
-        return {
-            "stages": stages,
-            "server_info_json": server_info,
-            "warnings": warnings,
-            "interrupted": interrupted,
-            "t_start_ns": 0,
-            "unix_anchor_ns": self.unix_anchor_ns,
-            "monotonic_anchor_ns": None,
-        }
+        # Checked against the engine's one definition of a sweep's output.
+        return _core.sweep_output(
+            {
+                "stages": stages,
+                "server_info": server_info,
+                "warnings": warnings,
+                "interrupted": interrupted,
+                "records_error": None,
+                "t_start_ns": 0,
+                "unix_anchor_ns": self.unix_anchor_ns,
+                "monotonic_anchor_ns": None,
+            }
+        )
 
     def _warm_up(self, base: dict[str, Any], merged: MergedRecords) -> str | None:
         """Every worker sends the warm-up requests (its connections and the server warm)
@@ -375,7 +379,7 @@ class ClusterRun:
             except Exception as e:
                 self._lose(share, e)
                 continue
-            info = share.output["server_info_json"]
+            info = share.output["server_info"]
             self._drain(share, merged, len(shares), merged.next_id)
         return info
 
@@ -436,7 +440,7 @@ class ClusterRun:
                     pass
                 after = anchor(self.ray, sh.worker.actor)
                 sh.residual_ns = abs(after.delta_ns - sh.anchor.delta_ns) + after.uncertainty_ns
-                info = (sh.output or {}).get("server_info_json") or info
+                info = (sh.output or {}).get("server_info") or info
         lost_rows = [row for sh in shares for row in self._lost_rows(sh, base, s, start_at)]
         merged.lost(lost_rows)
         if any(sh.worker.lost for sh in shares) and self.cluster.on_worker_lost == "stop":

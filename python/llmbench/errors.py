@@ -21,7 +21,7 @@ from ._core import (
 )
 
 if TYPE_CHECKING:
-    from .results import Results
+    from .run_data import RunData as Results
 
 __all__ = [
     "InvalidArgumentError",

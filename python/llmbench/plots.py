@@ -1,10 +1,13 @@
-"""Plots of a sweep's summary against batch size (concurrency), one line per target."""
+"""Plots of a sweep's summary against batch size (concurrency), one line per target:
+figures of a run (`figures`) and their PNG files (`save_plots`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from . import _deps
+from .run_data import RunData
 
 # (figure key, title, y label, [(column, line label suffix, style)])
 _SPECS: list[tuple[str, str, str, list[tuple[str, str, str]]]] = [
@@ -158,3 +161,43 @@ def turn_figure(by_turn: Any) -> Any:
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+PLOT_FILES = {
+    "throughput": "throughput_vs_batch_size.png",
+    "ttft": "ttft_vs_batch_size.png",
+    "itl": "itl_vs_batch_size.png",
+    "cost": "cost_vs_batch_size.png",
+    # Only for runs of conversations.
+    "ttft_by_turn": "ttft_by_turn.png",
+}
+
+
+def figures(results: RunData) -> dict[str, Any]:
+    """Throughput, TTFT, ITL and cost vs batch size (or rate, or input length), one
+    line per target, and TTFT by turn for conversations: matplotlib figures by key."""
+    figs = summary_figures(results.summary)
+    by_turn = results.by_turn()
+    if len(by_turn):
+        figs["ttft_by_turn"] = turn_figure(by_turn)
+    return figs
+
+
+def save_plots(results: RunData, out_dir: str | Path, close: bool = True) -> list[Path]:
+    """Write `figures(results)` as PNGs into `out_dir` (named by `PLOT_FILES`, with the
+    x axis in the name for rates and input lengths); returns the paths."""
+    figs = figures(results)
+    x = x_axis(results.summary)[0]
+    suffix = {"sent_rate_req_s": "_vs_rate.png", "input_tokens": "_vs_input_length.png"}.get(x)
+    plt = _deps.pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for key, fig in figs.items():
+        name = PLOT_FILES[key]
+        path = out / (name.replace("_vs_batch_size.png", suffix) if suffix else name)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        paths.append(path)
+        if close:
+            plt.close(fig)
+    return paths

@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -85,6 +85,54 @@ _NULLABLE_INT = (
 _OPTIONAL = ("conversation", "turn")
 
 
+#: Rows per piece `RecordSource.pieces` hands out (bounded memory, whatever the run).
+PIECE_ROWS = 50_000
+
+
+@runtime_checkable
+class RecordSource(Protocol):
+    """What reads a run's records (`RecordFiles`, `RecordFrame`, `RecordSets`): the one
+    interface `RunData` and the report use, whichever holds the records."""
+
+    #: What was dropped from cut files, one line per file.
+    notes: dict[str, str]
+
+    def count(self) -> int:
+        """Records of the run, warm-up included."""
+        ...
+
+    def read(
+        self,
+        columns: Sequence[str] | None = None,
+        stages: Iterable[int] | None = None,
+        targets: Iterable[str] | None = None,
+        warmup: bool | None = None,
+        limit: int | None = None,
+        every: int = 1,
+    ) -> Any:
+        """The rows asked for, as a DataFrame with `target` and `columns`."""
+        ...
+
+    def chunk_arrays(
+        self,
+        stages: Iterable[int] | None = None,
+        targets: Iterable[str] | None = None,
+        warmup: bool | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The chunks of the rows `read` gives with the same selection, as flat arrays."""
+        ...
+
+    def pieces(
+        self,
+        columns: Sequence[str],
+        targets: Iterable[str] | None = None,
+        warmup: bool | None = None,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        """Every selected row, at most about `PIECE_ROWS` at a time: (frame with `target`
+        and `columns`, its chunk arrays). Memory stays bounded by a piece."""
+        ...
+
+
 def record_folder(out_dir: str | Path | None) -> tuple[Path, Any]:
     """Where a run's record files go: `out_dir`, or without one a temporary folder, returned
     with its owner (a `TemporaryDirectory`, None for `out_dir`) for `RecordFiles` to keep,
@@ -103,6 +151,7 @@ class RecordFileWarning(UserWarning):
 def _pa() -> Any:
     try:
         import pyarrow as pa
+        import pyarrow.compute
         import pyarrow.ipc
     except ImportError as e:  # pragma: no cover - pyarrow is a dependency
         raise ImportError("reading record files needs pyarrow (pip install pyarrow)") from e
@@ -284,6 +333,42 @@ class RecordFiles:
                 parts.append(_chunks_of(table))
         return concat_chunks(parts)
 
+    def pieces(
+        self,
+        columns: Sequence[str],
+        targets: Iterable[str] | None = None,
+        warmup: bool | None = None,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        """`RecordSource.pieces`: each file's record batches, gathered into pieces of
+        about `PIECE_ROWS` rows, with their chunks."""
+        pa = _pa()
+        cols = [c for c in columns if c != "target"]
+        stored = list(dict.fromkeys([*cols, "t_sent_ns", "chunk_dt_ns", "chunk_tokens"]))
+        want = list(dict.fromkeys([*stored, "stage", "warmup"]))
+        names = list(self.files) if targets is None else [t for t in self.files if t in targets]
+        for name in names:
+            for repeat, path in enumerate(self.files[name]):
+                held: list[Any] = []
+                rows = 0
+                batches = self._batches(path, want)
+                while True:
+                    batch = next(batches, None)
+                    if batch is not None:
+                        if warmup is not None:
+                            w = batch.column("warmup")
+                            batch = batch.filter(w if warmup else pa.compute.invert(w))
+                        held.append(batch)
+                        rows += batch.num_rows
+                    if held and (batch is None or rows >= PIECE_ROWS):
+                        table = pa.Table.from_batches(held).select(stored)
+                        frame = _frame(table.select(cols), cols)
+                        frame["repeat"] = np.full(len(frame), repeat, dtype=np.uint32)
+                        frame.insert(0, "target", name)
+                        yield frame, _chunks_of(table)
+                        held, rows = [], 0
+                    if batch is None:
+                        break
+
 
 def _empty_type(field: str) -> Any:
     pa = _pa()
@@ -445,6 +530,15 @@ class RecordFrame:
             "tokens": self.chunks["tokens"][idx].astype(np.uint32),
         }
 
+    def pieces(
+        self,
+        columns: Sequence[str],
+        targets: Iterable[str] | None = None,
+        warmup: bool | None = None,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        """`RecordSource.pieces` of records already in memory: one piece."""
+        yield self.read(columns, None, targets, warmup), self.chunk_arrays(None, targets, warmup)
+
 
 class RecordSets:
     """Several runs' records as one (`Results.concat`), each target renamed where two runs
@@ -494,6 +588,19 @@ class RecordSets:
         return concat_chunks(
             [source.chunk_arrays(stages, names, warmup) for source, _, names in self._each(targets)]
         )
+
+    def pieces(
+        self,
+        columns: Sequence[str],
+        targets: Iterable[str] | None = None,
+        warmup: bool | None = None,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        """`RecordSource.pieces` of each run in turn, targets renamed as in `read`."""
+        for source, rename, names in self._each(targets):
+            for frame, chunks in source.pieces(columns, names, warmup):
+                if len(frame) and rename:
+                    frame["target"] = frame["target"].replace(rename)
+                yield frame, chunks
 
 
 def read_file(path: str | Path, columns: Sequence[str] | None = None) -> Any:

@@ -2,41 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
-import json
+import inspect
 import os
 import platform
 import re
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
-from functools import cached_property
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import _core
-from . import datasets as _datasets
 from ._core import InvalidArgumentError, ResultsIOError
-from ._settings import OPEN_LOOP, SWEEP, check_choice
-from .checks import check_settings, writable_folder
+from ._settings import OPEN_LOOP
+from .checks import writable_folder
 from .cluster import RayCluster
 from .columns import client_health
 from .columns.kv import model_arch as _model_arch
 from .columns.telemetry import RunTelemetry, add_stage_columns, prefix_cache_sources
-from .datasets import Conversations, Dataset, Trace
 from .errors import ResultsNotSaved, RunFailedWarning, SweepInterrupted, warn
 from .outcome import failed_stages
-from .pricing import gpu_price
-from .prompts import load_prompts, prompts_hash
+from .prompts import prompts_hash
 from .records import SUFFIX as RECORD_SUFFIX
 from .records import RecordFiles, record_folder
-from .repeats import DEFAULT_REPEATS, METHOD, order
-from .results import Results
+from .repeats import METHOD, order
+from .results import Results, engine_summary, fold_repeats
+from .saving import save as save_results
 from .slo import SLO
+from .sweep_options import DEFAULT_BATCH_SIZES, SweepOptions, args_doc, signature
 from .targets import Target
+from .wandb_log import log_wandb
 
-# The engine's default concurrency points (the seed workflow's).
-DEFAULT_BATCH_SIZES = tuple(SWEEP["batch_sizes"])
+__all__ = ["DEFAULT_BATCH_SIZES", "SweepOptions", "run_sweep", "run_sweep_async"]
 
 
 def file_stem(name: str) -> str:
@@ -83,168 +82,6 @@ def _host() -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class SweepOptions:
-    """The settings of `run_sweep` besides its targets, progress line and W&B logging,
-    with the engine's defaults (`run_sweep` documents each). `llmbench.config` reads its
-    fields as the keys a `[sweep]` table may set."""
-
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
-    requests_per_stage: int | None = SWEEP["requests_per_stage"]
-    max_tokens: int = SWEEP["max_tokens"]
-    prompts: str | Path | Iterable[str] | Dataset | Conversations | None = None
-    gpu_hourly_usd: str | float | None = None
-    out_dir: str | Path | None = None
-    workload: dict[str, Any] | None = None
-    input_lengths: Sequence[int] | None = None
-    stage_duration_s: float | None = SWEEP["stage_duration_s"]
-    seed: int = SWEEP["seed"]
-    warmup_requests: int = SWEEP["warmup_requests"]
-    tokenizer: str | Path | None = None
-    n_gpus: int = SWEEP["pricing"]["n_gpus"]
-    gpu: bool | float = False
-    server_metrics: bool | float = True
-    model_arch: str | Path | None = None
-    rates: Sequence[float] | None = None
-    arrival: str = OPEN_LOOP["process"]
-    burstiness: float = OPEN_LOOP["burstiness"]
-    max_in_flight: int | None = None
-    slo: SLO | dict[str, float] | None = None
-    warmup_s: float | None = SWEEP["warmup_s"]
-    cooldown_s: float | None = SWEEP["cooldown_s"]
-    trace: Trace | None = None
-    resume: bool = SWEEP["resume"]
-    repeats: int = DEFAULT_REPEATS
-    report: bool = True
-    cluster: RayCluster | dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        # Types and ranges are checked here, once, for the API, TOML and the command line.
-        check_settings({f.name: getattr(self, f.name) for f in fields(self)})
-
-    def open_loop(self) -> dict[str, Any] | None:
-        """The engine's open-loop settings, or None for closed-loop batch-size stages."""
-        if self.trace is not None:
-            if self.rates is not None:
-                raise InvalidArgumentError("give rates or a trace, not both")
-            return {
-                "rates": [self.trace.rate()],
-                "process": "trace",
-                "trace_times_s": list(self.trace.times_s),
-                "in_order": True,
-                "max_in_flight": self.max_in_flight,
-            }
-        _, rates = self.stage_loads()
-        if rates is None:
-            return None
-        rate_list = rates
-        check_choice("arrival", self.arrival, "arrival")
-        ramp_end = None
-        if self.arrival == "ramp":
-            # One stage whose rate rises linearly from the first rate to the second.
-            if len(rate_list) != 2:
-                raise InvalidArgumentError("a ramp takes rates=[start, end] (one stage)")
-            rate_list, ramp_end = rate_list[:1], rate_list[1]
-        return {
-            "rates": rate_list,
-            "process": self.arrival,
-            "burstiness": float(self.burstiness),
-            "max_in_flight": self.max_in_flight,
-            "ramp_end_rate": ramp_end,
-        }
-
-    def dataset(self) -> Dataset | Conversations | None:
-        """The workload when it is more than a prompt list: a dataset, conversations, a
-        trace's requests, a `workload` table's, or the prompts of an input-length sweep."""
-        return self._workload[0]
-
-    @cached_property
-    def _workload(self) -> tuple[Dataset | Conversations | None, list[list[int]] | None]:
-        """The dataset and, for a sweep over input lengths, each stage's prompt indices
-        (built once: synthetic prompts cost a tokenizer pass)."""
-        given = [
-            name
-            for name, v in (
-                ("trace", self.trace),
-                ("workload", self.workload),
-                ("input_lengths", self.input_lengths),
-            )
-            if v is not None
-        ]
-        if self.prompts is not None and (self.workload is not None or self.input_lengths):
-            given.append("prompts")
-        if len(given) > 1:
-            raise InvalidArgumentError(f"give one workload, not {' and '.join(given)}")
-        if self.trace is not None:
-            return self.trace.dataset, None
-        if self.workload is not None:
-            spec = self.workload
-            if not isinstance(spec, dict):
-                raise InvalidArgumentError("workload must be a table with a kind")
-            return _datasets.from_spec(spec, self.tokenizer, self.seed), None
-        if self.input_lengths is not None:
-            return self._input_length_workload()
-        if isinstance(self.prompts, (Dataset, Conversations)):
-            return self.prompts, None
-        return None, None
-
-    def _input_length_workload(self) -> tuple[Dataset, list[list[int]]]:
-        """One stage per input length at one concurrency (or one rate)."""
-        loads = self.rates if self.rates is not None else self.batch_sizes
-        if len(list(loads)) != 1:
-            raise InvalidArgumentError(
-                "a sweep over input_lengths runs at one batch size (or one rate): give exactly one"
-            )
-        return _datasets.input_lengths(
-            [int(x) for x in self.input_lengths or []], tokenizer=self.tokenizer, seed=self.seed
-        )
-
-    def stage_loads(self) -> tuple[list[int], list[float] | None]:
-        """The batch sizes and rates of the stages: one stage per input length in a sweep
-        over input lengths, else as given."""
-        n = len(self.input_lengths) if self.input_lengths is not None else None
-        batch_sizes = [int(b) for b in self.batch_sizes]
-        rates = [float(r) for r in self.rates] if self.rates is not None else None
-        if n is not None:
-            batch_sizes = batch_sizes[:1] * n
-            rates = rates[:1] * n if rates is not None else None
-        return batch_sizes, rates
-
-    def engine_config(self) -> dict[str, Any]:
-        """The engine's `SweepConfig` less its `target` and `records_path`, which differ per
-        target (the engine checks it, naming any key or value it refuses). Prompt files
-        are read here, once for every target."""
-        dataset, stage_prompts = self._workload
-        batch_sizes, _ = self.stage_loads()
-        conversations = None
-        budgets = dataset.max_tokens if dataset is not None else None
-        if isinstance(dataset, Conversations):
-            conversations = dataset.to_engine(self.max_tokens)
-            # Warm-up requests send first turns, each with its own budget.
-            budgets = [b[0] for b in dataset.max_tokens] if dataset.max_tokens else None
-        return {
-            "batch_sizes": batch_sizes,
-            "requests_per_stage": (
-                len(self.trace.times_s) if self.trace is not None else self.requests_per_stage
-            ),
-            "stage_duration_s": self.stage_duration_s,
-            "max_tokens": int(self.max_tokens),
-            "prompts": dataset.prompts if dataset is not None else load_prompts(self.prompts),
-            "max_tokens_per_prompt": budgets,
-            "stage_prompts": stage_prompts,
-            "conversations": conversations,
-            "seed": int(self.seed),
-            "warmup_requests": int(self.warmup_requests),
-            "tokenizer": str(self.tokenizer) if self.tokenizer is not None else None,
-            "pricing": {"usd_per_gpu_hour": gpu_price(self.gpu_hourly_usd), "n_gpus": self.n_gpus},
-            "open_loop": self.open_loop(),
-            "warmup_s": self.warmup_s,
-            "cooldown_s": self.cooldown_s,
-            "resume": bool(self.resume),
-            "slo": SLO.of(self.slo).to_engine() if self.slo is not None else None,
-        }
-
-
 def _target_list(targets: Target | Iterable[Target]) -> list[Target]:
     target_list = [targets] if isinstance(targets, Target) else list(targets)
     if not target_list:
@@ -281,24 +118,7 @@ def _manifest(
         "kind": "open_loop_sweep" if open_loop else "closed_loop_sweep",
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "targets": [t.describe() for t in target_list],
-        "settings": {
-            "batch_sizes": config["batch_sizes"],
-            "requests_per_stage": config["requests_per_stage"],
-            "stage_duration_s": opts.stage_duration_s,
-            "max_tokens": opts.max_tokens,
-            "seed": opts.seed,
-            "warmup_requests": opts.warmup_requests,
-            "tokenizer": config["tokenizer"],
-            "gpu_hourly_usd": config["pricing"]["usd_per_gpu_hour"],
-            "n_gpus": opts.n_gpus,
-            "open_loop": open_loop,
-            "warmup_s": opts.warmup_s,
-            "cooldown_s": opts.cooldown_s,
-            "repeats": opts.repeats,
-            "input_lengths": (
-                [int(x) for x in opts.input_lengths] if opts.input_lengths is not None else None
-            ),
-        },
+        "settings": opts.manifest_settings(config),
         **({"repeats": METHOD} if opts.repeats > 1 else {}),
         "prompts": dataset.describe()
         if dataset is not None
@@ -344,21 +164,16 @@ def prompt_order(n_prompts: int, stage: int, requests: int, seed: int = 0) -> li
     return list(_core.prompt_order(int(n_prompts), int(stage), int(requests), int(seed)))
 
 
-def _finish(
-    ran: list[tuple[_Call, dict[str, Any]]],
-    manifest: dict[str, Any],
-    runs: _EngineRuns,
-    out_dir: str | Path | None,
-    telemetry: RunTelemetry | None = None,
-    arch: dict[str, Any] | None = None,
-    slo: SLO | None = None,
-    report: bool = True,
-) -> Results:
+def _finish(ran: list[tuple[_Call, dict[str, Any]]], plan: _SweepPlan) -> Results:
+    """The run's `Results`, built once from what the engine runs returned, and saved to
+    the plan's `out_dir` (a failure to save is noted in the manifest's `not_saved`)."""
+    runs, telemetry = plan.runs, plan.telemetry
+    manifest = dict(plan.manifest)
     outputs = [o for _, o in ran]
     # The server's own description, from its first call.
     manifest["servers"] = {}
     for call, o in ran:
-        manifest["servers"].setdefault(call.target.name, json.loads(o["server_info_json"]))
+        manifest["servers"].setdefault(call.target.name, o["server_info"])
     manifest["warnings"] = [w for o in outputs for w in o["warnings"]]
     manifest["interrupted"] = any(o["interrupted"] for o in outputs) or len(outputs) < len(
         runs.calls
@@ -374,37 +189,34 @@ def _finish(
             manifest["cluster"] = runs.cluster.describe()
             manifest["clock"]["note"] = manifest["cluster"]["time_base"]
     records = RecordFiles(runs.record_files(ran), owner=runs.owner)
-    results = Results.from_engine(
-        [(call.target.describe(), o, call.repeat) for call, o in ran], manifest, records
+    summary = engine_summary(
+        [(call.target.describe(), o, call.repeat) for call, o in ran], manifest
     )
+    arch = plan.arch
     manifest["model_arch"] = arch
-    if telemetry is not None:
-        telemetry.stop()
-        manifest["telemetry"] = telemetry.describe()
-        manifest["warnings"] += telemetry.warnings
-        frames = telemetry.to_frames()
-        results.attach_telemetry(frames)
-        results.summary = add_stage_columns(
-            results.summary,
-            frames,
-            manifest["telemetry"]["scrape"],
-            manifest["servers"],
-            arch["bytes_per_token"] if arch else None,
-        )
-        manifest["prefix_cache"] = prefix_cache_sources(
-            frames.get("server_metrics"), [t["name"] for t in manifest["targets"]]
-        )
-    if slo is not None:
-        manifest["slo"] = slo.describe()
-    untrusted, by_calibration = client_health.check(
-        results.summary, client_health.load_calibration()
+    telemetry.stop()
+    manifest["telemetry"] = telemetry.describe()
+    manifest["warnings"] += telemetry.warnings
+    frames = telemetry.to_frames()
+    summary = add_stage_columns(
+        summary,
+        frames,
+        manifest["telemetry"]["scrape"],
+        manifest["servers"],
+        arch["bytes_per_token"] if arch else None,
     )
+    manifest["prefix_cache"] = prefix_cache_sources(
+        frames.get("server_metrics"), [t["name"] for t in manifest["targets"]]
+    )
+    if plan.slo is not None:
+        manifest["slo"] = plan.slo.describe()
+    untrusted, by_calibration = client_health.check(summary, client_health.load_calibration())
     # The engine already listed the untrustworthy stages in its warnings.
     manifest["warnings"] += by_calibration
     client_health.warn_all(untrusted + by_calibration)
     # Stage columns (telemetry, client health) are per repeat; the summary folds them.
-    results.fold_repeats()
-    stage_notes, all_failed = failed_stages(results.summary)
+    summary, per_repeat = fold_repeats(summary, manifest["settings"]["repeats"])
+    stage_notes, all_failed = failed_stages(summary)
     manifest["warnings"] += stage_notes
     for note in stage_notes if all_failed is None else [all_failed]:
         warn(note, RunFailedWarning)
@@ -415,15 +227,24 @@ def _finish(
         for call, o in ran
         if o.get("records_error")
     ]
-    if out_dir is not None:
+    results = Results(
+        summary,
+        records,
+        manifest,
+        repeats=per_repeat,
+        gpu=frames.get("gpu"),
+        gpu_processes=frames.get("gpu_processes"),
+        server_metrics=frames.get("server_metrics"),
+    )
+    if plan.out_dir is not None:
         try:
-            results.save(out_dir, report=report)
+            save_results(results, plan.out_dir, report=plan.report)
         except ResultsIOError as e:
             not_saved.append(str(e))
     if not_saved:
         # Nothing may be claimed that is not on disk: the caller raises ResultsNotSaved
         # (the measurements stay in memory on it).
-        manifest["not_saved"] = "; ".join(not_saved)
+        results = results.replace(manifest={**manifest, "not_saved": "; ".join(not_saved)})
     return results
 
 
@@ -483,12 +304,21 @@ class _EngineRuns:
 
     async def run_async(self, call: _Call) -> dict[str, Any]:
         """`run` for an event loop: the engine's own awaitable, or the cluster's run in a
-        thread (its driver blocks while it waits on the workers)."""
-        import asyncio
-
+        thread (its driver blocks while it waits on the workers). Cancelling the awaiting
+        task stops the engine the way Ctrl-C does: it returns what it measured, marked
+        interrupted, so the sweep can save it."""
         if self.cluster is not None:
             return dict(await asyncio.to_thread(self.cluster.run, call.config, None))
-        return dict(await _core.run_sweep_async(call.config))
+        stop = _core.StopHandle()
+        engine = asyncio.ensure_future(_core.run_sweep_async(call.config, stop))
+        try:
+            # Shielded: a cancellation reaches this frame, not the engine's future.
+            return dict(await asyncio.shield(engine))
+        except asyncio.CancelledError:
+            stop.stop()
+            out = dict(await engine)
+            out["interrupted"] = True
+            return out
 
     cluster_settings: RayCluster | None = None
 
@@ -518,7 +348,8 @@ class _SweepPlan:
     slo: SLO | None
     out_dir: str | Path | None
     runs: _EngineRuns
-    report: bool = True
+    report: bool
+    options: SweepOptions
 
 
 def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
@@ -562,44 +393,108 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
         opts.out_dir,
         _EngineRuns(calls, owner, cluster_settings=RayCluster.of(opts.cluster)),
         opts.report,
+        opts,
     )
 
 
-def run_sweep(
-    targets: Target | Iterable[Target],
-    batch_sizes: Sequence[int] = SweepOptions.batch_sizes,
-    requests_per_stage: int | None = SweepOptions.requests_per_stage,
-    max_tokens: int = SweepOptions.max_tokens,
-    prompts: str | Path | Iterable[str] | Dataset | Conversations | None = None,
-    gpu_hourly_usd: str | float | None = None,
-    out_dir: str | Path | None = None,
-    *,
-    workload: dict[str, Any] | None = None,
-    input_lengths: Sequence[int] | None = None,
-    stage_duration_s: float | None = SweepOptions.stage_duration_s,
-    seed: int = SweepOptions.seed,
-    warmup_requests: int = SweepOptions.warmup_requests,
-    tokenizer: str | Path | None = None,
-    n_gpus: int = SweepOptions.n_gpus,
-    progress: bool = True,
-    gpu: bool | float = SweepOptions.gpu,
-    server_metrics: bool | float = SweepOptions.server_metrics,
-    model_arch: str | Path | None = None,
-    rates: Sequence[float] | None = None,
-    arrival: str = SweepOptions.arrival,
-    burstiness: float = SweepOptions.burstiness,
-    max_in_flight: int | None = None,
-    slo: SLO | dict[str, float] | None = None,
-    warmup_s: float | None = SweepOptions.warmup_s,
-    cooldown_s: float | None = SweepOptions.cooldown_s,
-    trace: Trace | None = None,
-    resume: bool = SweepOptions.resume,
-    repeats: int = SweepOptions.repeats,
-    report: bool = SweepOptions.report,
-    cluster: RayCluster | dict[str, Any] | None = None,
-    wandb: bool | dict[str, Any] | None = None,
+def _sweep_body(plan: _SweepPlan) -> Generator[_Call, dict[str, Any], Results]:
+    """The one body of a sweep, for the blocking and the awaitable call: it yields each
+    engine run to make and receives its output (or, thrown in, why it did not come back),
+    and returns the saved `Results`. The one interrupt rule: a sweep that stops early (by
+    Ctrl-C, by cancellation, or inside the engine) saves what it measured and raises
+    `SweepInterrupted` with the results on `.results`."""
+    plan.telemetry.start()
+    ran: list[tuple[_Call, dict[str, Any]]] = []
+    stopped: BaseException | None = None
+    try:
+        for call in plan.runs.calls:
+            with plan.telemetry.scraping(call.target):
+                out = yield call
+            ran.append((call, out))
+            if out["interrupted"]:
+                break
+    except (KeyboardInterrupt, asyncio.CancelledError) as e:
+        # Stopped before the engine could return anything for this run (e.g. during its
+        # warm-up, or a cancelled cluster run): keep the runs already measured.
+        stopped = e
+    except BaseException:
+        plan.telemetry.stop()
+        raise
+    finally:
+        plan.runs.close()
+    results = _finish(ran, plan)
+    if stopped is not None or results.interrupted:
+        raise SweepInterrupted(results, _interrupt_message(results, plan.out_dir)) from None
+    _raise_unless_saved(results)
+    return results
+
+
+def _drive(body: Generator[_Call, dict[str, Any], Results], run: Any) -> Results:
+    """Run `body` to its end, making each engine run it asks for with `run(call)`."""
+    try:
+        call = next(body)
+        while True:
+            try:
+                out = run(call)
+            except BaseException as e:  # handed to the body, which decides
+                call = body.throw(e)
+            else:
+                call = body.send(out)
+    except StopIteration as done:
+        return done.value
+
+
+async def _drive_async(body: Generator[_Call, dict[str, Any], Results], run: Any) -> Results:
+    """`_drive` for an event loop: `run(call)` is awaited."""
+    try:
+        call = next(body)
+        while True:
+            try:
+                out = await run(call)
+            except BaseException as e:  # handed to the body, which decides
+                call = body.throw(e)
+            else:
+                call = body.send(out)
+    except StopIteration as done:
+        return done.value
+
+
+def run_sweep(targets: Target | Iterable[Target], *args: Any, **options: Any) -> Results:
+    plan = _plan(targets, SweepOptions.of_call("run_sweep", args, options))
+    progress = plan.options.progress
+
+    def run(call: _Call) -> dict[str, Any]:
+        config = call.config
+        printer = _ProgressLine(
+            _call_label(call, plan.options.repeats),
+            len(config["batch_sizes"]),
+            config["batch_sizes"],
+        )
+        try:
+            return plan.runs.run(call, printer if progress else None)
+        finally:
+            if progress:
+                printer.done()
+
+    plan.runs.start()
+    results = _drive(_sweep_body(plan), run)
+    _maybe_log_wandb(results, plan.options.wandb)
+    return results
+
+
+async def run_sweep_async(
+    targets: Target | Iterable[Target], *args: Any, **options: Any
 ) -> Results:
-    """Sweep batch sizes (requests in flight), or request rates, against one or more targets.
+    plan = _plan(targets, SweepOptions.of_call("run_sweep_async", args, options))
+    # Connecting to a cluster and starting its workers blocks: off the event loop.
+    await asyncio.to_thread(plan.runs.start)
+    results = await _drive_async(_sweep_body(plan), plan.runs.run_async)
+    if plan.options.wandb:
+        await asyncio.to_thread(_maybe_log_wandb, results, plan.options.wandb)
+    return results
+
+
+_RUN_SWEEP_DOC = """Sweep batch sizes (requests in flight), or request rates, against targets.
 
     Each stage keeps `batch_size` requests in flight until `requests_per_stage` requests
     (default `max(4 x batch_size, 16)`) have been sent, or `stage_duration_s` has passed.
@@ -608,85 +503,17 @@ def run_sweep(
     as the results, without `out_dir`); at the end `metrics_data.json`,
     `metrics_summary.csv` and the plots are written to `out_dir`.
 
-    The GIL is released for the whole run. Ctrl-C cancels in-flight requests and raises
-    `SweepInterrupted`, whose `.results` holds everything completed before it.
+    The GIL is released for the whole run. Ctrl-C cancels in-flight requests, saves what
+    was measured and raises `SweepInterrupted`, whose `.results` holds everything
+    completed before it. A run whose results could not all be written raises
+    `ResultsNotSaved` (its `.results` keeps them in memory).
+
+    The settings after `targets` are `llmbench.SweepOptions`' fields, each declared once
+    there; the first six may be given by position.
 
     Args:
         targets: an `OpenAI` or `TGI` target, or a list of them (measured in turn).
-        batch_sizes: the concurrency points.
-        requests_per_stage: requests per batch size.
-        max_tokens: output token budget per request (force the length with the server's
-            own option, e.g. `extra_body={"ignore_eos": True}` on vLLM).
-        prompts: a `prompts.txt`-style file, a list of strings, a `llmbench.datasets`
-            Dataset (prompts with their own output budgets) or Conversations (multi-turn:
-            `batch_size` is then conversations in flight and `requests_per_stage` counts
-            conversations), or None for the bundled set.
-        workload: a workload as a table, for files and the command line:
-            `{"kind": "conversations", "n": 32, "turns": 5, "input_tokens": 128,
-            "output_tokens": 64, "think_time_s": 1.0}` calls
-            `llmbench.datasets.conversations(...)` (kinds: conversations, shared_prefix,
-            sharegpt, synthetic); the sweep's `tokenizer` and `seed` apply.
-        input_lengths: one stage per prompt length in tokens (words without a
-            `tokenizer`), e.g. `[128, 1024, 8192]`, at the one batch size (or rate) given:
-            prefill scaling in one table (`input_tokens` column) and one plot.
-        gpu_hourly_usd: USD per GPU-hour or a preset name ("L4", "A100-80GB", "H100", ...);
-            default 2.93 (L4).
-        out_dir: folder for the result files (None: keep in memory only).
-        stage_duration_s: stop starting new requests in a stage after this long.
-        seed: seed of the prompt order.
-        warmup_requests: warm-up requests per target (0 to skip).
-        tokenizer: a `tokenizer.json` to count tokens where the server reports no usage.
-        n_gpus: GPUs the server uses (for cost).
-        progress: show live progress on stderr.
-        gpu: sample the GPUs through NVML during the run (True: every 10 ms; a number:
-            that period in ms). Without a driver the sweep runs on without GPU columns
-            (a warning says so). Adds memory, utilisation, power and energy columns
-            (`gpu_mem_used_max_gib`, `gpu_power_mean_w`, `j_per_output_token`, ...).
-        server_metrics: poll the target's Prometheus `/metrics` (True: every second; a
-            number: that period in ms; False: off). Adds the server's KV-cache columns
-            (`kv_server_usage_max_pct`, `kv_server_tokens_max`).
-        model_arch: a preset ("llama-2-7b", ...), `config.json` or model folder: KV-cache
-            bytes per token, for the KV columns in GiB and the client-side estimate
-            (`kv_client_est_gib_max`).
-        rates: open-loop stages at these request rates (per second) instead of the batch
-            sizes: requests are sent on a seeded arrival schedule whatever the server's
-            state, each keeping its scheduled time, so client-side delay shows as
-            `send_lag` and latencies from schedule (`ttft_sched`, `e2e_sched`) sit beside
-            those from send. Default length: ten seconds' worth of requests (at least 16).
-        arrival: the arrival process of open-loop stages: "poisson", "constant", "gamma",
-            or "ramp" (then `rates=[start, end]`: one stage whose rate rises linearly over
-            `stage_duration_s`).
-        burstiness: the gamma process's shape (1 is Poisson; smaller is burstier).
-        max_in_flight: cap on open-loop requests in flight; waiting for a slot is measured
-            as send lag, never hidden.
-        trace: replay a `llmbench.datasets.trace(...)`: one open-loop stage, each request
-            at its recorded time with its own prompt and output budget (in order).
-        warmup_s: after the warm-up requests, a warm-up wave this long at the first
-            stage's load (a cold server's first wave), reported apart (`Results.warmup`).
-        cooldown_s: pause this long after each stage, nothing sent, so the server drains.
-        slo: latency limits (`llmbench.SLO` or a dict like `{"ttft_ms": 500, "tpot_ms":
-            50, "percentile": 99}`): adds `slo_met`, `goodput_req_s`, `good_fraction` and
-            the percentile of each limited metric per stage.
-        resume: continue an interrupted run with the same settings from the record files
-            in `out_dir`: stages it completed are kept (their records and summaries), the
-            stage that was cut short and those never started are run.
-        repeats: run every stage this many times, the targets taking turns in
-            alternating order (A B, B A, ...): the summary keeps one row per stage with the
-            mean over repeats and, for the headline metrics, `<metric>_ci_low`,
-            `<metric>_ci_high` (95%, Student's t over repeats) and `<metric>_cv`;
-            `Results.repeats` keeps one row per stage and repeat; the records get a
-            `repeat` column (files `requests_<target>_r<k>.arrows`).
-        report: with `out_dir`, write `report.html` there too: one self-contained page
-            with the summary, interactive charts, client health, failures and, for two
-            targets, the A/B verdicts (`Results.to_html`; docs/report.md).
-        wandb: log the results to Weights & Biases once they are saved: True, or a dict
-            of `wandb.init` settings (`project`, `name`, `mode`, `timeout_s`, ...). A
-            stalled W&B service times out with a warning; it never costs the results.
-        cluster: send the load from a Ray cluster's workers instead of this process
-            (`llmbench.RayCluster(address, workers=N)`; needs `pip install
-            'llmbench[ray]'`): closed-loop batch sizes split across the workers, the
-            open-loop schedule dealt out, records merged here as they arrive
-            (docs/distributed.md).
+{args}
 
     Example:
         >>> import llmbench
@@ -694,77 +521,26 @@ def run_sweep(
         >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8, 32], max_tokens=128)
         >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms", "usd_per_1m_output_tokens"]]
     """
-    plan = _plan(
-        targets,
-        SweepOptions(
-            batch_sizes=batch_sizes,
-            requests_per_stage=requests_per_stage,
-            max_tokens=max_tokens,
-            prompts=prompts,
-            gpu_hourly_usd=gpu_hourly_usd,
-            out_dir=out_dir,
-            workload=workload,
-            input_lengths=input_lengths,
-            stage_duration_s=stage_duration_s,
-            seed=seed,
-            warmup_requests=warmup_requests,
-            tokenizer=tokenizer,
-            n_gpus=n_gpus,
-            gpu=gpu,
-            server_metrics=server_metrics,
-            model_arch=model_arch,
-            rates=rates,
-            arrival=arrival,
-            burstiness=burstiness,
-            max_in_flight=max_in_flight,
-            slo=slo,
-            warmup_s=warmup_s,
-            cooldown_s=cooldown_s,
-            trace=trace,
-            resume=resume,
-            repeats=repeats,
-            report=report,
-            cluster=cluster,
-        ),
-    )
-    manifest = plan.manifest
-    telemetry, arch, slo_spec = plan.telemetry, plan.arch, plan.slo
-    plan.runs.start()
-    telemetry.start()
-    outputs: list[tuple[_Call, dict[str, Any]]] = []
-    try:
-        for call in plan.runs.calls:
-            config = call.config
-            printer = _ProgressLine(
-                _call_label(call, repeats), len(config["batch_sizes"]), config["batch_sizes"]
-            )
-            try:
-                with telemetry.scraping(call.target):
-                    out = plan.runs.run(call, printer if progress else None)
-            finally:
-                if progress:
-                    printer.done()
-            outputs.append((call, out))
-            if out["interrupted"]:
-                break
-    except KeyboardInterrupt:
-        # Interrupted before the engine could return anything for this target (e.g. during
-        # its warm-up): keep the targets already measured.
-        results = _finish(
-            outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec, plan.report
-        )
-        raise SweepInterrupted(results, _interrupt_message(results, out_dir)) from None
-    except BaseException:
-        telemetry.stop()
-        raise
-    finally:
-        plan.runs.close()
-    results = _finish(outputs, manifest, plan.runs, out_dir, telemetry, arch, slo_spec, plan.report)
-    if results.interrupted:
-        raise SweepInterrupted(results, _interrupt_message(results, out_dir))
-    _raise_unless_saved(results)
-    _maybe_log_wandb(results, wandb)
-    return results
+
+_ASYNC_DOC = """`run_sweep` for code with a running event loop (e.g. notebooks using asyncio).
+
+    Takes `run_sweep`'s arguments (`progress` is ignored: no live line) and follows its
+    interrupt rule: cancelling the awaiting task stops the engine, which returns what it
+    measured; that is saved like any run and `SweepInterrupted` is raised with it on
+    `.results` (so `asyncio.timeout(...)` around it raises `SweepInterrupted`, not
+    `TimeoutError`: the measurements are never dropped).
+
+    Example:
+        >>> res = await llmbench.run_sweep_async(target, batch_sizes=[1, 4])
+    """
+
+_TARGETS = inspect.Parameter(
+    "targets", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Target | Iterable[Target]"
+)
+run_sweep.__signature__ = signature([_TARGETS], "Results")  # type: ignore[attr-defined]
+run_sweep_async.__signature__ = signature([_TARGETS], "Results")  # type: ignore[attr-defined]
+run_sweep.__doc__ = _RUN_SWEEP_DOC.replace("{args}", args_doc())
+run_sweep_async.__doc__ = _ASYNC_DOC
 
 
 def _call_label(call: _Call, repeats: int) -> str:
@@ -775,7 +551,7 @@ def _call_label(call: _Call, repeats: int) -> str:
 def _maybe_log_wandb(results: Results, wandb: bool | dict[str, Any] | None) -> None:
     """Log to W&B after the files are written (a stalled W&B never costs the results)."""
     if wandb:
-        results.log_wandb(**(wandb if isinstance(wandb, dict) else {}))
+        log_wandb(results, **(wandb if isinstance(wandb, dict) else {}))
 
 
 def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
@@ -785,53 +561,3 @@ def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
     else:
         where = f"; saved to {out_dir}" if out_dir is not None else ""
     return f"sweep interrupted: {n} completed requests kept in .results{where}"
-
-
-async def run_sweep_async(targets: Target | Iterable[Target], **kwargs: Any) -> Results:
-    """`run_sweep` for code with a running event loop (e.g. notebooks using asyncio).
-
-    Takes `run_sweep`'s arguments (by keyword; `progress` is ignored: no live line).
-    Cancelling the awaiting task cancels the sweep; records already written stay on disk.
-
-    Example:
-        >>> res = await llmbench.run_sweep_async(target, batch_sizes=[1, 4])
-    """
-    import asyncio
-
-    wandb = kwargs.pop("wandb", None)
-    kwargs.pop("progress", None)
-    try:
-        opts = SweepOptions(**kwargs)
-    except TypeError as e:
-        raise InvalidArgumentError(f"run_sweep_async: {e}") from None
-    plan = _plan(targets, opts)
-    # Connecting to a cluster and starting its workers blocks: off the event loop.
-    await asyncio.to_thread(plan.runs.start)
-    plan.telemetry.start()
-    outputs = []
-    try:
-        for call in plan.runs.calls:
-            with plan.telemetry.scraping(call.target):
-                out = await plan.runs.run_async(call)
-                outputs.append((call, out))
-                if out["interrupted"]:
-                    break
-    except BaseException:
-        plan.telemetry.stop()
-        raise
-    finally:
-        plan.runs.close()
-    results = _finish(
-        outputs,
-        plan.manifest,
-        plan.runs,
-        plan.out_dir,
-        plan.telemetry,
-        plan.arch,
-        plan.slo,
-        plan.report,
-    )
-    _raise_unless_saved(results)
-    if wandb:
-        await asyncio.to_thread(_maybe_log_wandb, results, wandb)
-    return results

@@ -11,13 +11,15 @@ their `describe()`, which has none.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from io import StringIO
+from typing import Any
 
+from . import _deps
 from ._core import LlmbenchError
 from .errors import warn
-
-if TYPE_CHECKING:
-    from .results import Results
+from .plots import figures
+from .report import report_html
+from .run_data import RunData as Results
 
 # Summary columns logged as metrics per stage (the rest is in the table).
 METRIC_COLUMNS = (
@@ -86,14 +88,9 @@ def _log(results: Results, wandb: Any, settings: dict[str, Any]) -> str:
             run.log({"gpu_timeline": wandb.Table(dataframe=results.gpu)})
         # The self-contained report, as in the results folder (a StringIO: W&B would
         # take a plain string ending in .html for a path).
-        from io import StringIO
-
-        from .report import report_html
-
         run.log({"report": wandb.Html(StringIO(report_html(results)), inject=False)})
-        import matplotlib.pyplot as plt
-
-        for key, fig in results.plot().items():
+        plt = _deps.pyplot()
+        for key, fig in figures(results).items():
             run.log({f"plots/{key}": wandb.Image(fig)})
             plt.close(fig)
         run.summary["n_requests"] = int(summary["n_requests"].sum()) if len(summary) else 0

@@ -58,7 +58,7 @@ pub struct SweepConfig {
     /// Optional `tokenizer.json` for counts the server does not give.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
-    /// JSONL file records are appended to as they complete.
+    /// The record file (Arrow IPC stream) records are appended to as they complete.
     #[serde(default)]
     pub records_path: Option<PathBuf>,
     /// Pricing for the cost columns.

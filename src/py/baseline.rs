@@ -1,7 +1,6 @@
 //! Bindings of the naive baseline: the in-process study and the HTTP server.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::to_pyerr;
@@ -21,7 +20,7 @@ use crate::runtime::runtime;
 pub fn baseline_run<'py>(
     py: Python<'py>,
     config: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let config: BaselineRun = from_py("baseline config", config)?;
     super::require_records_path(config.records_path.as_deref())?;
     let cancel = CancellationToken::new();
@@ -32,7 +31,7 @@ pub fn baseline_run<'py>(
             .map_err(|e| Error::Model(format!("the baseline thread failed: {e}")))?
     };
     let out = wait_detached(py, fut, cancel, |_| Ok(()))?;
-    convert::sweep_to_dict(py, &out)
+    convert::sweep_to_py(py, &out)
 }
 
 /// The baseline served over HTTP (OpenAI-compatible), in this process.
@@ -41,7 +40,7 @@ pub struct PyBaselineServer {
     inner: Option<BaselineServer>,
     url: String,
     model: String,
-    info_json: String,
+    info: serde_json::Value,
 }
 
 #[pymethods]
@@ -57,7 +56,7 @@ impl PyBaselineServer {
         Ok(PyBaselineServer {
             url: server.url(),
             model: server.model().to_string(),
-            info_json: server.info().to_string(),
+            info: server.info().clone(),
             inner: Some(server),
         })
     }
@@ -74,9 +73,11 @@ impl PyBaselineServer {
         self.model.clone()
     }
 
-    /// What the server says about itself (`/info`), as JSON.
-    fn info_json(&self) -> String {
-        self.info_json.clone()
+    /// What the server says about itself (`/info`), as a dict.
+    #[getter]
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize::pythonize(py, &self.info)
+            .map_err(|e| to_pyerr(Error::InvalidArgument(e.to_string())))
     }
 
     /// Requests finished so far.
@@ -210,12 +211,12 @@ impl PyBaselineStudy {
         py: Python<'py>,
         server_info: &Bound<'py, PyAny>,
         interrupted: bool,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let info: serde_json::Value = from_py("server info", server_info)?;
         let study = self
             .inner
             .take()
             .ok_or_else(|| to_pyerr(Error::InvalidArgument("the study is finished".into())))?;
-        convert::sweep_to_dict(py, &study.finish(info, interrupted))
+        convert::sweep_to_py(py, &study.finish(info, interrupted))
     }
 }

@@ -266,16 +266,16 @@ fn request_metrics<'py>(
 
 /// Run a sweep described by `config` (a dict of `SweepConfig`, with its `records_path`).
 /// Blocks with the GIL released; `progress`, if given, is called about twice a second with
-/// a dict of counters. Returns a dict: `stages`, `server_info_json`, `warnings`,
-/// `interrupted` (true after Ctrl-C, with everything measured before it); the records are
-/// in the record file.
+/// a dict of counters. Returns the sweep's output (`convert::SweepResult` as a dict:
+/// `stages`, `server_info`, `warnings`, `interrupted` — true after Ctrl-C, with
+/// everything measured before it — ...); the records are in the record file.
 #[pyfunction]
 #[pyo3(signature = (config, progress=None))]
 fn run_sweep<'py>(
     py: Python<'py>,
     config: &Bound<'py, PyAny>,
     progress: Option<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let config: SweepConfig = from_py("sweep config", config)?;
     require_records_path(config.records_path.as_deref())?;
     let cancel = CancellationToken::new();
@@ -291,20 +291,52 @@ fn run_sweep<'py>(
         }
         Ok(())
     })?;
-    convert::sweep_to_dict(py, &out)
+    convert::sweep_to_py(py, &out)
 }
 
-/// The async twin of `run_sweep`, for notebooks with a running event loop. Cancelling the
-/// awaitable cancels the sweep; records already on disk stay there.
+/// Stops an engine run the way Ctrl-C does: what was measured is returned, marked
+/// interrupted (`run_sweep_async` takes one, so that a cancelled asyncio task can still
+/// collect the run's output and save it).
+#[pyclass(name = "StopHandle", module = "llmbench._core")]
+#[derive(Default)]
+struct PyStopHandle {
+    token: CancellationToken,
+}
+
+#[pymethods]
+impl PyStopHandle {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stop the run (idempotent).
+    fn stop(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether `stop` was called.
+    #[getter]
+    fn stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// The async twin of `run_sweep`, for notebooks with a running event loop. `stop.stop()`
+/// ends the run promptly with what it measured (marked interrupted); dropping the
+/// awaitable (asyncio cancellation without a shield) cancels the run too, and then only
+/// the records already on disk remain.
 #[pyfunction]
+#[pyo3(signature = (config, stop=None))]
 fn run_sweep_async<'py>(
     py: Python<'py>,
     config: &Bound<'py, PyAny>,
+    stop: Option<PyRef<'py, PyStopHandle>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config: SweepConfig = from_py("sweep config", config)?;
     require_records_path(config.records_path.as_deref())?;
+    let cancel = stop.map(|s| s.token.clone()).unwrap_or_default();
     pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        let cancel = CancellationToken::new();
         // Dropping this future (asyncio cancellation) drops the guard, cancelling the run.
         let _guard = cancel.clone().drop_guard();
         let out = no_panic(engine_run_sweep(
@@ -314,8 +346,18 @@ fn run_sweep_async<'py>(
         ))
         .await
         .map_err(to_pyerr)?;
-        Python::attach(|py| convert::sweep_to_dict(py, &out).map(|d| d.unbind()))
+        Python::attach(|py| convert::sweep_to_py(py, &out).map(|d| d.unbind()))
     })
+}
+
+/// A sweep output assembled elsewhere (the distributed driver's merge of its workers'
+/// stages), checked against the one definition of its shape (`convert::SweepResult`):
+/// an unknown or missing key, or a value of the wrong type, is an error naming it.
+#[pyfunction]
+fn sweep_output<'py>(py: Python<'py>, output: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let parsed: convert::SweepResult = pythonize::depythonize(output)
+        .map_err(|e| errors::InvalidArgumentError::new_err(format!("invalid sweep output: {e}")))?;
+    parsed.to_py(py)
 }
 
 /// An open-loop arrival schedule (offsets in ns from the stage start), exactly as a sweep
@@ -494,12 +536,16 @@ impl PySimServer {
         self.inner.as_ref().map(|s| s.served()).unwrap_or(0)
     }
 
-    /// The configuration as JSON.
-    fn config_json(&self) -> String {
+    /// The configuration, as a dict (None once closed).
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.inner
             .as_ref()
-            .and_then(|s| serde_json::to_string(s.config()).ok())
-            .unwrap_or_default()
+            .map(|s| {
+                pythonize::pythonize(py, s.config())
+                    .map_err(|e| errors::LlmbenchError::new_err(e.to_string()))
+            })
+            .transpose()
     }
 
     /// Take the server-side truth recorded so far (needs `record_truth`): a dict with
@@ -543,6 +589,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(run_sweep_async, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_output, m)?)?;
+    m.add_class::<PyStopHandle>()?;
     m.add_function(wrap_pyfunction!(now_ns, m)?)?;
     m.add_function(wrap_pyfunction!(request_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(alive_tasks, m)?)?;

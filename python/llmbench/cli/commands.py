@@ -22,8 +22,9 @@ from ..sim import SimServer
 from ..studies.capacity import find_capacity
 from ..studies.kv_cache import kv_cache_study, write_study
 from ..sweep import run_sweep
+from ..sweep_options import setting_fields
 from ..targets import TGI, OpenAI, Target, Timeouts
-from .options import cluster, sim_config, slo_limits, workload
+from .options import cluster, flag_dest, sim_config, slo_limits, sweep_settings, workload
 
 
 def _print_summary(res: Results) -> None:
@@ -138,46 +139,24 @@ def exit_code(res: Results) -> int:
     return 0
 
 
-#: Each sweep keyword the command line sets from one of its options, and that option's
-#: `dest`: the kwargs are built from it, and a refused setting is named by its flag.
+#: Each sweep setting the command line sets from a flag of its own, and that flag's
+#: `dest` (derived from the settings' declarations, `llmbench.SweepOptions`).
 SWEEP_OPTION_DESTS = {
-    "batch_sizes": "batch_sizes",
-    "requests_per_stage": "requests",
-    "max_tokens": "max_tokens",
-    "prompts": "prompts",
-    "gpu_hourly_usd": "gpu_price",
-    "stage_duration_s": "duration",
-    "seed": "seed",
-    "warmup_requests": "warmup",
-    "tokenizer": "tokenizer",
-    "n_gpus": "n_gpus",
-    "model_arch": "model_arch",
-    "rates": "rates",
-    "arrival": "arrival",
-    "burstiness": "burstiness",
-    "max_in_flight": "max_in_flight",
-    "repeats": "repeats",
-    "input_lengths": "input_lengths",
-    "out_dir": "out",
-    "gpu": "gpu",
-    "server_metrics": "metrics_period",
+    f.name: flag_dest(f.metadata["setting"].flag)
+    for f in setting_fields()
+    if f.metadata["setting"].flag is not None
 }
 
 
 def _sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs = {
-        kwarg: getattr(args, dest)
-        for kwarg, dest in SWEEP_OPTION_DESTS.items()
-        if kwarg not in ("out_dir", "gpu", "server_metrics")
-    }
+    """The sweep settings of a command: those its flags give, and those several flags
+    make together (the SLO, the workload, the cluster) or one flag turns off (progress)."""
     return {
-        **kwargs,
+        **sweep_settings(args),
         "progress": not args.quiet,
         "slo": slo_limits(args),
         "workload": workload(args),
         "cluster": cluster(args),
-        # `capacity` writes no report and has no --report.
-        "report": getattr(args, "report", False),
     }
 
 
@@ -234,24 +213,13 @@ def cmd_sweep(args: argparse.Namespace, study: bool) -> int:
     if study and args.model_arch is None and isinstance(sim, SimServer):
         # The scripted server stands in for a LLaMA-2-7B server: size its KV estimate so.
         kwargs["model_arch"] = "llama-2-7b"
-    metrics_period = args.metrics_period or False
     try:
         if study:
-            res = kv_cache_study(
-                target,
-                out_dir=args.out,
-                gpu_period_ms=args.gpu or 10.0,
-                metrics_period_ms=args.metrics_period or 250.0,
-                **kwargs,
-            )
+            # The study always samples the GPUs (--gpu sets the period).
+            kwargs["gpu"] = kwargs["gpu"] or True
+            res = kv_cache_study(target, **kwargs)
         else:
-            res = run_sweep(
-                target,
-                out_dir=args.out,
-                gpu=args.gpu or False,
-                server_metrics=metrics_period,
-                **kwargs,
-            )
+            res = run_sweep(target, **kwargs)
     except SweepInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         if study:
@@ -282,16 +250,17 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         return 2
     target, sim = _make_target(args)
     kwargs = _sweep_kwargs(args)
+    # Each trial is one stage at the load the search picks, with the SLO given; its
+    # requests and duration have names of their own; capacity.json is written here.
     for key in (
         "batch_sizes",
         "requests_per_stage",
         "stage_duration_s",
         "rates",
         "slo",
-        "max_tokens",
         "max_in_flight",
         "repeats",
-        "report",
+        "out_dir",
     ):
         kwargs.pop(key)
     try:
@@ -305,7 +274,6 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             requests_per_trial=args.requests,
             trial_duration_s=args.duration,
-            max_tokens=args.max_tokens,
             **kwargs,
         )
     finally:
@@ -342,7 +310,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from ..ab import ab
+    from ..studies.ab_test import ab
 
     targets = []
     for side in ("a", "b"):
@@ -354,7 +322,13 @@ def cmd_ab(args: argparse.Namespace) -> int:
         targets.append(target)
     kwargs = _sweep_kwargs(args)
     repeats = kwargs.pop("repeats")
-    batch_sizes = kwargs.pop("batch_sizes") if args.rates is None else None
+    # Rates, when given, replace the batch sizes (whose flag always has a value).
+    batch_sizes = kwargs.pop("batch_sizes")
+    if args.rates is not None:
+        batch_sizes = None
+    # The run's files and the A/B table are written together below (`res.save`).
+    kwargs.pop("out_dir")
+    report = kwargs.pop("report")
     try:
         res = ab(
             targets[0],
@@ -362,14 +336,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
             batch_sizes=batch_sizes,
             repeats=repeats,
             allow_same_url=args.allow_same_url,
-            gpu=args.gpu or False,
-            server_metrics=args.metrics_period or False,
             **kwargs,
         )
     except SweepInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130
-    written = res.save(args.out, report=args.report)
+    written = res.save(args.out, report=report)
     pd = _deps.pandas()
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         cols = ["metric", "a", "b", "diff_pct", "ci_low_pct", "ci_high_pct", "p_value", "verdict"]

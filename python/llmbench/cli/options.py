@@ -4,7 +4,7 @@ engine's definitions (`llmbench._settings`) or the Python API that takes it over
 from __future__ import annotations
 
 import argparse
-import json
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import fields
@@ -17,70 +17,12 @@ from ..ab import DEFAULT_BLOCKS
 from ..baseline import PRESETS
 from ..cluster import RayCluster
 from ..datasets import DEFAULT_INPUT_TOKENS, DEFAULT_N_PROMPTS, DEFAULT_TURNS, THINK_TIMES
-from ..pricing import GPU_PRICES_USD_PER_HOUR
-from ..sim import DEFAULT_TARGET_CONFIG, FAULTS, SimConfig
-from ..studies.kv_cache import DEFAULT_KV_BATCH_SIZES
-from ..sweep import DEFAULT_BATCH_SIZES, SweepOptions
+from ..sim import DEFAULT_TARGET_CONFIG, SimConfig
+from ..studies.calibrate import calibrate
+from ..studies.kv_cache import DEFAULT_KV_BATCH_SIZES, KV_METRICS_PERIOD_MS
+from ..sweep_options import FIELD_DEFAULT, Flag, setting_fields
 from ..targets import Timeouts
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("batch sizes must be integers >= 1")
-    return values
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError("rates must be positive numbers")
-    return values
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"ignore_eos\": true}'")
-    return value
-
-
-def _price(text: str) -> str | float:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _fault_list(text: str) -> list[str]:
-    names = [x.strip() for x in text.split(",") if x.strip()]
-    unknown = sorted(set(names) - set(FAULTS))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
-    return names
-
-
-def _flag(text: str) -> bool:
-    """A yes/no option value: 1/0, true/false, yes/no, on/off."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 1/0, true/false, yes/no or on/off, not {text!r}")
+from .types import PARSERS, fault_list, float_list, int_list, json_object, port, yes_no
 
 
 def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: str) -> None:
@@ -92,23 +34,12 @@ def _add_sim_options(p: argparse.ArgumentParser, defaults: SimConfig, prefix: st
         default = getattr(defaults, f.name)
         kind: Any = float if isinstance(default, float) else int
         if f.name == "faults":
-            kind = _fault_list
+            kind = fault_list
         elif isinstance(default, bool):
-            kind = _flag
+            kind = yes_no
         g.add_argument(
             flag, dest=f"sim_{f.name}", type=kind, default=default, help=f"(default {default})"
         )
-
-
-def _port(text: str) -> int:
-    """A TCP port, 0 (any free one) to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {text!r}")
-    return port
 
 
 def sim_config(args: argparse.Namespace) -> SimConfig:
@@ -121,15 +52,16 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
 def _add_run_options(
     m: argparse.ArgumentParser,
     out: str,
-    batch_sizes: Sequence[int],
+    defaults: dict[str, Any],
     embedded: str = "baseline",
     report: bool = True,
 ) -> None:
     """Target and sweep options shared by `metrics`, `kv-cache` and `capacity` (which
-    writes no report, so offers no `--report`)."""
+    writes no report, so offers no `--report`); `defaults`: the command's own flag
+    defaults, by setting."""
     _add_target_options(m)
-    _add_load_options(m, batch_sizes)
-    _add_output_options(m, out, report)
+    _add_load_options(m, defaults)
+    _add_output_options(m, out, report, defaults)
     _add_embedded_options(m, embedded)
 
 
@@ -144,7 +76,7 @@ def _add_target_options(m: argparse.ArgumentParser) -> None:
     m.add_argument("--name", default="", help="target name in tables and plots")
     m.add_argument(
         "--extra-body",
-        type=_json_object,
+        type=json_object,
         default={},
         help="JSON merged into each request, e.g. '{\"ignore_eos\": true}'",
     )
@@ -199,71 +131,77 @@ def _add_target_options(m: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_load_options(
-    m: argparse.ArgumentParser, batch_sizes: Sequence[int], repeats: int = SweepOptions.repeats
+def flag_dest(flag: Flag) -> str:
+    """The `argparse` dest of a setting's flag (`--gpu-price`: `gpu_price`)."""
+    return flag.name.lstrip("-").replace("-", "_")
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_sweep_flags(
+    groups: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
+    skip: Sequence[str] = (),
+    only: Sequence[str] | None = None,
 ) -> None:
+    """Add the flag of every sweep setting (`llmbench.SweepOptions`) whose flag belongs
+    to one of `groups` (group name: the parser or argument group to add it to), its type,
+    default and help read from the setting's declaration; `defaults` are the command's
+    own flag defaults, by setting name; `skip` and `only` leave settings out."""
+    for f in setting_fields():
+        meta = f.metadata["setting"]
+        flag = meta.flag
+        if flag is None or f.name in skip or flag.group not in groups:
+            continue
+        if only is not None and f.name not in only:
+            continue
+        if defaults and f.name in defaults:
+            default = defaults[f.name]
+        else:
+            default = f.default if flag.default is FIELD_DEFAULT else flag.default
+        if isinstance(default, tuple):
+            default = list(default)
+        shown = "" if default is None else f" (default {_default_text(default)})"
+        kwargs: dict[str, Any] = {
+            "dest": flag_dest(flag),
+            "default": default,
+            # argparse formats help with %: a literal one is doubled.
+            "help": (meta.help + shown).replace("%", "%%"),
+        }
+        if flag.action == "boolean_optional":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = PARSERS[flag.type]
+            for key in ("nargs", "const", "metavar", "choices"):
+                if getattr(flag, key) is not None:
+                    kwargs[key] = getattr(flag, key)
+        groups[flag.group].add_argument(flag.name, **kwargs)
+
+
+def sweep_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep settings the parsed flags give: one per setting whose flag this command
+    has, turned into the setting's value (`Flag.to_setting`)."""
+    out = {}
+    for f in setting_fields():
+        flag = f.metadata["setting"].flag
+        if flag is None or not hasattr(args, flag_dest(flag)):
+            continue
+        value = getattr(args, flag_dest(flag))
+        out[f.name] = flag.to_setting(value) if flag.to_setting else value
+    return out
+
+
+def _add_load_options(m: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     """What load to send: stages, requests, prompts, arrivals, SLO."""
-    m.add_argument(
-        "--batch-sizes",
-        type=_int_list,
-        default=list(batch_sizes),
-        help="comma-separated (default " + ",".join(map(str, batch_sizes)) + ")",
-    )
-    m.add_argument(
-        "--requests",
-        type=int,
-        default=None,
-        help="requests per batch size (default max(4 x batch size, 16), the engine's rule)",
-    )
-    m.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="seconds per batch size (stop starting requests after this)",
-    )
-    m.add_argument("--max-tokens", type=int, default=SweepOptions.max_tokens)
-    m.add_argument(
-        "--prompts",
-        default=None,
-        help="prompt file, one per line (default: the bundled prompts.txt)",
-    )
-    m.add_argument("--seed", type=int, default=SweepOptions.seed)
-    m.add_argument(
-        "--warmup",
-        type=int,
-        default=SweepOptions.warmup_requests,
-        help=f"warm-up requests (default {SweepOptions.warmup_requests})",
-    )
-    m.add_argument(
-        "--tokenizer",
-        default=None,
-        help="tokenizer.json for token counts the server does not report",
-    )
-    m.add_argument(
-        "--rates",
-        type=_float_list,
-        default=None,
-        help="open-loop stages at these request rates (req/s) instead of batch sizes",
-    )
-    m.add_argument("--arrival", choices=CHOICES["arrival"], default=SweepOptions.arrival)
-    m.add_argument(
-        "--burstiness",
-        type=float,
-        default=SweepOptions.burstiness,
-        help="gamma shape (1 = Poisson)",
-    )
-    m.add_argument(
-        "--max-in-flight", type=int, default=None, help="cap on open-loop requests in flight"
-    )
+    add_sweep_flags({"load": m}, defaults)
     _add_workload_options(m)
     _add_cluster_options(m)
-    m.add_argument(
-        "--repeats",
-        type=int,
-        default=repeats,
-        help="run every stage this many times (targets alternating); the summary gets each "
-        f"headline metric's 95%% interval and CV (default {repeats})",
-    )
     _add_slo_options(m)
 
 
@@ -355,16 +293,10 @@ def _add_workload_options(m: argparse.ArgumentParser) -> None:
         default=DEFAULT_N_PROMPTS,
         help=f"distinct prompts of a --shared-prefix workload (default {DEFAULT_N_PROMPTS})",
     )
-    g.add_argument(
-        "--input-lengths",
-        type=_int_list,
-        default=None,
-        help="one stage per input length in tokens (e.g. 128,1024,8192) at the one batch "
-        "size given",
-    )
+    add_sweep_flags({"workload": g})
     g.add_argument(
         "--workload",
-        type=_json_object,
+        type=json_object,
         default=None,
         help="any llmbench.datasets workload as JSON, e.g. "
         '\'{"kind": "sharegpt", "path": "sg.json", "multi_turn": true}\'',
@@ -408,53 +340,23 @@ def workload(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
-def _add_output_options(m: argparse.ArgumentParser, out: str, report: bool = True) -> None:
+def _add_output_options(
+    m: argparse.ArgumentParser,
+    out: str,
+    report: bool = True,
+    defaults: dict[str, Any] | None = None,
+) -> None:
     """Where results go (with `report`, whether report.html does), what they cost, what
     is sampled beside them."""
-    m.add_argument(
-        "--gpu-price",
-        type=_price,
-        default=None,
-        help="USD per GPU-hour, or a preset: "
-        + ", ".join(GPU_PRICES_USD_PER_HOUR)
-        + " (default L4, 2.93)",
+    add_sweep_flags(
+        {"output": m}, {"out_dir": out, **(defaults or {})}, skip=() if report else ["report"]
     )
-    m.add_argument("--n-gpus", type=int, default=SweepOptions.n_gpus)
-    m.add_argument("--out", default=out, help=f"output folder (default {out})")
-    if report:
-        _add_report_option(m)
     m.add_argument("--quiet", action="store_true", help="no live progress")
-    m.add_argument(
-        "--gpu",
-        type=float,
-        nargs="?",
-        const=10.0,
-        default=None,
-        metavar="PERIOD_MS",
-        help="sample GPUs through NVML (default period 10 ms)",
-    )
-    m.add_argument(
-        "--metrics-period",
-        type=float,
-        default=1000.0,
-        metavar="MS",
-        help="poll the server's /metrics this often (0: off; default 1000)",
-    )
-    m.add_argument(
-        "--model-arch",
-        default=None,
-        help="KV-cache architecture: a preset (llama-2-7b, llama-2-13b, llama-3-8b, "
-        "mistral-7b, ...), a config.json or a model folder",
-    )
 
 
 def _add_report_option(m: argparse.ArgumentParser) -> None:
-    m.add_argument(
-        "--report",
-        action=argparse.BooleanOptionalAction,
-        default=SweepOptions.report,
-        help="write report.html, the run on one self-contained page (default: yes)",
-    )
+    """`--report` alone, for commands that save no sweep of their own (compare)."""
+    add_sweep_flags({"output": m}, only=["report"])
 
 
 def _add_embedded_options(m: argparse.ArgumentParser, embedded: str) -> None:
@@ -504,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sweep batch sizes against a server (or the embedded scripted server "
         "when no --url is given) and write metrics_data.json, metrics_summary.csv and plots.",
     )
-    _add_run_options(m, os.path.join("results", "metrics_study"), DEFAULT_BATCH_SIZES)
+    _add_run_options(m, os.path.join("results", "metrics_study"), {})
     m.add_argument(
         "--config",
         metavar="TOML",
@@ -527,7 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
         "/metrics, and write gpu_memory_data.json and gpu_memory_timeline.png.",
     )
     _add_run_options(
-        k, os.path.join("results", "kv_cache_study"), DEFAULT_KV_BATCH_SIZES, embedded="sim"
+        k,
+        os.path.join("results", "kv_cache_study"),
+        {"batch_sizes": DEFAULT_KV_BATCH_SIZES, "server_metrics": KV_METRICS_PERIOD_MS},
+        embedded="sim",
     )
 
     c = sub.add_parser(
@@ -536,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bracket then bisect the request rate (or batch size) at which the "
         "target meets the SLO, with repeated trials at each point; writes every trial.",
     )
-    _add_run_options(c, os.path.join("results", "capacity"), DEFAULT_BATCH_SIZES, report=False)
+    _add_run_options(c, os.path.join("results", "capacity"), {}, report=False)
     c.add_argument("--mode", choices=["rate", "batch_size"], default="rate")
     c.add_argument("--start", type=float, default=1.0)
     c.add_argument("--limit", type=float, default=None)
@@ -549,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the scripted OpenAI/TGI-compatible server on "
         "127.0.0.1 (chat, completions, /generate_stream).",
     )
-    s.add_argument("--port", type=_port, default=8000)
+    s.add_argument("--port", type=port, default=8000)
     s.add_argument("--model", default="llmbench-sim")
     s.add_argument(
         "--for-seconds",
@@ -566,10 +471,20 @@ def build_parser() -> argparse.ArgumentParser:
         "rising concurrency and token rates, and report the client's TTFT error and "
         "per-chunk lag against it, and the highest load within the tolerance.",
     )
-    cal.add_argument("--concurrency", type=_int_list, default=[1, 16, 64, 256])
-    cal.add_argument("--itl-ms", type=_float_list, default=[10.0, 2.0])
-    cal.add_argument("--tokens", type=int, default=64)
-    cal.add_argument("--tolerance-ms", type=float, default=1.0)
+    cal_defaults = {name: p.default for name, p in inspect.signature(calibrate).parameters.items()}
+    for name, kind in (
+        ("concurrency", int_list),
+        ("itl_ms", float_list),
+        ("tokens", int),
+        ("tolerance_ms", float),
+    ):
+        default = cal_defaults[name]
+        cal.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=list(default) if isinstance(default, tuple) else default,
+            help=f"(default {_default_text(default)})",
+        )
     _add_cluster_options(cal)
     cal.add_argument("--out", default=os.path.join("results", "calibration"))
     cal.add_argument(
@@ -593,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--name-a", default="A", help="A's name in tables (default A)")
     ab.add_argument("--name-b", default="B", help="B's name in tables (default B)")
     _add_target_options(ab)
-    _add_load_options(ab, DEFAULT_BATCH_SIZES, repeats=DEFAULT_BLOCKS)
+    _add_load_options(ab, {"repeats": DEFAULT_BLOCKS})
     _add_output_options(ab, os.path.join("results", "ab"))
     ab.add_argument(
         "--allow-same-url",
@@ -644,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         + " (default tiny)",
     )
     b.add_argument("--host", default="127.0.0.1")
-    b.add_argument("--port", type=_port, default=8000)
+    b.add_argument("--port", type=port, default=8000)
     b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     b.add_argument("--dtype", default=None, help="float16, bfloat16 or float32")
     b.add_argument("--max-batch", type=int, default=BASELINE_SERVER["max_batch"])

@@ -9,13 +9,15 @@ from typing import Any
 
 from .. import _deps
 from .._core import NvmlUnavailableError
+from .._settings import GPU_SAMPLER
 from ..errors import warn
 from ..targets import Target
 from ..telemetry import GpuSampler, MetricsScraper
 from . import prefix_cache
 from .kv import server_kv, stage_telemetry
 
-DEFAULT_GPU_PERIOD_MS = 10.0
+# The engine's sampling period for `gpu=True`.
+DEFAULT_GPU_PERIOD_MS = float(GPU_SAMPLER["period_ms"])
 DEFAULT_METRICS_PERIOD_MS = 1000.0
 
 

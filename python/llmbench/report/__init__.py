@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core, _deps
-from ..results import KEY_COLUMNS, Results
+from ..ab import compare_ab
+from ..run_data import KEY_COLUMNS, comparison_table
+from ..run_data import RunData as Results
 from . import charts, data
 from .page import Section, definitions, esc, json_block, render, table
 
@@ -120,7 +122,7 @@ def report_html(results: Results, title: str | None = None) -> str:
         sections.append(turn)
     gpu = {
         "gpu_memory": charts.gpu_chart(data.gpu_series(results, t0)),
-        "gpu_kv": charts.kv_chart(data.kv_series(results, t0, client_estimate=every == 1)),
+        "gpu_kv": charts.kv_chart(data.kv_series(results, t0, client_estimate=True)),
     }
     sections.append(charted("gpu", "GPU memory and KV cache", gpu, _gpu_note()))
     sections.append(_health(summary))
@@ -313,7 +315,6 @@ def _summary(summary: Any) -> Section:
 
 
 def _comparison(results: Results, targets: list[str]) -> Section:
-    from ..compare import comparison_table
 
     summary = results.summary
     parts = ['<p class="note">One column per target, one row per stage.</p>']
@@ -334,7 +335,6 @@ def _comparison(results: Results, targets: list[str]) -> Section:
 
 def _ab(results: Results, targets: list[str]) -> Section:
     """A/B verdicts between the two targets (the first is A), as `compare_ab` computes."""
-    from ..ab import compare_ab
 
     a, b = targets
     try:

@@ -16,6 +16,7 @@ from .. import _deps
 from ..columns.kv import GIB
 from ..columns.telemetry import server_kv_by_target
 from ..plots import stage_name
+from ..run_data import turn_table
 
 #: Latency quantiles drawn per stage: 0–99% in 1% steps, 99.1–99.9% in 0.1% steps, then
 #: 99.95%, 99.99% and the maximum; the tail is where servers differ, so it is kept dense.
@@ -193,7 +194,6 @@ def ttft_sample(requests: Any, t0: int, labels: dict[tuple[str, int], str], seed
 def by_turn(requests: Any) -> Any:
     """TTFT and context length per conversation turn and target (`results.turn_table`);
     None for runs without turns."""
-    from ..results import turn_table
 
     return turn_table(requests, ["target", "turn"])
 
@@ -261,11 +261,10 @@ def kv_series(results: Any, t0: int, client_estimate: bool = True) -> Any:
     try:
         targets = list(dict.fromkeys(results.summary["target"])) if len(results.summary) else []
         for target in targets if client_estimate else []:
-            tl = results.kv_timeline(target)
-            if not len(tl):
+            grid, tokens = client_kv_on_grid(results.records, target, t0)
+            if grid is None:
                 continue
-            t = (tl["t_ns"].to_numpy(np.int64) - t0) / 1e9
-            t, y = _bucket(t, tl["tokens"].to_numpy(float) * scale, "max")
+            t, y = _bucket((grid - t0) / 1e9, tokens * scale, "max")
             frame = pd.DataFrame(
                 {"target": target, "source": "client estimate", "t_s": t, "value": y}
             )
@@ -274,6 +273,53 @@ def kv_series(results: Any, t0: int, client_estimate: bool = True) -> Any:
     except (KeyError, ValueError):
         pass
     return pd.concat(parts, ignore_index=True) if parts else None
+
+
+#: Instants per target at which the client's KV estimate is evaluated for the report
+#: (then reduced to `LIMITS["series_points"]` by the maximum of each bucket).
+KV_GRID_POINTS = 6_000
+
+
+def client_kv_on_grid(records: Any, target: str, t0: int) -> tuple[Any, Any]:
+    """The client's estimate of the KV tokens `target`'s requests hold (prompt from send
+    to end, each output chunk from its arrival: `columns.kv.inflight_timeline`'s rule),
+    evaluated at `KV_GRID_POINTS` evenly spaced instants, from the records read a piece
+    at a time (`RecordSource.pieces`): memory bounded by a piece and the grid, whatever
+    the run's length. Returns (instants in ns, tokens), or (None, None) without records."""
+    cols = ["t_sent_ns", "t_done_ns", "n_in"]
+    lo = hi = None
+    for frame, _ in records.pieces(cols, [target], warmup=None):
+        if len(frame):
+            sent, done = (
+                frame["t_sent_ns"].to_numpy(np.int64),
+                frame["t_done_ns"].to_numpy(np.int64),
+            )
+            lo = int(sent.min()) if lo is None else min(lo, int(sent.min()))
+            hi = int(done.max()) if hi is None else max(hi, int(done.max()))
+    if lo is None or hi is None or hi <= lo:
+        return None, None
+    grid = np.linspace(lo, hi, KV_GRID_POINTS).astype(np.int64)
+    # A difference array over the grid: what a request adds from the first instant at or
+    # after an event, and takes back at its end; the running sum is the estimate.
+    delta = np.zeros(len(grid) + 1, dtype=np.float64)
+
+    def at(t: Any) -> Any:
+        return np.searchsorted(grid, t, side="left")
+
+    pd = _deps.pandas()
+    for frame, chunks in records.pieces(cols, [target], warmup=None):
+        if not len(frame):
+            continue
+        sent, done = frame["t_sent_ns"].to_numpy(np.int64), frame["t_done_ns"].to_numpy(np.int64)
+        n_in = pd.to_numeric(frame["n_in"], errors="coerce").fillna(0).to_numpy(np.float64)
+        offsets = chunks["offsets"].astype(np.int64)
+        tokens = chunks["tokens"].astype(np.float64)
+        owner = np.repeat(np.arange(len(frame)), np.diff(offsets))
+        held = np.bincount(owner, weights=tokens, minlength=len(frame))
+        np.add.at(delta, at(sent), n_in)
+        np.add.at(delta, at(chunks["t_ns"].astype(np.int64)), tokens)
+        np.add.at(delta, at(done), -(n_in + held))
+    return grid, np.cumsum(delta)[: len(grid)]
 
 
 def failures(summary: Any, requests: Any, examples: int = 3) -> tuple[Any, dict[str, list[str]]]:

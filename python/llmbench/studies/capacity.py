@@ -25,7 +25,8 @@ from .. import _core, _deps
 from .._core import InvalidArgumentError
 from ..slo import SLO
 from ..stats import LEVEL
-from ..sweep import SweepOptions, run_sweep
+from ..sweep import run_sweep
+from ..sweep_options import default
 from ..targets import Target
 
 
@@ -74,11 +75,15 @@ def find_capacity(
     tolerance: float = 0.05,
     requests_per_trial: int | None = None,
     trial_duration_s: float | None = None,
-    max_tokens: int = 128,
     **sweep_kwargs: Any,
 ) -> CapacityResult:
     """Search the highest batch size (`mode="batch_size"`) or request rate (`"rate"`,
     Poisson arrivals unless `arrival=` says otherwise) meeting `slo`.
+
+    Takes `run_sweep`'s settings (`llmbench.SweepOptions`: `max_tokens`, `prompts`,
+    `warmup_requests`, ...) with their defaults; each trial is one stage, so
+    `requests_per_trial` and `trial_duration_s` stand for `requests_per_stage` and
+    `stage_duration_s`.
 
     Example:
         >>> res = llmbench.find_capacity(target, {"ttft_ms": 500, "percentile": 90},
@@ -110,7 +115,7 @@ def find_capacity(
         kwargs.setdefault("progress", False)
         # Warm up before the first trial only (with the sweep's default unless given).
         kwargs["warmup_requests"] = (
-            kwargs.get("warmup_requests", SweepOptions.warmup_requests) if warm[0] else 0
+            kwargs.get("warmup_requests", default("warmup_requests")) if warm[0] else 0
         )
         warm[0] = False
         if mode == "batch_size":
@@ -120,7 +125,6 @@ def find_capacity(
                 batch_sizes=[int(x)] * trials,
                 requests_per_stage=n,
                 stage_duration_s=trial_duration_s,
-                max_tokens=max_tokens,
                 slo=spec,
                 **kwargs,
             )
@@ -131,7 +135,6 @@ def find_capacity(
                 rates=[float(x)] * trials,
                 requests_per_stage=n,
                 stage_duration_s=trial_duration_s,
-                max_tokens=max_tokens,
                 slo=spec,
                 **kwargs,
             )

@@ -7,6 +7,7 @@ flight and the tokens they hold on one time axis, stages marked.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from ..sweep import run_sweep
 from ..targets import Target
 
 DEFAULT_KV_BATCH_SIZES = (1, 4, 16, 64)
+#: How often the study scrapes `/metrics` (ms): faster than a sweep's default, to see
+#: the KV cache fill within a stage.
+KV_METRICS_PERIOD_MS = 250.0
 DATA_FILE = "gpu_memory_data.json"
 PLOT_FILE = "gpu_memory_timeline.png"
 
@@ -28,29 +32,42 @@ def kv_cache_study(
     batch_sizes: Sequence[int] = DEFAULT_KV_BATCH_SIZES,
     out_dir: str | Path | None = "results/kv_cache_study",
     *,
-    model_arch: str | Path | None = None,
-    gpu_period_ms: float = 10.0,
-    metrics_period_ms: float = 250.0,
+    gpu: bool | float = True,
+    server_metrics: bool | float = KV_METRICS_PERIOD_MS,
     report: bool = True,
+    gpu_period_ms: float | None = None,
+    metrics_period_ms: float | None = None,
     **sweep_kwargs: Any,
 ) -> Results:
     """Sweep batch sizes while sampling GPU memory and the server's KV metrics.
 
-    Takes `run_sweep`'s arguments too (`requests_per_stage`, `max_tokens`, `prompts`,
-    ...); `report` writes `report.html` beside the study's files. Without an NVIDIA
-    driver the study still runs and shows the server's and the client's KV figures.
+    Takes `run_sweep`'s settings (`llmbench.SweepOptions`: `requests_per_stage`,
+    `max_tokens`, `prompts`, `model_arch`, ...) with two defaults of its own: GPUs sampled
+    (`gpu=True`, the engine's period) and `/metrics` scraped every
+    `KV_METRICS_PERIOD_MS`. `report` writes `report.html` beside the study's files.
+    Without an NVIDIA driver the study still runs and shows the server's and the
+    client's KV figures. `gpu_period_ms` and `metrics_period_ms` are the deprecated
+    names of `gpu` and `server_metrics`.
 
     Example:
         >>> res = llmbench.kv_cache_study(llmbench.TGI("http://localhost:8080"),
         ...                               model_arch="llama-2-7b")
         >>> res.gpu.groupby("gpu")["mem_used_gib"].max()
     """
+    for old, new in (("gpu_period_ms", "gpu"), ("metrics_period_ms", "server_metrics")):
+        value = gpu_period_ms if old == "gpu_period_ms" else metrics_period_ms
+        if value is not None:
+            warnings.warn(
+                f"kv_cache_study({old}=...) is deprecated: use {new}=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
     res = run_sweep(
         targets,
         batch_sizes=batch_sizes,
-        gpu=gpu_period_ms,
-        server_metrics=metrics_period_ms,
-        model_arch=model_arch,
+        gpu=gpu if gpu_period_ms is None else gpu_period_ms,
+        server_metrics=server_metrics if metrics_period_ms is None else metrics_period_ms,
+        report=False,
         **sweep_kwargs,
     )
     if out_dir is not None:
