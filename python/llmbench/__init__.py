@@ -13,7 +13,8 @@ Example:
 
 from . import baseline, datasets, records, stats
 from ._core import __version__
-from .ab import ABResult, compare_ab
+from .ab import ab
+from .ab_analysis import ABResult, compare_ab
 from .cluster import RayCluster
 from .columns.client_health import ClientLimitWarning
 from .columns.kv import model_arch
@@ -38,7 +39,6 @@ from .prompts import default_prompts, load_prompts
 from .results import Results
 from .sim import SimConfig, SimServer
 from .slo import SLO
-from .studies.ab_test import ab
 from .studies.calibrate import Calibration, calibrate
 from .studies.capacity import CapacityResult, find_capacity
 from .studies.kv_cache import kv_cache_study

@@ -229,12 +229,11 @@ class EngineWorker:
             self.offset += whole
             return self.head + tail[:whole], self.progress
 
-    def calibrate(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """`llmbench.calibrate` on this worker's host."""
-        from .studies.calibrate import calibrate
-
-        cal = calibrate(**kwargs)
-        return {**cal.to_dict(), "worker": self.index, "hostname": platform.node()}
+    def call(self, fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`fn(**kwargs)` on this worker's host (Ray ships `fn` by reference), with where
+        it ran: `{"worker", "hostname", "value"}` (how `llmbench calibrate --ray` measures
+        every host without this module importing the studies)."""
+        return {"worker": self.index, "hostname": platform.node(), "value": fn(**kwargs)}
 
 
 def _schema_message(data: bytes) -> bytes | None:
@@ -289,15 +288,3 @@ def start_workers(ray: Any, cluster: RayCluster, n: int | None = None) -> list[A
             f"({type(e).__name__}: {e}); is llmbench installed on every node?"
         ) from None
     return workers
-
-
-def calibrate_workers(cluster: RayCluster, **kwargs: Any) -> list[dict[str, Any]]:
-    """`llmbench.calibrate(**kwargs)` on every worker's host, one worker at a time (so
-    workers sharing a host do not disturb each other's measurement)."""
-    ray = connect(cluster)
-    workers = start_workers(ray, cluster)
-    try:
-        return [ray.get(w.calibrate.remote(kwargs)) for w in workers]
-    finally:
-        for w in workers:
-            ray.kill(w)

@@ -7,7 +7,7 @@ re-exported here; `SweepInterrupted` is raised by the Python side after Ctrl-C.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ._core import (
     InvalidArgumentError,
@@ -20,8 +20,9 @@ from ._core import (
     UnreachableError,
 )
 
-if TYPE_CHECKING:
-    from .run_data import RunData as Results
+# What the errors carry (`llmbench.Results`): typed loosely here, as every module
+# imports this one and it imports none of them.
+Results = Any
 
 __all__ = [
     "InvalidArgumentError",

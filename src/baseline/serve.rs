@@ -440,13 +440,12 @@ impl Request {
         if prompt.is_empty() {
             return Err(bad("the prompt has no tokens"));
         }
+        // The generation fields, read by the parser the scripted server uses too.
+        let served = openai::served_request(body).map_err(bad)?;
         let uint = |k: &str| body.get(k).and_then(Value::as_u64).map(|v| v as usize);
-        let max_tokens = uint("max_tokens")
-            .or_else(|| uint("max_completion_tokens"))
-            .unwrap_or(st.default_max_tokens);
-        if max_tokens == 0 {
-            return Err(bad("max_tokens must be at least 1"));
-        }
+        let max_tokens = served
+            .max_tokens
+            .map_or(st.default_max_tokens, |n| n as usize);
         if prompt.len() + max_tokens > st.max_context {
             return Err(bad(format!(
                 "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the prompt, {max_tokens} for the completion).",
@@ -461,11 +460,7 @@ impl Request {
                 "min_tokens below max_tokens is not supported by the baseline; use ignore_eos or min_tokens = max_tokens",
             ));
         }
-        let ignore_eos = body
-            .get("ignore_eos")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            || min_tokens >= max_tokens;
+        let ignore_eos = served.ignore_eos || min_tokens >= max_tokens;
         let f = |k: &str| body.get(k).and_then(Value::as_f64);
         let sampling = SamplingParams {
             // OpenAI's default temperature is 1.
@@ -476,20 +471,14 @@ impl Request {
                 .and_then(Value::as_u64)
                 .unwrap_or_else(|| st.next_id.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9)),
         };
-        let opts = body.get("stream_options");
-        let opt = |k: &str| {
-            opts.and_then(|o| o.get(k))
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-        };
         Ok(Request {
             prompt,
             max_tokens,
             ignore_eos,
             sampling,
-            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-            include_usage: opt("include_usage"),
-            continuous_usage: opt("continuous_usage_stats"),
+            stream: served.stream,
+            include_usage: served.include_usage,
+            continuous_usage: served.continuous_usage,
         })
     }
 }

@@ -379,10 +379,15 @@ async fn served_stream_equals_in_process_tokens() {
     let exp = expected();
     let url = format!("{}/v1/completions", server.url());
     // Non-streaming: the token ids are the golden greedy ones.
+    // Stream options only with `stream` (vLLM refuses them otherwise, and so does the
+    // baseline: both servers read requests with `protocol::openai::served_request`).
     let body = |i: usize, stream: bool| {
-        json!({"model": model, "prompt": exp["prompts"][i], "max_tokens": 8, "temperature": 0,
-               "ignore_eos": true, "stream": stream,
-               "stream_options": {"include_usage": true, "continuous_usage_stats": true}})
+        let mut b = json!({"model": model, "prompt": exp["prompts"][i], "max_tokens": 8,
+                           "temperature": 0, "ignore_eos": true, "stream": stream});
+        if stream {
+            b["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+        }
+        b
     };
     let (status, text) = post(&url, body(0, false)).await;
     assert_eq!(status, 200, "{text}");

@@ -475,3 +475,94 @@ mod tests {
         assert!(!d.output);
     }
 }
+
+/// What a built-in server reads from an OpenAI request beside its prompt: the one parser
+/// the scripted server and the baseline share, so they cannot disagree about a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedRequest {
+    /// The output budget: `max_completion_tokens`, else `max_tokens` (vLLM's rule: the
+    /// newer name wins), None when neither is given.
+    pub max_tokens: Option<u32>,
+    /// `stream: true`.
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`).
+    pub continuous_usage: bool,
+    /// vLLM's `ignore_eos`.
+    pub ignore_eos: bool,
+}
+
+/// Parse the generation fields of an OpenAI request `body` (chat or completions): a
+/// budget that is not a positive integer, or `stream_options` without `stream`, is
+/// refused with vLLM's words.
+pub fn served_request(body: &Value) -> Result<ServedRequest, String> {
+    let budget = |name: &str| -> Result<Option<u32>, String> {
+        match body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => match x.as_u64() {
+                Some(n) if n >= 1 && n <= u64::from(u32::MAX) => Ok(Some(n as u32)),
+                _ => Err(format!("{name} must be a positive integer, got {x}")),
+            },
+        }
+    };
+    let max_tokens = match budget("max_completion_tokens")? {
+        Some(n) => Some(n),
+        None => budget("max_tokens")?,
+    };
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let opts = body.get("stream_options").filter(|o| !o.is_null());
+    if opts.is_some() && !stream {
+        return Err("Stream options can only be defined when `stream=True`.".into());
+    }
+    let flag = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_bool) == Some(true);
+    Ok(ServedRequest {
+        max_tokens,
+        stream,
+        include_usage: flag("include_usage"),
+        continuous_usage: flag("include_usage") && flag("continuous_usage_stats"),
+        ignore_eos: body.get("ignore_eos").and_then(Value::as_bool) == Some(true),
+    })
+}
+
+#[cfg(test)]
+mod served_request_tests {
+    use super::*;
+
+    #[test]
+    fn the_newer_budget_name_wins_and_bad_values_are_refused() {
+        let r =
+            served_request(&json!({"max_tokens": 5, "max_completion_tokens": 9})).expect("parses");
+        assert_eq!(r.max_tokens, Some(9));
+        assert_eq!(
+            served_request(&json!({"max_tokens": 5}))
+                .expect("parses")
+                .max_tokens,
+            Some(5)
+        );
+        assert_eq!(served_request(&json!({})).expect("parses").max_tokens, None);
+        assert!(served_request(&json!({"max_tokens": 0}))
+            .expect_err("refused")
+            .contains("max_tokens must be a positive integer"));
+        assert!(served_request(&json!({"max_completion_tokens": -1})).is_err());
+    }
+
+    #[test]
+    fn stream_options_need_stream_and_continuous_usage_needs_usage() {
+        assert!(
+            served_request(&json!({"stream_options": {"include_usage": true}}))
+                .expect_err("refused")
+                .contains("stream=True")
+        );
+        let r = served_request(&json!({"stream": true, "stream_options":
+            {"continuous_usage_stats": true}}))
+        .expect("parses");
+        assert!(r.stream && !r.include_usage && !r.continuous_usage);
+        let r = served_request(
+            &json!({"stream": true, "ignore_eos": true, "stream_options":
+            {"include_usage": true, "continuous_usage_stats": true}}),
+        )
+        .expect("parses");
+        assert!(r.include_usage && r.continuous_usage && r.ignore_eos);
+    }
+}

@@ -124,14 +124,14 @@ impl ResponsePlan {
                 (body.clone(), model.to_string())
             }
         };
-        let max_tokens = match format {
-            Api::Tgi => positive_u32(params.get("max_new_tokens"), "max_new_tokens")?,
-            _ => {
-                match positive_u32(params.get("max_completion_tokens"), "max_completion_tokens")? {
-                    Some(n) => Some(n),
-                    None => positive_u32(params.get("max_tokens"), "max_tokens")?,
-                }
-            }
+        // OpenAI requests are read by the parser the baseline server uses too.
+        let served = match format {
+            Api::Tgi => None,
+            _ => Some(openai::served_request(body).map_err(bad)?),
+        };
+        let max_tokens = match &served {
+            None => positive_u32(params.get("max_new_tokens"), "max_new_tokens")?,
+            Some(r) => r.max_tokens,
         }
         .unwrap_or(cfg.default_max_tokens);
         if let Some(limit) = cfg.max_model_len {
@@ -145,7 +145,10 @@ impl ResponsePlan {
                 )));
             }
         }
-        let ignore_eos = params.get("ignore_eos").and_then(Value::as_bool) == Some(true);
+        let ignore_eos = match &served {
+            Some(r) => r.ignore_eos,
+            None => params.get("ignore_eos").and_then(Value::as_bool) == Some(true),
+        };
         let natural = if ignore_eos { None } else { cfg.output_tokens };
         let (n_out, finish_reason) = match natural {
             Some(n) if n < max_tokens => (n.max(1), "stop"),
@@ -155,17 +158,8 @@ impl ResponsePlan {
             (Api::Tgi, "stop") => "eos_token",
             (_, r) => r,
         };
-        let opts = body.get("stream_options");
-        let stream = match format {
-            Api::Tgi => true,
-            _ => body.get("stream").and_then(Value::as_bool) == Some(true),
-        };
-        if opts.is_some_and(|o| !o.is_null()) && !stream {
-            return Err(bad(
-                "Stream options can only be defined when `stream=True`.",
-            ));
-        }
-        let flag = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_bool) == Some(true);
+        // TGI's /generate_stream always streams and has no stream options.
+        let stream = served.is_none_or(|r| r.stream);
         Ok(ResponsePlan {
             format,
             stream,
@@ -178,8 +172,8 @@ impl ResponsePlan {
             },
             token_word: None,
             finish_reason,
-            include_usage: flag("include_usage"),
-            continuous_usage: flag("include_usage") && flag("continuous_usage_stats"),
+            include_usage: served.is_some_and(|r| r.include_usage),
+            continuous_usage: served.is_some_and(|r| r.continuous_usage),
             details: params.get("details").and_then(Value::as_bool) == Some(true),
             model,
             id: format!("sim-{:016x}", rand::random::<u64>()),

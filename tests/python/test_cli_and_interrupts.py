@@ -117,7 +117,7 @@ def test_cli_errors_are_one_clear_line():
     assert r.stderr.startswith("llmbench: error: cannot reach")
     assert "Traceback" not in r.stderr
     r = run_cli("metrics", "--batch-sizes", "0,1")
-    assert r.returncode == 2 and "batch sizes" in r.stderr
+    assert r.returncode == 2 and "--batch-sizes: expected integers >= 1" in r.stderr
     r = run_cli("metrics", "--extra-body", "{not json")
     assert r.returncode == 2 and "JSON" in r.stderr
 

@@ -310,7 +310,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from ..studies.ab_test import ab
+    from ..ab import ab
 
     targets = []
     for side in ("a", "b"):
@@ -398,7 +398,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def _calibrate_workers(args: argparse.Namespace, on: Any) -> int:
     """`calibrate --ray`: every worker measures its own host (the scripted server beside
     it, as a local calibration does); one table with a `worker` column."""
-    from ..cluster import calibrate_workers
+    from ..studies.calibrate import calibrate_workers
 
     per_worker = calibrate_workers(
         on,

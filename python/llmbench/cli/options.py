@@ -13,7 +13,7 @@ from typing import Any
 from .. import _core
 from .._core import InvalidArgumentError
 from .._settings import BASELINE_SERVER, CHOICES, SLO_DEFAULTS, TARGET
-from ..ab import DEFAULT_BLOCKS
+from ..ab_analysis import DEFAULT_BLOCKS
 from ..baseline import PRESETS
 from ..cluster import RayCluster
 from ..datasets import DEFAULT_INPUT_TOKENS, DEFAULT_N_PROMPTS, DEFAULT_TURNS, THINK_TIMES

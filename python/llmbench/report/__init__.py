@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core, _deps
-from ..ab import compare_ab
+from ..ab_analysis import compare_ab
 from ..run_data import KEY_COLUMNS, comparison_table
 from ..run_data import RunData as Results
 from . import charts, data

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _deps
 from .._core import InvalidArgumentError
+from ..cluster import RayCluster, connect, start_workers
 from ..columns.client_health import calibrating, default_calibration_path
 from ..sim import SimServer
 from ..sweep import run_sweep
@@ -192,3 +193,24 @@ def save_default(cal: Calibration) -> Path:
 def save(cal: Calibration, out_dir: str | Path) -> Path:
     """Write `calibration.json` into `out_dir`."""
     return _write(cal, Path(out_dir) / "calibration.json")
+
+
+def _calibration_here(**kwargs: Any) -> dict[str, Any]:
+    return calibrate(**kwargs).to_dict()
+
+
+def calibrate_workers(cluster: RayCluster, **kwargs: Any) -> list[dict[str, Any]]:
+    """`calibrate(**kwargs)` on every worker's host, one worker at a time (so workers
+    sharing a host do not disturb each other's measurement): each calibration's dict with
+    `worker` and `hostname`."""
+    ray = connect(cluster)
+    workers = start_workers(ray, cluster)
+    try:
+        out = []
+        for w in workers:
+            ran = ray.get(w.call.remote(_calibration_here, kwargs))
+            out.append({**ran["value"], "worker": ran["worker"], "hostname": ran["hostname"]})
+        return out
+    finally:
+        for w in workers:
+            ray.kill(w)
