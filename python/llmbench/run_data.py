@@ -70,24 +70,9 @@ R = TypeVar("R", bound="RunData")
 
 
 class RunData:
-    """What a run measured (a value: built once, never changed; `replace` makes another).
-
-    Attributes:
-        summary: one row per target x batch size (see `KEY_COLUMNS` for the main ones).
-        requests: one row per measured request (warm-up excluded), read from the record
-            files on first use; `read_requests(columns, stages)` reads only what it is
-            asked for (a long run's records are never all in memory unless asked).
-        warmup: the warm-up requests, reported apart.
-        manifest: how the run was made (llmbench version, targets, server info, prompts
-            hash, seed, host, settings).
-        repeats: one row per target x stage x repeat (`repeat` column); without repeats
-            the summary with `repeat` 0.
-
-    Example:
-        >>> res = llmbench.run_sweep(target, batch_sizes=[1, 8])
-        >>> res.summary[["batch_size", "output_tok_s", "ttft_p50_ms"]]
-        >>> res.save("results/metrics_study")
-    """
+    """What a run measured (a value: built once, never changed; `replace` makes another):
+    the data and the reads of `llmbench.Results`, whose docstring lists the attributes.
+    Functions that write, draw or log a run take one of these."""
 
     def __init__(
         self,

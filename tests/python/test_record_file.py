@@ -186,7 +186,7 @@ def test_a_run_of_the_previous_release_resumes_from_its_json_lines(tmp_path):
 
 
 def test_big_runs_keep_their_records_out_of_the_json(sim, tmp_path, monkeypatch):
-    monkeypatch.setattr(llmbench.results, "JSON_RECORDS_LIMIT", 10)
+    monkeypatch.setattr(llmbench.run_data, "JSON_RECORDS_LIMIT", 10)
     res = _run(sim, tmp_path)
     data = json.loads((tmp_path / "metrics_data.json").read_text())
     assert "requests" not in data
