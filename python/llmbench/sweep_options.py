@@ -108,7 +108,13 @@ def setting(
 class SweepOptions:
     """The settings of a sweep besides its targets: the keywords of `run_sweep`, the
     keys of a TOML `[sweep]` table and (where a field has a flag) the command line's
-    sweep options. Each is checked once, here, when the options are made."""
+    sweep options. Each is checked once, here, when the options are made.
+
+    Example:
+        >>> opts = llmbench.SweepOptions(batch_sizes=[1, 8], max_tokens=64)
+        >>> [f.name for f in dataclasses.fields(llmbench.SweepOptions)][:3]
+        ['batch_sizes', 'requests_per_stage', 'max_tokens']
+    """
 
     batch_sizes: Sequence[int] = setting(
         DEFAULT_BATCH_SIZES,
