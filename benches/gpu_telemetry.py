@@ -205,8 +205,8 @@ def main() -> None:
             max_tokens=64,
             out_dir=args.out,
             model_arch=args.model_dir,
-            gpu_period_ms=1.0,
-            metrics_period_ms=250.0,
+            gpu=1.0,
+            server_metrics=250.0,
             progress=False,
         )
         cols = [
