@@ -236,9 +236,10 @@ def _finish(ran: list[tuple[_Call, dict[str, Any]]], plan: _SweepPlan) -> Result
         gpu_processes=frames.get("gpu_processes"),
         server_metrics=frames.get("server_metrics"),
     )
-    if plan.out_dir is not None:
+    out_dir = plan.options.out_dir
+    if out_dir is not None:
         try:
-            save_results(results, plan.out_dir, report=plan.report)
+            save_results(results, out_dir, report=plan.options.report)
         except ResultsIOError as e:
             not_saved.append(str(e))
     if not_saved:
@@ -346,9 +347,7 @@ class _SweepPlan:
     telemetry: RunTelemetry
     arch: dict[str, Any] | None
     slo: SLO | None
-    out_dir: str | Path | None
     runs: _EngineRuns
-    report: bool
     options: SweepOptions
 
 
@@ -390,9 +389,7 @@ def _plan(targets: Target | Iterable[Target], opts: SweepOptions) -> _SweepPlan:
         RunTelemetry(opts.gpu, opts.server_metrics),
         _model_arch(opts.model_arch),
         SLO.of(opts.slo) if opts.slo is not None else None,
-        opts.out_dir,
         _EngineRuns(calls, owner, cluster_settings=RayCluster.of(opts.cluster)),
-        opts.report,
         opts,
     )
 
@@ -424,7 +421,7 @@ def _sweep_body(plan: _SweepPlan) -> Generator[_Call, dict[str, Any], Results]:
         plan.runs.close()
     results = _finish(ran, plan)
     if stopped is not None or results.interrupted:
-        raise SweepInterrupted(results, _interrupt_message(results, plan.out_dir)) from None
+        raise SweepInterrupted(results, _interrupt_message(results, plan.options.out_dir)) from None
     _raise_unless_saved(results)
     return results
 

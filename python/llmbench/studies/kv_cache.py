@@ -54,8 +54,10 @@ def kv_cache_study(
         ...                               model_arch="llama-2-7b")
         >>> res.gpu.groupby("gpu")["mem_used_gib"].max()
     """
-    for old, new in (("gpu_period_ms", "gpu"), ("metrics_period_ms", "server_metrics")):
-        value = gpu_period_ms if old == "gpu_period_ms" else metrics_period_ms
+    for old, new, value in (
+        ("gpu_period_ms", "gpu", gpu_period_ms),
+        ("metrics_period_ms", "server_metrics", metrics_period_ms),
+    ):
         if value is not None:
             warnings.warn(
                 f"kv_cache_study({old}=...) is deprecated: use {new}=...",
