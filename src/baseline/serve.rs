@@ -29,7 +29,7 @@ use super::tokenizer::TextCodec;
 use super::{Baseline, ModelSpec};
 use crate::builtin_server::{error_response, sse_response};
 use crate::error::{Error, Result};
-use crate::protocol::{openai, push_event, DONE_EVENT};
+use crate::protocol::{openai, push_event, Protocol, DONE_EVENT};
 
 /// How the server batches.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,8 +141,8 @@ impl BaselineServer {
             .spawn(move || schedule(baseline, job_rx, max_batch, window, stats))
             .map_err(|e| Error::Model(format!("cannot start the scheduler thread: {e}")))?;
         let app = Router::new()
-            .route("/v1/completions", post(completions))
-            .route("/v1/chat/completions", post(chat))
+            .route(openai::COMPLETIONS.route(), post(completions))
+            .route(openai::CHAT.route(), post(chat))
             .route("/v1/models", get(models))
             .route("/health", get(|| async { StatusCode::OK }))
             .route("/info", get(info))
@@ -406,8 +406,9 @@ impl Request {
         body: &Value,
         chat: bool,
     ) -> std::result::Result<Request, Rejection> {
-        let model = body.get("model").and_then(Value::as_str);
-        if let Some(m) = model.filter(|m| *m != st.name) {
+        // Read by the parser the scripted server uses too (`crate::protocol`).
+        let served = openai::OpenAi { chat }.served_request(body).map_err(bad)?;
+        if let Some(m) = served.model.filter(|m| !m.is_empty() && *m != st.name) {
             return Err((
                 StatusCode::NOT_FOUND,
                 "NotFoundError",
@@ -418,18 +419,18 @@ impl Request {
             ));
         }
         let prompt = if chat {
-            let msgs = body
-                .get("messages")
-                .and_then(Value::as_array)
+            let msgs = served
+                .prompt
+                .as_array()
                 .filter(|m| !m.is_empty())
                 .ok_or_else(|| bad("messages must be a non-empty list"))?;
             st.codec
                 .encode(&chat_prompt(msgs)?)
                 .map_err(|e| bad(e.to_string()))?
         } else {
-            match body.get("prompt") {
-                Some(Value::String(s)) => st.codec.encode(s).map_err(|e| bad(e.to_string()))?,
-                Some(Value::Array(a)) if a.iter().all(Value::is_u64) => a
+            match served.prompt {
+                Value::String(s) => st.codec.encode(s).map_err(|e| bad(e.to_string()))?,
+                Value::Array(a) if a.iter().all(Value::is_u64) => a
                     .iter()
                     .filter_map(Value::as_u64)
                     .map(|v| v as u32)
@@ -440,8 +441,6 @@ impl Request {
         if prompt.is_empty() {
             return Err(bad("the prompt has no tokens"));
         }
-        // The generation fields, read by the parser the scripted server uses too.
-        let served = openai::served_request(body).map_err(bad)?;
         let uint = |k: &str| body.get(k).and_then(Value::as_u64).map(|v| v as usize);
         let max_tokens = served
             .max_tokens

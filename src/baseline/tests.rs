@@ -380,7 +380,7 @@ async fn served_stream_equals_in_process_tokens() {
     let url = format!("{}/v1/completions", server.url());
     // Non-streaming: the token ids are the golden greedy ones.
     // Stream options only with `stream` (vLLM refuses them otherwise, and so does the
-    // baseline: both servers read requests with `protocol::openai::served_request`).
+    // baseline: both servers read requests with `Protocol::served_request`).
     let body = |i: usize, stream: bool| {
         let mut b = json!({"model": model, "prompt": exp["prompts"][i], "max_tokens": 8,
                            "temperature": 0, "ignore_eos": true, "stream": stream});

@@ -197,10 +197,7 @@ impl Accumulator {
         let chunk_source = if self.chunk_times.is_empty() {
             TokenSource::Unknown
         } else if self.exact {
-            match self.api {
-                Api::Tgi => TokenSource::TgiTokens,
-                _ => TokenSource::ContinuousUsage,
-            }
+            self.api.protocol().exact_token_source()
         } else if usage_total.is_some_and(|n| reconcile(&mut self.chunk_tokens, n)) {
             TokenSource::UsageReconciled
         } else if let Some(n) = tokenizer_total {
@@ -215,7 +212,8 @@ impl Accumulator {
             (None, Some(n)) => (n, TokenSource::Tokenizer),
             (None, None) => (streamed, chunk_source),
         };
-        let ended_properly = self.done || (self.api != Api::Tgi && self.finish_reason.is_some());
+        let ended_properly =
+            self.done || (self.api.protocol().finish_ends_stream() && self.finish_reason.is_some());
         let failure = self.failure.or_else(|| {
             if !ended_properly {
                 let what = if truncated {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 
 pub use crate::protocol::openai::ForceLen;
 pub use crate::protocol::Api;
-use crate::protocol::{openai, tgi};
+use crate::protocol::RequestSettings;
 
 /// Timeouts applied to every request.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -99,23 +99,7 @@ impl TargetSpec {
     /// The URL requests are posted to.
     pub fn endpoint(&self) -> String {
         let (base, query) = self.split_query();
-        let base = base.trim_end_matches('/');
-        let url = match self.api {
-            Api::Tgi => format!("{base}/generate_stream"),
-            Api::Chat | Api::Completions => {
-                let v1 = if base.ends_with("/v1") {
-                    base.to_string()
-                } else {
-                    format!("{base}/v1")
-                };
-                let path = if self.api == Api::Chat {
-                    "chat/completions"
-                } else {
-                    "completions"
-                };
-                format!("{v1}/{path}")
-            }
-        };
+        let url = self.api.protocol().endpoint(base.trim_end_matches('/'));
         format!("{url}{query}")
     }
 
@@ -150,28 +134,25 @@ impl TargetSpec {
         messages: Option<&[crate::protocol::Message]>,
         max_tokens: u32,
     ) -> Value {
-        match self.api {
-            Api::Tgi => tgi::request_body(prompt, max_tokens, self.temperature, &self.extra_body),
-            Api::Chat | Api::Completions => openai::request_body(
-                self.api == Api::Chat,
-                prompt,
-                messages,
-                max_tokens,
-                &openai::RequestSettings {
-                    model: &self.model,
-                    temperature: self.temperature,
-                    include_usage: self.include_usage,
-                    continuous_usage: self.continuous_usage,
-                    force_output_len: self.force_output_len,
-                    extra_body: &self.extra_body,
-                },
-            ),
-        }
+        self.api.protocol().request_body(
+            prompt,
+            messages,
+            max_tokens,
+            &RequestSettings {
+                model: &self.model,
+                temperature: self.temperature,
+                include_usage: self.include_usage,
+                continuous_usage: self.continuous_usage,
+                force_output_len: self.force_output_len,
+                extra_body: &self.extra_body,
+            },
+        )
     }
 
     /// Check the spec before a run, with messages a user can act on.
     pub fn validate(&self) -> Result<()> {
-        if self.api == Api::Tgi && self.force_output_len.is_some() {
+        let protocol = self.api.protocol();
+        if self.force_output_len.is_some() && !protocol.can_force_output_len() {
             return Err(Error::InvalidArgument(
                 "TGI cannot force the output length over HTTP (it ignores ignore_eos); \
                  its runs record the lengths actually generated"
@@ -190,7 +171,7 @@ impl TargetSpec {
                 crate::util::redact_url(&self.url)
             )));
         }
-        if self.api != Api::Tgi && self.model.is_empty() {
+        if protocol.needs_model() && self.model.is_empty() {
             return Err(Error::InvalidArgument(
                 "an OpenAI-compatible target needs a model name (see GET /v1/models)".into(),
             ));

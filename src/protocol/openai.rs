@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::decode::{done, error_message, parse_event, Decoded, Usage};
+use super::{push_event, Answer, Failure, Message, Protocol, ServedRequest, DONE_EVENT};
+use crate::record::TokenSource;
 
 /// A server's way of forcing the output length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,23 +30,6 @@ impl ForceLen {
     pub const ALL: [ForceLen; 2] = [ForceLen::Vllm, ForceLen::Transformers];
 }
 
-/// What a streaming request carries beside its prompt and output budget.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestSettings<'a> {
-    /// The model name.
-    pub model: &'a str,
-    /// Sampling temperature; 0 is greedy.
-    pub temperature: f64,
-    /// Ask for `stream_options.include_usage`.
-    pub include_usage: bool,
-    /// Ask for vLLM's per-chunk usage (`continuous_usage_stats`).
-    pub continuous_usage: bool,
-    /// Force exactly `max_tokens` of output, the server's way.
-    pub force_output_len: Option<ForceLen>,
-    /// Fields merged into the body last (they win).
-    pub extra_body: &'a Map<String, Value>,
-}
-
 /// The body of a streaming chat (`chat`: `messages`, a conversation's history, or else one
 /// user message of `prompt`) or completions request (`prompt`).
 pub fn request_body(
@@ -52,7 +37,7 @@ pub fn request_body(
     prompt: &str,
     messages: Option<&[super::Message]>,
     max_tokens: u32,
-    s: &RequestSettings,
+    s: &super::RequestSettings,
 ) -> Value {
     let mut body = if chat {
         let messages = match messages {
@@ -476,40 +461,18 @@ mod tests {
     }
 }
 
-/// What a built-in server reads from an OpenAI request beside its prompt: the one parser
-/// the scripted server and the baseline share, so they cannot disagree about a field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServedRequest {
-    /// The output budget: `max_completion_tokens`, else `max_tokens` (vLLM's rule: the
-    /// newer name wins), None when neither is given.
-    pub max_tokens: Option<u32>,
-    /// `stream: true`.
-    pub stream: bool,
-    /// `stream_options.include_usage`.
-    pub include_usage: bool,
-    /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`).
-    pub continuous_usage: bool,
-    /// vLLM's `ignore_eos`.
-    pub ignore_eos: bool,
-}
-
-/// Parse the generation fields of an OpenAI request `body` (chat or completions): a
-/// budget that is not a positive integer, or `stream_options` without `stream`, is
-/// refused with vLLM's words.
-pub fn served_request(body: &Value) -> Result<ServedRequest, String> {
-    let budget = |name: &str| -> Result<Option<u32>, String> {
-        match body.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(x) => match x.as_u64() {
-                Some(n) if n >= 1 && n <= u64::from(u32::MAX) => Ok(Some(n as u32)),
-                _ => Err(format!("{name} must be a positive integer, got {x}")),
-            },
-        }
-    };
-    let max_tokens = match budget("max_completion_tokens")? {
-        Some(n) => Some(n),
-        None => budget("max_tokens")?,
-    };
+/// Parse the generation fields of an OpenAI request `body` (chat or completions, whose
+/// prompt is `prompt_field`): a missing prompt, a budget that is not a positive integer,
+/// or `stream_options` without `stream`, is refused with vLLM's words.
+fn served_request<'a>(body: &'a Value, prompt_field: &str) -> Result<ServedRequest<'a>, String> {
+    let prompt = body
+        .get(prompt_field)
+        .ok_or_else(|| format!("missing field `{prompt_field}`"))?;
+    let max_tokens =
+        match super::positive_u32(body.get("max_completion_tokens"), "max_completion_tokens")? {
+            Some(n) => Some(n),
+            None => super::positive_u32(body.get("max_tokens"), "max_tokens")?,
+        };
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
     let opts = body.get("stream_options").filter(|o| !o.is_null());
     if opts.is_some() && !stream {
@@ -517,17 +480,186 @@ pub fn served_request(body: &Value) -> Result<ServedRequest, String> {
     }
     let flag = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_bool) == Some(true);
     Ok(ServedRequest {
+        prompt,
+        model: Some(body.get("model").and_then(Value::as_str).unwrap_or("")),
         max_tokens,
         stream,
         include_usage: flag("include_usage"),
         continuous_usage: flag("include_usage") && flag("continuous_usage_stats"),
         ignore_eos: body.get("ignore_eos").and_then(Value::as_bool) == Some(true),
+        details: false,
     })
+}
+
+/// OpenAI-style streaming: chat (`chat`) or completions.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAi {
+    /// `/v1/chat/completions` (messages, deltas) rather than `/v1/completions`.
+    pub chat: bool,
+}
+
+/// `/v1/chat/completions`.
+pub static CHAT: OpenAi = OpenAi { chat: true };
+/// `/v1/completions`.
+pub static COMPLETIONS: OpenAi = OpenAi { chat: false };
+
+impl OpenAi {
+    fn response<'a>(&self, a: &Answer<'a>) -> Response<'a> {
+        Response {
+            chat: self.chat,
+            id: a.id,
+            created: a.created,
+            model: a.model,
+        }
+    }
+}
+
+impl Protocol for OpenAi {
+    fn endpoint(&self, base: &str) -> String {
+        let v1 = if base.ends_with("/v1") {
+            base.to_string()
+        } else {
+            format!("{base}/v1")
+        };
+        format!("{v1}{}", &self.route()[3..])
+    }
+
+    fn route(&self) -> &'static str {
+        if self.chat {
+            "/v1/chat/completions"
+        } else {
+            "/v1/completions"
+        }
+    }
+
+    fn needs_model(&self) -> bool {
+        true
+    }
+
+    fn can_force_output_len(&self) -> bool {
+        true
+    }
+
+    fn request_body(
+        &self,
+        prompt: &str,
+        messages: Option<&[Message]>,
+        max_tokens: u32,
+        settings: &super::RequestSettings,
+    ) -> Value {
+        request_body(self.chat, prompt, messages, max_tokens, settings)
+    }
+
+    fn decode(&self, data: &str) -> Result<Decoded, String> {
+        decode(data)
+    }
+
+    fn exact_token_source(&self) -> TokenSource {
+        TokenSource::ContinuousUsage
+    }
+
+    fn finish_ends_stream(&self) -> bool {
+        true
+    }
+
+    fn served_request<'a>(&self, body: &'a Value) -> Result<ServedRequest<'a>, String> {
+        served_request(body, if self.chat { "messages" } else { "prompt" })
+    }
+
+    fn stop_reason(&self) -> &'static str {
+        "stop"
+    }
+
+    fn push_chunk(
+        &self,
+        out: &mut Vec<u8>,
+        a: &Answer,
+        index: u32,
+        first: u32,
+        k: u32,
+        finish: Option<&str>,
+        text: &dyn Fn(u32, u32) -> String,
+    ) {
+        let r = self.response(a);
+        if index == 0 && self.chat {
+            let mut role = r.role_chunk();
+            if a.continuous_usage {
+                role["usage"] = usage(u64::from(a.n_in), 0);
+            }
+            push_event(out, &role);
+        }
+        let mut c = r.text_chunk(&text(first, k), finish);
+        if a.continuous_usage {
+            c["usage"] = usage(u64::from(a.n_in), u64::from(first + k));
+        } else if !self.chat {
+            // vLLM's completions chunks carry `"usage": null`.
+            c["usage"] = Value::Null;
+        }
+        push_event(out, &c);
+    }
+
+    fn push_trailer(&self, out: &mut Vec<u8>, a: &Answer) {
+        if a.include_usage {
+            let u = usage(u64::from(a.n_in), u64::from(a.n_out));
+            push_event(out, &self.response(a).usage_chunk(u));
+        }
+        out.extend_from_slice(DONE_EVENT);
+    }
+
+    fn error_body(&self, message: &str, failure: Failure) -> Value {
+        let kind = match failure {
+            Failure::Overloaded => "TooManyRequests",
+            Failure::Unavailable => "ServiceUnavailable",
+            Failure::Internal => "InternalServerError",
+        };
+        error_body(message, kind, failure.status())
+    }
+
+    fn push_in_band_error(&self, out: &mut Vec<u8>, message: &str) {
+        // vLLM nests the error object in an event, then ends the stream.
+        push_event(out, &self.error_body(message, Failure::Internal));
+        out.extend_from_slice(DONE_EVENT);
+    }
+
+    fn push_empty_output(&self, out: &mut Vec<u8>, a: &Answer) {
+        let r = self.response(a);
+        if self.chat {
+            push_event(out, &r.role_chunk());
+        }
+        push_event(out, &r.finish_chunk("stop"));
+        out.extend_from_slice(DONE_EVENT);
+    }
+
+    fn full(&self, a: &Answer, text: &str, finish: &str) -> Value {
+        let u = usage(u64::from(a.n_in), u64::from(a.n_out));
+        self.response(a).full(text, finish, u)
+    }
 }
 
 #[cfg(test)]
 mod served_request_tests {
     use super::*;
+
+    /// The request's generation fields, beside a prompt. The body is leaked so the
+    /// borrowed answer outlives the call (a test's few bytes).
+    fn served_request(body: &Value) -> Result<ServedRequest<'static>, String> {
+        let mut body = body.clone();
+        body["messages"] = json!([]);
+        let body: &'static Value = Box::leak(Box::new(body));
+        CHAT.served_request(body)
+    }
+
+    #[test]
+    fn a_missing_prompt_is_refused_by_its_name() {
+        let err = COMPLETIONS
+            .served_request(&json!({"max_tokens": 5}))
+            .expect_err("refused");
+        assert_eq!(err, "missing field `prompt`");
+        let body = json!({"messages": [{"role": "user", "content": "hi"}], "model": "m"});
+        let r = CHAT.served_request(&body).expect("parses");
+        assert_eq!(r.prompt, &body["messages"]);
+        assert_eq!(r.model, Some("m"));
+    }
 
     #[test]
     fn the_newer_budget_name_wins_and_bad_values_are_refused() {

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::decode::{done, error_message, parse_event, Decoded, Usage};
+use super::{push_event, Answer, Failure, Message, Protocol, RequestSettings, ServedRequest};
+use crate::record::TokenSource;
 
 /// The body of a streaming request; `extra_body` is merged into `parameters`.
 pub fn request_body(
@@ -56,6 +58,131 @@ pub fn details(finish_reason: &str, generated_tokens: u32, input_length: u32) ->
 /// TGI's error shape: the body of an HTTP error, and an in-band error event.
 pub fn error_body(message: &str, error_type: &str) -> Value {
     json!({"error": message, "error_type": error_type})
+}
+
+/// TGI's native `/generate_stream`.
+#[derive(Debug, Clone, Copy)]
+pub struct Native;
+
+/// The one instance.
+pub static NATIVE: Native = Native;
+
+impl Protocol for Native {
+    fn endpoint(&self, base: &str) -> String {
+        format!("{base}{}", self.route())
+    }
+
+    fn route(&self) -> &'static str {
+        "/generate_stream"
+    }
+
+    fn needs_model(&self) -> bool {
+        false
+    }
+
+    fn can_force_output_len(&self) -> bool {
+        false
+    }
+
+    fn request_body(
+        &self,
+        prompt: &str,
+        _messages: Option<&[Message]>,
+        max_tokens: u32,
+        s: &RequestSettings,
+    ) -> Value {
+        // Text in, so a conversation arrives here already joined (`join_messages`).
+        request_body(prompt, max_tokens, s.temperature, s.extra_body)
+    }
+
+    fn decode(&self, data: &str) -> Result<Decoded, String> {
+        decode(data)
+    }
+
+    fn exact_token_source(&self) -> TokenSource {
+        TokenSource::TgiTokens
+    }
+
+    fn finish_ends_stream(&self) -> bool {
+        // The finish reason comes on the final event, which the decoder marks itself.
+        false
+    }
+
+    fn served_request<'a>(&self, body: &'a Value) -> Result<ServedRequest<'a>, String> {
+        let prompt = body
+            .get("inputs")
+            .ok_or_else(|| "missing field `inputs`".to_string())?;
+        let params = body.get("parameters");
+        let param = |k: &str| params.and_then(|p| p.get(k));
+        let flag = |k: &str| param(k).and_then(Value::as_bool) == Some(true);
+        Ok(ServedRequest {
+            prompt,
+            model: None,
+            max_tokens: super::positive_u32(param("max_new_tokens"), "max_new_tokens")?,
+            // /generate_stream always streams and has no stream options.
+            stream: true,
+            include_usage: false,
+            continuous_usage: false,
+            ignore_eos: flag("ignore_eos"),
+            details: flag("details"),
+        })
+    }
+
+    fn stop_reason(&self) -> &'static str {
+        "eos_token"
+    }
+
+    fn push_chunk(
+        &self,
+        out: &mut Vec<u8>,
+        a: &Answer,
+        _index: u32,
+        first: u32,
+        k: u32,
+        finish: Option<&str>,
+        text: &dyn Fn(u32, u32) -> String,
+    ) {
+        // One event per token, whatever the chunking.
+        for i in first..first + k {
+            let finish = finish.filter(|_| i + 1 == first + k);
+            let eos = finish == Some(self.stop_reason());
+            let token = if eos { "</s>".to_string() } else { text(i, 1) };
+            // generated_text holds the text without the special token.
+            let n_text = if eos { a.n_out - 1 } else { a.n_out };
+            let generated = finish.map(|_| text(0, n_text));
+            let details = finish
+                .filter(|_| a.details)
+                .map(|f| details(f, a.n_out, a.n_in));
+            let e = token_event(i + 1, i % 32000, &token, eos, generated.as_deref(), details);
+            push_event(out, &e);
+        }
+    }
+
+    fn push_trailer(&self, _out: &mut Vec<u8>, _answer: &Answer) {}
+
+    fn error_body(&self, message: &str, failure: Failure) -> Value {
+        let kind = match failure {
+            Failure::Overloaded => "overloaded",
+            Failure::Unavailable => "healthcheck",
+            Failure::Internal => "incomplete_generation",
+        };
+        error_body(message, kind)
+    }
+
+    fn push_in_band_error(&self, out: &mut Vec<u8>, message: &str) {
+        push_event(out, &error_body(message, "generation"));
+    }
+
+    fn push_empty_output(&self, out: &mut Vec<u8>, _answer: &Answer) {
+        // An EOS-only generation: one special token, empty text.
+        let mut e = token_event(1, 2, "</s>", true, Some(""), None);
+        e["token"]["logprob"] = json!(-0.1);
+        push_event(out, &e);
+    }
+
+    fn full(&self, _answer: &Answer, text: &str, _finish: &str) -> Value {
+        json!({"generated_text": text})
+    }
 }
 
 #[derive(Deserialize)]

@@ -242,10 +242,22 @@ impl SimServer {
             truth: TruthLog::default(),
             prefix,
         });
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .route("/v1/completions", post(completions))
-            .route("/generate_stream", post(generate_stream))
+        // Every protocol on its own route, answered by the one handler.
+        let app = Api::ALL
+            .into_iter()
+            .fold(Router::new(), |app, api| {
+                app.route(
+                    api.protocol().route(),
+                    post(
+                        move |State(st): State<Arc<SimState>>,
+                              ConnectInfo(conn): ConnectInfo<ConnHandle>,
+                              headers: HeaderMap,
+                              Json(body): Json<Value>| async move {
+                            handle(st, conn, &headers, body, api).await
+                        },
+                    ),
+                )
+            })
             .route("/v1/models", get(models))
             .route("/health", get(|| async { StatusCode::OK }))
             .route(
@@ -325,33 +337,6 @@ impl Drop for SimServer {
             task.abort();
         }
     }
-}
-
-async fn chat(
-    State(st): State<Arc<SimState>>,
-    ConnectInfo(conn): ConnectInfo<ConnHandle>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    handle(st, conn, &headers, body, Api::Chat).await
-}
-
-async fn completions(
-    State(st): State<Arc<SimState>>,
-    ConnectInfo(conn): ConnectInfo<ConnHandle>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    handle(st, conn, &headers, body, Api::Completions).await
-}
-
-async fn generate_stream(
-    State(st): State<Arc<SimState>>,
-    ConnectInfo(conn): ConnectInfo<ConnHandle>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    handle(st, conn, &headers, body, Api::Tgi).await
 }
 
 async fn models(State(st): State<Arc<SimState>>) -> Json<Value> {
@@ -456,16 +441,11 @@ async fn handle(
         return non_streaming(st, plan).await;
     }
     let recorder = st.config.record_truth.then(|| {
-        let prompt = match format {
-            Api::Chat => body.get("messages"),
-            Api::Completions => body.get("prompt"),
-            Api::Tgi => body.get("inputs"),
-        };
         TruthRecorder::new(
             st.truth.clone(),
             request_id,
             t_received,
-            prompt.cloned().unwrap_or(Value::Null),
+            ResponsePlan::prompt_of(&body, format),
         )
     });
     let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
@@ -501,24 +481,19 @@ async fn take_truth(State(st): State<Arc<SimState>>) -> Response {
 /// per chunk) on `api`, usage included: the input of the client's parse benchmark.
 pub fn stream_bytes(api: Api, n_tokens: u32) -> Vec<u8> {
     let cfg = SimConfig::default();
-    let no_extra = serde_json::Map::new();
-    let body = match api {
-        Api::Tgi => crate::protocol::tgi::request_body("hi", n_tokens, 0.0, &no_extra),
-        Api::Chat | Api::Completions => crate::protocol::openai::request_body(
-            api == Api::Chat,
-            "hi",
-            None,
-            n_tokens,
-            &crate::protocol::openai::RequestSettings {
-                model: &cfg.model,
-                temperature: 0.0,
-                include_usage: true,
-                continuous_usage: false,
-                force_output_len: None,
-                extra_body: &no_extra,
-            },
-        ),
-    };
+    let body = api.protocol().request_body(
+        "hi",
+        None,
+        n_tokens,
+        &crate::protocol::RequestSettings {
+            model: &cfg.model,
+            temperature: 0.0,
+            include_usage: true,
+            continuous_usage: false,
+            force_output_len: None,
+            extra_body: &serde_json::Map::new(),
+        },
+    );
     let Ok(plan) = ResponsePlan::from_request(&cfg, &body, api) else {
         return Vec::new();
     };

@@ -5,11 +5,11 @@
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::faults::Fault;
 use super::SimConfig;
-use crate::protocol::{openai, push_event, tgi, Api, DONE_EVENT};
+use crate::protocol::{Answer, Api, Failure, Protocol};
 
 /// The words the scripted model "generates", in turn. Each is one token.
 const WORDS: [&str; 16] = [
@@ -34,7 +34,7 @@ const WORDS: [&str; 16] = [
 /// What one request will produce.
 #[derive(Debug, Clone)]
 pub struct ResponsePlan {
-    format: Api,
+    protocol: &'static dyn Protocol,
     /// Stream or answer once.
     pub stream: bool,
     /// Output tokens.
@@ -77,16 +77,6 @@ fn prompt_words<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-fn positive_u32(v: Option<&Value>, name: &str) -> Result<Option<u32>, Reject> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(x) => match x.as_u64() {
-            Some(n) if n >= 1 && n <= u64::from(u32::MAX) => Ok(Some(n as u32)),
-            _ => Err(bad(format!("{name} must be a positive integer, got {x}"))),
-        },
-    }
-}
-
 impl ResponsePlan {
     /// Validate a request body and work out what it will produce.
     pub fn from_request(
@@ -94,46 +84,22 @@ impl ResponsePlan {
         body: &Value,
         format: Api,
     ) -> Result<ResponsePlan, Reject> {
+        let protocol = format.protocol();
+        // Read by the parser the baseline server uses too.
+        let served = protocol.served_request(body).map_err(bad)?;
+        let model = match served.model {
+            Some(m) if m != cfg.model => {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    "NotFoundError",
+                    format!("The model `{m}` does not exist."),
+                ))
+            }
+            _ => cfg.model.clone(),
+        };
         let mut words = Vec::new();
-        let (params, model) = match format {
-            Api::Tgi => {
-                let inputs = body
-                    .get("inputs")
-                    .ok_or_else(|| bad("missing field `inputs`"))?;
-                let params = body.get("parameters").cloned().unwrap_or(json!({}));
-                prompt_words(inputs, &mut words);
-                (params, cfg.model.clone())
-            }
-            Api::Chat | Api::Completions => {
-                let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-                if model != cfg.model {
-                    return Err((
-                        StatusCode::NOT_FOUND,
-                        "NotFoundError",
-                        format!("The model `{model}` does not exist."),
-                    ));
-                }
-                let prompt = if format == Api::Chat {
-                    body.get("messages")
-                        .ok_or_else(|| bad("missing field `messages`"))?
-                } else {
-                    body.get("prompt")
-                        .ok_or_else(|| bad("missing field `prompt`"))?
-                };
-                prompt_words(prompt, &mut words);
-                (body.clone(), model.to_string())
-            }
-        };
-        // OpenAI requests are read by the parser the baseline server uses too.
-        let served = match format {
-            Api::Tgi => None,
-            _ => Some(openai::served_request(body).map_err(bad)?),
-        };
-        let max_tokens = match &served {
-            None => positive_u32(params.get("max_new_tokens"), "max_new_tokens")?,
-            Some(r) => r.max_tokens,
-        }
-        .unwrap_or(cfg.default_max_tokens);
+        prompt_words(served.prompt, &mut words);
+        let max_tokens = served.max_tokens.unwrap_or(cfg.default_max_tokens);
         if let Some(limit) = cfg.max_model_len {
             // vLLM's check before streaming (its 400 and message, tests/fixtures).
             let n_in = words.len() as u32;
@@ -145,24 +111,18 @@ impl ResponsePlan {
                 )));
             }
         }
-        let ignore_eos = match &served {
-            Some(r) => r.ignore_eos,
-            None => params.get("ignore_eos").and_then(Value::as_bool) == Some(true),
+        let natural = if served.ignore_eos {
+            None
+        } else {
+            cfg.output_tokens
         };
-        let natural = if ignore_eos { None } else { cfg.output_tokens };
         let (n_out, finish_reason) = match natural {
-            Some(n) if n < max_tokens => (n.max(1), "stop"),
+            Some(n) if n < max_tokens => (n.max(1), protocol.stop_reason()),
             _ => (max_tokens, "length"),
         };
-        let finish_reason = match (format, finish_reason) {
-            (Api::Tgi, "stop") => "eos_token",
-            (_, r) => r,
-        };
-        // TGI's /generate_stream always streams and has no stream options.
-        let stream = served.is_none_or(|r| r.stream);
         Ok(ResponsePlan {
-            format,
-            stream,
+            protocol,
+            stream: served.stream,
             n_out,
             n_in: words.len() as u32,
             block_hashes: if cfg.prefix_cache_blocks > 0 {
@@ -172,13 +132,21 @@ impl ResponsePlan {
             },
             token_word: None,
             finish_reason,
-            include_usage: served.is_some_and(|r| r.include_usage),
-            continuous_usage: served.is_some_and(|r| r.continuous_usage),
-            details: params.get("details").and_then(Value::as_bool) == Some(true),
+            include_usage: served.include_usage,
+            continuous_usage: served.continuous_usage,
+            details: served.details,
             model,
             id: format!("sim-{:016x}", rand::random::<u64>()),
             no_finish: false,
         })
+    }
+
+    /// The prompt field of `body` as `format` names it (for the truth record).
+    pub fn prompt_of(body: &Value, format: Api) -> Value {
+        format
+            .protocol()
+            .served_request(body)
+            .map_or(Value::Null, |r| r.prompt.clone())
     }
 
     fn text(&self, first: u32, k: u32) -> String {
@@ -190,17 +158,17 @@ impl ResponsePlan {
         }
     }
 
-    fn usage(&self, completion: u32) -> Value {
-        openai::usage(u64::from(self.n_in), u64::from(completion))
-    }
-
-    /// The OpenAI encoder of this response.
-    fn response(&self, created: u64) -> openai::Response<'_> {
-        openai::Response {
-            chat: self.format == Api::Chat,
+    /// What every event of this answer repeats, for the protocol's encoders.
+    fn answer(&self, created: u64) -> Answer<'_> {
+        Answer {
             id: &self.id,
             created,
             model: &self.model,
+            n_in: self.n_in,
+            n_out: self.n_out,
+            include_usage: self.include_usage,
+            continuous_usage: self.continuous_usage,
+            details: self.details,
         }
     }
 
@@ -209,118 +177,46 @@ impl ResponsePlan {
         let mut out = Vec::with_capacity(256 * k as usize);
         let last = first + k == self.n_out && !self.no_finish;
         let finish = last.then_some(self.finish_reason);
-        match self.format {
-            Api::Chat | Api::Completions => {
-                let r = self.response(created);
-                if index == 0 && self.format == Api::Chat {
-                    let mut role = r.role_chunk();
-                    if self.continuous_usage {
-                        role["usage"] = self.usage(0);
-                    }
-                    push_event(&mut out, &role);
-                }
-                let mut c = r.text_chunk(&self.text(first, k), finish);
-                if self.continuous_usage {
-                    c["usage"] = self.usage(first + k);
-                } else if self.format == Api::Completions {
-                    c["usage"] = Value::Null;
-                }
-                push_event(&mut out, &c);
-            }
-            Api::Tgi => {
-                for i in first..first + k {
-                    let is_last = i + 1 == self.n_out && !self.no_finish;
-                    let eos = is_last && self.finish_reason == "eos_token";
-                    let text = if eos {
-                        "</s>".to_string()
-                    } else {
-                        self.text(i, 1)
-                    };
-                    // TGI's generated_text holds the text without the special token.
-                    let n_text = if eos { self.n_out - 1 } else { self.n_out };
-                    let generated = is_last.then(|| self.text(0, n_text));
-                    let details = (is_last && self.details)
-                        .then(|| tgi::details(self.finish_reason, self.n_out, self.n_in));
-                    let e = tgi::token_event(
-                        i + 1,
-                        i % 32000,
-                        &text,
-                        eos,
-                        generated.as_deref(),
-                        details,
-                    );
-                    push_event(&mut out, &e);
-                }
-            }
-        }
+        let text = |i, k| self.text(i, k);
+        self.protocol.push_chunk(
+            &mut out,
+            &self.answer(created),
+            index,
+            first,
+            k,
+            finish,
+            &text,
+        );
         Bytes::from(out)
     }
 
     /// What follows the last chunk: usage chunk and `[DONE]` (OpenAI), nothing (TGI).
     pub fn trailer_bytes(&self, created: u64) -> Bytes {
         let mut out = Vec::new();
-        if self.format == Api::Tgi {
-            return Bytes::new();
-        }
-        if self.include_usage {
-            push_event(
-                &mut out,
-                &self.response(created).usage_chunk(self.usage(self.n_out)),
-            );
-        }
-        out.extend_from_slice(DONE_EVENT);
+        self.protocol.push_trailer(&mut out, &self.answer(created));
         Bytes::from(out)
     }
 
     /// Status and body of an HTTP-error fault, in the shapes vLLM (≥ 0.10.1) and TGI send.
     pub fn http_fault(&self, fault: Fault) -> (StatusCode, Value) {
-        let (status, msg, kind, tgi_kind) = match fault {
-            Fault::Http429 => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "Model is overloaded",
-                "TooManyRequests",
-                "overloaded",
-            ),
-            Fault::Http503 => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The engine is not ready or has died",
-                "ServiceUnavailable",
-                "healthcheck",
-            ),
-            _ => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-                "InternalServerError",
-                "incomplete_generation",
-            ),
+        let (failure, msg) = match fault {
+            Fault::Http429 => (Failure::Overloaded, "Model is overloaded"),
+            Fault::Http503 => (Failure::Unavailable, "The engine is not ready or has died"),
+            _ => (Failure::Internal, "Internal server error"),
         };
-        let body = match self.format {
-            Api::Tgi => tgi::error_body(msg, tgi_kind),
-            _ => openai::error_body(msg, kind, status.as_u16()),
-        };
-        (status, body)
+        let status =
+            StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, self.protocol.error_body(msg, failure))
     }
 
     /// An in-band error event after HTTP 200 (vLLM's nested shape then `[DONE]`; TGI's
     /// native event).
     pub fn in_band_error_bytes(&self) -> Bytes {
         let mut out = Vec::new();
-        match self.format {
-            Api::Tgi => push_event(
-                &mut out,
-                &tgi::error_body(
-                    "Request failed during generation: CUDA out of memory",
-                    "generation",
-                ),
-            ),
-            _ => {
-                push_event(
-                    &mut out,
-                    &openai::error_body("Internal server error", "InternalServerError", 500),
-                );
-                out.extend_from_slice(DONE_EVENT);
-            }
-        }
+        self.protocol.push_in_band_error(
+            &mut out,
+            "Request failed during generation: CUDA out of memory",
+        );
         Bytes::from(out)
     }
 
@@ -328,21 +224,8 @@ impl ResponsePlan {
     /// generation.
     pub fn empty_output_bytes(&self, created: u64) -> Bytes {
         let mut out = Vec::new();
-        match self.format {
-            Api::Chat | Api::Completions => {
-                let r = self.response(created);
-                if self.format == Api::Chat {
-                    push_event(&mut out, &r.role_chunk());
-                }
-                push_event(&mut out, &r.finish_chunk("stop"));
-                out.extend_from_slice(DONE_EVENT);
-            }
-            Api::Tgi => {
-                let mut e = tgi::token_event(1, 2, "</s>", true, Some(""), None);
-                e["token"]["logprob"] = json!(-0.1);
-                push_event(&mut out, &e);
-            }
-        }
+        self.protocol
+            .push_empty_output(&mut out, &self.answer(created));
         Bytes::from(out)
     }
 
@@ -370,11 +253,7 @@ impl ResponsePlan {
     /// A non-streaming answer.
     pub fn full_response(&self, created: u64) -> Value {
         let text = self.text(0, self.n_out);
-        match self.format {
-            Api::Tgi => json!({"generated_text": text}),
-            _ => self
-                .response(created)
-                .full(&text, self.finish_reason, self.usage(self.n_out)),
-        }
+        self.protocol
+            .full(&self.answer(created), &text, self.finish_reason)
     }
 }
