@@ -129,9 +129,11 @@ class RecordSource(Protocol):
         columns: Sequence[str],
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
-    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        chunks: bool = True,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray] | None]]:
         """Every selected row, at most about `PIECE_ROWS` at a time: (frame with `target`
-        and `columns`, its chunk arrays). Memory stays bounded by a piece."""
+        and `columns`, its chunk arrays, None with `chunks=False`, which leaves the
+        chunk columns unread). Memory stays bounded by a piece."""
         ...
 
 
@@ -340,12 +342,14 @@ class RecordFiles:
         columns: Sequence[str],
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
-    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        chunks: bool = True,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray] | None]]:
         """`RecordSource.pieces`: each file's record batches, gathered into pieces of
         about `PIECE_ROWS` rows, with their chunks."""
         pa = _pa()
         cols = [c for c in columns if c != "target"]
-        stored = list(dict.fromkeys([*cols, "t_sent_ns", "chunk_dt_ns", "chunk_tokens"]))
+        chunk_cols = ["t_sent_ns", "chunk_dt_ns", "chunk_tokens"] if chunks else []
+        stored = list(dict.fromkeys([*cols, *chunk_cols]))
         want = list(dict.fromkeys([*stored, "stage", "warmup"]))
         names = list(self.files) if targets is None else [t for t in self.files if t in targets]
         for name in names:
@@ -366,7 +370,7 @@ class RecordFiles:
                         frame = _frame(table.select(cols), cols)
                         frame["repeat"] = np.full(len(frame), repeat, dtype=np.uint32)
                         frame.insert(0, "target", name)
-                        yield frame, _chunks_of(table)
+                        yield frame, _chunks_of(table) if chunks else None
                         held, rows = [], 0
                     if batch is None:
                         break
@@ -537,9 +541,11 @@ class RecordFrame:
         columns: Sequence[str],
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
-    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        chunks: bool = True,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray] | None]]:
         """`RecordSource.pieces` of records already in memory: one piece."""
-        yield self.read(columns, None, targets, warmup), self.chunk_arrays(None, targets, warmup)
+        frame = self.read(columns, None, targets, warmup)
+        yield frame, self.chunk_arrays(None, targets, warmup) if chunks else None
 
 
 class RecordSets:
@@ -596,13 +602,14 @@ class RecordSets:
         columns: Sequence[str],
         targets: Iterable[str] | None = None,
         warmup: bool | None = None,
-    ) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        chunks: bool = True,
+    ) -> Iterator[tuple[Any, dict[str, np.ndarray] | None]]:
         """`RecordSource.pieces` of each run in turn, targets renamed as in `read`."""
         for source, rename, names in self._each(targets):
-            for frame, chunks in source.pieces(columns, names, warmup):
+            for frame, arrays in source.pieces(columns, names, warmup, chunks):
                 if len(frame) and rename:
                     frame["target"] = frame["target"].replace(rename)
-                yield frame, chunks
+                yield frame, arrays
 
 
 def read_file(path: str | Path, columns: Sequence[str] | None = None) -> Any:

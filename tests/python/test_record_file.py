@@ -11,6 +11,7 @@ import shutil
 
 import llmbench
 import numpy as np
+import pandas as pd
 import pyarrow.ipc
 import pytest
 from llmbench import records as rf
@@ -103,6 +104,28 @@ def test_only_the_stages_and_columns_asked_for_are_read(sim, tmp_path):
     assert first["id"].tolist() == res.requests["id"].head(5).tolist()
     with pytest.raises(KeyError, match="no request column"):
         back.read_requests(["ttft"])
+
+
+def test_pieces_give_every_row_and_chunk_once_and_skip_chunks_when_asked(
+    sim, tmp_path, monkeypatch
+):
+    _run(sim, tmp_path)
+    source = llmbench.Results.load(tmp_path).records
+    # Pieces smaller than the run: several pieces, whose rows and chunks are the whole.
+    monkeypatch.setattr(rf, "PIECE_ROWS", 10)
+    cols = ["id", "t_done_ns", "n_out"]
+    pieces = list(source.pieces(cols, warmup=False))
+    assert len(pieces) > 2 and all(len(f) <= 10 + 24 for f, _ in pieces)
+    whole = source.read(cols, warmup=False)
+    got = pd.concat([f for f, _ in pieces], ignore_index=True)
+    assert got["id"].tolist() == whole["id"].tolist()
+    chunks = rf.concat_chunks([c for _, c in pieces])
+    want = source.chunk_arrays(warmup=False)
+    for key in ("offsets", "t_ns", "tokens"):
+        np.testing.assert_array_equal(chunks[key], want[key])
+    lean = list(source.pieces(cols, warmup=False, chunks=False))
+    assert [c for _, c in lean] == [None] * len(pieces)
+    assert pd.concat([f for f, _ in lean], ignore_index=True)["id"].tolist() == whole["id"].tolist()
 
 
 def test_a_file_cut_at_any_byte_keeps_every_whole_batch_and_says_what_it_dropped(sim, tmp_path):

@@ -11,26 +11,27 @@ from typing import Any
 from ..sim import FAULTS
 
 
-def int_list(text: str) -> list[int]:
+def _number_list(text: str, kind: Callable[[str], Any], what: str) -> list[Any]:
+    """Comma-separated numbers of `kind` (spaces ignored), refused unless there is one."""
     try:
-        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+        values = [kind(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one of the {what}, got {text!r}")
+    return values
+
+
+def int_list(text: str) -> list[int]:
+    values = _number_list(text, int, "integers")
+    if min(values) < 1:
         raise argparse.ArgumentTypeError("expected integers >= 1")
     return values
 
 
 def float_list(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-    if not values or min(values) <= 0:
+    values = _number_list(text, float, "numbers")
+    if min(values) <= 0:
         raise argparse.ArgumentTypeError("rates must be positive numbers")
     return values
 

@@ -288,7 +288,7 @@ def client_kv_on_grid(records: Any, target: str, t0: int) -> tuple[Any, Any]:
     the run's length. Returns (instants in ns, tokens), or (None, None) without records."""
     cols = ["t_sent_ns", "t_done_ns", "n_in"]
     lo = hi = None
-    for frame, _ in records.pieces(cols, [target], warmup=None):
+    for frame, _ in records.pieces(cols, [target], warmup=None, chunks=False):
         if len(frame):
             sent, done = (
                 frame["t_sent_ns"].to_numpy(np.int64),
