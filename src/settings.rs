@@ -86,6 +86,7 @@ pub fn defaults() -> Value {
         "baseline_server": defaults_of::<ServeConfig>(json!({"model": model})),
         "gpu_sampler": SamplerConfig::default(),
         "slo": defaults_of::<Slo>(json!({})),
+        "server_times": crate::telemetry::prom::SERVER_TIMES,
         "choices": {
             "api": names(&Api::ALL),
             "arrival": names(&Process::BY_NAME),

@@ -19,9 +19,14 @@ from ._core import InvalidArgumentError, ResultsIOError
 from ._settings import OPEN_LOOP
 from .checks import writable_folder
 from .cluster import RayCluster
-from .columns import client_health
+from .columns import client_health, server_times
 from .columns.kv import model_arch as _model_arch
-from .columns.telemetry import RunTelemetry, add_stage_columns, prefix_cache_sources
+from .columns.telemetry import (
+    RunTelemetry,
+    add_stage_columns,
+    prefix_cache_sources,
+    server_time_sources,
+)
 from .errors import ResultsNotSaved, RunFailedWarning, SweepInterrupted, warn
 from .outcome import failed_stages
 from .prompts import prompts_hash
@@ -205,15 +210,20 @@ def _finish(ran: list[tuple[_Call, dict[str, Any]]], plan: _SweepPlan) -> Result
         manifest["servers"],
         arch["bytes_per_token"] if arch else None,
     )
-    manifest["prefix_cache"] = prefix_cache_sources(
-        frames.get("server_metrics"), [t["name"] for t in manifest["targets"]]
-    )
+    names = [t["name"] for t in manifest["targets"]]
+    manifest["prefix_cache"] = prefix_cache_sources(frames.get("server_metrics"), names)
+    manifest["server_times"] = server_time_sources(frames.get("server_metrics"), names)
     if plan.slo is not None:
         manifest["slo"] = plan.slo.describe()
-    untrusted, by_calibration = client_health.check(summary, client_health.load_calibration())
+    calibration = client_health.load_calibration()
+    untrusted, by_calibration = client_health.check(summary, calibration)
     # The engine already listed the untrustworthy stages in its warnings.
     manifest["warnings"] += by_calibration
     client_health.warn_all(untrusted + by_calibration)
+    gaps = server_times.check_gap(summary, float((calibration or {}).get("tolerance_ms", 1.0)))
+    manifest["warnings"] += gaps
+    for message in gaps:
+        warn(message, server_times.ServerClientGapWarning)
     # Stage columns (telemetry, client health) are per repeat; the summary folds them.
     summary, per_repeat = fold_repeats(summary, manifest["settings"]["repeats"])
     stage_notes, all_failed = failed_stages(summary)

@@ -21,6 +21,7 @@
 pub mod faults;
 mod prefix_cache;
 mod protocol;
+mod server_times;
 mod truth;
 
 use std::convert::Infallible;
@@ -196,6 +197,8 @@ struct SimState {
     truth: TruthLog,
     /// The prefix cache, when configured.
     prefix: Option<std::sync::Mutex<prefix_cache::PrefixCache>>,
+    /// Finished requests' queue, prefill and decode times (`/metrics`).
+    times: std::sync::Mutex<server_times::ServerTimes>,
 }
 
 /// Decrements the running count when a stream ends, however it ends.
@@ -241,6 +244,7 @@ impl SimServer {
             created: crate::clock::unix_anchor_ns() / 1_000_000_000,
             truth: TruthLog::default(),
             prefix,
+            times: std::sync::Mutex::default(),
         });
         // Every protocol on its own route, answered by the one handler.
         let app = Api::ALL
@@ -373,7 +377,13 @@ async fn metrics(State(st): State<Arc<SimState>>) -> String {
                 m = st.config.model
             )
         });
+    let times = st
+        .times
+        .lock()
+        .map(|t| t.render(&st.config.model))
+        .unwrap_or_default();
     prefix
+        + &times
         + &format!(
         "# HELP llmbench_sim_running Requests running.\n# TYPE llmbench_sim_running gauge\n\
          llmbench_sim_running {}\n# HELP llmbench_sim_waiting Requests queued.\n\
@@ -394,6 +404,7 @@ async fn handle(
     format: Api,
 ) -> Response {
     let t_received = crate::clock::now_ns();
+    let arrived = tokio::time::Instant::now();
     let n = st.received.fetch_add(1, Ordering::Relaxed);
     let fault = match faults::requested(headers, &body) {
         Ok(Some(f)) => Some(f),
@@ -449,7 +460,7 @@ async fn handle(
         )
     });
     let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
-    tokio::spawn(produce(st, plan, tx, fault, conn, n));
+    tokio::spawn(produce(st, plan, tx, fault, conn, n, arrived));
     // Each chunk is stamped as it is handed to hyper, which writes it to the socket in the
     // same poll: the truth is when it left, not when the schedule meant it to.
     let stream = futures_util::stream::unfold((rx, recorder), |(mut rx, mut rec)| async move {
@@ -532,6 +543,7 @@ async fn produce(
     fault: Option<Fault>,
     conn: ConnHandle,
     arrival: u64,
+    arrived: tokio::time::Instant,
 ) {
     let Some((_permit, _guard)) = admit(&st).await else {
         return;
@@ -550,6 +562,8 @@ async fn produce(
     }
     let mut sent = 0u32;
     let mut chunk_index = 0u32;
+    // When each chunk left, for the server's own times.
+    let mut left: Vec<tokio::time::Instant> = Vec::new();
     while sent < plan.n_out {
         tokio::time::sleep_until(due).await;
         if sent >= 2.min(plan.n_out - 1) {
@@ -584,14 +598,30 @@ async fn produce(
         if !delivered {
             return; // client went away
         }
+        left.push(tokio::time::Instant::now());
         sent += k;
         chunk_index += 1;
         let running = st.running.load(Ordering::SeqCst);
         let itl = cfg.itl_ms + extra_ms(cfg.itl_per_running_ms, running);
         due += ms(itl * f64::from(k) * noise.factor(cfg.itl_jitter));
     }
-    if fault != Some(Fault::NoFinish) {
-        let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
+    if fault == Some(Fault::NoFinish) {
+        return;
+    }
+    let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
+    // A request the server finished (as vLLM counts them: the faults that cut a stream
+    // returned above).
+    if let (Some(first), Some(last)) = (left.first(), left.last()) {
+        let gaps: Vec<_> = left.windows(2).map(|w| w[1] - w[0]).collect();
+        let t = server_times::RequestTimes {
+            arrived,
+            admitted,
+            first: *first,
+            last: *last,
+        };
+        if let Ok(mut times) = st.times.lock() {
+            times.observe(&t, &gaps);
+        }
     }
 }
 

@@ -141,6 +141,73 @@ pub const KEPT_SERIES: &[&str] = &[
     "llmbench_baseline_kv_cache_bytes",
 ];
 
+/// The server's own request times and step sizes, kept whole (every bucket, `_sum` and
+/// `_count`) so a stage's share of each can be differenced: what each measures, then its
+/// histogram's names, newest first (a server exports one of them; vLLM 0.24 still exports
+/// `time_per_output_token_seconds` beside its newer name). The one table of these names,
+/// read by `python/llmbench/columns/server_times.py` through `_core.settings()`; by server
+/// and version in `tests/fixtures/README.md`. Times are in seconds; `step_tokens` in
+/// tokens per engine step.
+pub const SERVER_TIMES: &[(&str, &[&str])] = &[
+    (
+        "queue",
+        &[
+            "vllm:request_queue_time_seconds",
+            "tgi_request_queue_duration",
+            "sglang:queue_time_seconds",
+        ],
+    ),
+    ("prefill", &["vllm:request_prefill_time_seconds"]),
+    ("decode", &["vllm:request_decode_time_seconds"]),
+    (
+        "inference",
+        &[
+            "vllm:request_inference_time_seconds",
+            "tgi_request_inference_duration",
+        ],
+    ),
+    (
+        "ttft",
+        &[
+            "vllm:time_to_first_token_seconds",
+            "sglang:time_to_first_token_seconds",
+        ],
+    ),
+    (
+        "itl",
+        &[
+            "vllm:inter_token_latency_seconds",
+            "vllm:time_per_output_token_seconds",
+            "sglang:inter_token_latency_seconds",
+            "sglang:time_per_output_token_seconds",
+            "tgi_request_mean_time_per_token_duration",
+        ],
+    ),
+    (
+        "e2e",
+        &[
+            "vllm:e2e_request_latency_seconds",
+            "tgi_request_duration",
+            "sglang:e2e_request_latency_seconds",
+        ],
+    ),
+    ("step_tokens", &["vllm:iteration_tokens_total"]),
+];
+
+/// The histogram family of a `_bucket`, `_sum` or `_count` sample named `name`, when it
+/// is one of `SERVER_TIMES`, with the suffix.
+fn server_time_family(name: &str) -> Option<(&str, &'static str)> {
+    ["_bucket", "_sum", "_count"]
+        .into_iter()
+        .find_map(|suffix| {
+            let family = name.strip_suffix(suffix)?;
+            SERVER_TIMES
+                .iter()
+                .any(|(_, names)| names.contains(&family))
+                .then_some((family, suffix))
+        })
+}
+
 /// Info-style series whose labels are configuration (kept once, as label maps).
 pub const INFO_SERIES: &[&str] = &["vllm:cache_config_info"];
 
@@ -166,8 +233,22 @@ pub fn reduce(
                 .or_insert_with(|| s.labels.iter().cloned().collect());
             continue;
         }
-        if KEPT_SERIES.contains(&s.name.as_str()) {
-            let e = sums.entry(s.name.clone()).or_insert((0.0, 0));
+        // A histogram's bucket is kept as `{family}_bucket:{le}`, summed over label sets
+        // (engines) like the counters, so buckets of several engines add up.
+        let key = match server_time_family(&s.name) {
+            Some((family, "_bucket")) => {
+                let Some((_, le)) = s.labels.iter().find(|(k, _)| k == "le") else {
+                    continue;
+                };
+                Some(format!("{family}_bucket:{le}"))
+            }
+            Some(_) => Some(s.name.clone()),
+            None => KEPT_SERIES
+                .contains(&s.name.as_str())
+                .then(|| s.name.clone()),
+        };
+        if let Some(key) = key {
+            let e = sums.entry(key).or_insert((0.0, 0));
             e.0 += s.value;
             e.1 += 1;
         }
@@ -341,6 +422,35 @@ mod tests {
         let cc = &info["vllm:cache_config_info"];
         assert_eq!(cc["block_size"], "16");
         assert_eq!(cc["num_gpu_blocks"], "27153");
+    }
+
+    #[test]
+    fn server_time_histograms_are_kept_whole_and_nothing_else_is() {
+        for fixture in ["vllm_0_24_metrics.txt", "tgi_metrics.txt"] {
+            let (values, _) = reduce(&parse_every_line(fixture));
+            let mut families = 0;
+            for (_, names) in SERVER_TIMES {
+                for family in *names {
+                    let Some(count) = values.get(&format!("{family}_count")) else {
+                        continue;
+                    };
+                    families += 1;
+                    let inf = values[&format!("{family}_bucket:+Inf")];
+                    assert_eq!(inf, *count, "{fixture} {family}: +Inf bucket is the count");
+                    assert!(values.contains_key(&format!("{family}_sum")));
+                }
+            }
+            assert!(families >= 4, "{fixture}: {families} families");
+            // Histograms outside the table (HTTP latency, prompt lengths) stay out.
+            assert!(!values
+                .keys()
+                .any(|k| k.starts_with("http_request_duration")));
+            assert!(!values
+                .keys()
+                .any(|k| k.starts_with("vllm:request_prompt_tokens")));
+        }
+        let (v, _) = reduce(&parse_every_line("vllm_0_24_metrics.txt"));
+        assert_eq!(v["vllm:request_queue_time_seconds_bucket:0.3"], 1030.0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ from .._settings import GPU_SAMPLER
 from ..errors import warn
 from ..targets import Target
 from ..telemetry import GpuSampler, MetricsScraper
-from . import prefix_cache
+from . import prefix_cache, server_times
 from .kv import server_kv, stage_telemetry
 
 # The engine's sampling period for `gpu=True`.
@@ -142,6 +142,12 @@ def _next_start(summary: Any, row: Any) -> int | None:
     return int(later.min()) if len(later) else None
 
 
+def server_time_sources(server_metrics: Any, targets: list[str]) -> dict[str, dict[str, str]]:
+    """Per target, the histogram each `server_*` column is read from (none: NaN)."""
+    points = _points_by_target(server_metrics)
+    return {t: server_times.sources(points.get(t)) for t in targets}
+
+
 def prefix_cache_sources(server_metrics: Any, targets: list[str]) -> dict[str, str]:
     """Per target, where `prefix_cache_hit_rate` comes from or why it is NaN."""
     points = _points_by_target(server_metrics)
@@ -170,6 +176,12 @@ def add_stage_columns(
                 bytes_per_token,
             ),
             "prefix_cache_hit_rate": prefix_cache.hit_rate(
+                points.get(row["target"]),
+                int(row["t_start_ns"]),
+                int(row["t_end_ns"]),
+                _next_start(summary, row),
+            ),
+            **server_times.stage_columns(
                 points.get(row["target"]),
                 int(row["t_start_ns"]),
                 int(row["t_end_ns"]),
