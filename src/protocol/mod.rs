@@ -195,7 +195,7 @@ impl Failure {
 pub trait Protocol: Sync + std::fmt::Debug {
     /// The URL requests are posted to, under `base` (no trailing slash, no query).
     fn endpoint(&self, base: &str) -> String;
-    /// The routes a built-in server answers this protocol on.
+    /// The path a built-in server answers this protocol on.
     fn route(&self) -> &'static str;
     /// Requests must name a model (OpenAI routes by it; TGI serves one).
     fn needs_model(&self) -> bool;

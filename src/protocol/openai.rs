@@ -521,6 +521,7 @@ impl Protocol for OpenAi {
         } else {
             format!("{base}/v1")
         };
+        // The route without its leading `/v1`, which the base may carry already.
         format!("{v1}{}", &self.route()[3..])
     }
 
