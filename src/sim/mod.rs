@@ -416,7 +416,11 @@ async fn handle(
         ),
         Err(msg) => return error_response(StatusCode::BAD_REQUEST, "BadRequestError", msg),
     };
-    let mut plan = match ResponsePlan::from_request(&st.config, &body, format) {
+    let served = match format.protocol().served_request(&body) {
+        Ok(r) => r,
+        Err(msg) => return error_response(StatusCode::BAD_REQUEST, "BadRequestError", msg),
+    };
+    let mut plan = match ResponsePlan::from_request(&st.config, &served, format) {
         Ok(p) => p,
         Err((status, kind, msg)) => return error_response(status, kind, msg),
     };
@@ -456,7 +460,7 @@ async fn handle(
             st.truth.clone(),
             request_id,
             t_received,
-            ResponsePlan::prompt_of(&body, format),
+            served.prompt.clone(),
         )
     });
     let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
@@ -505,7 +509,10 @@ pub fn stream_bytes(api: Api, n_tokens: u32) -> Vec<u8> {
             extra_body: &serde_json::Map::new(),
         },
     );
-    let Ok(plan) = ResponsePlan::from_request(&cfg, &body, api) else {
+    let Ok(served) = api.protocol().served_request(&body) else {
+        return Vec::new();
+    };
+    let Ok(plan) = ResponsePlan::from_request(&cfg, &served, api) else {
         return Vec::new();
     };
     let mut out = Vec::new();

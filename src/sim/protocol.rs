@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::faults::Fault;
 use super::SimConfig;
-use crate::protocol::{Answer, Api, Failure, Protocol};
+use crate::protocol::{Answer, Api, Failure, Protocol, ServedRequest};
 
 /// The words the scripted model "generates", in turn. Each is one token.
 const WORDS: [&str; 16] = [
@@ -78,15 +78,14 @@ fn prompt_words<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 }
 
 impl ResponsePlan {
-    /// Validate a request body and work out what it will produce.
+    /// Check a request (read by `Protocol::served_request`, the parser the baseline
+    /// server uses too) and work out what it will produce.
     pub fn from_request(
         cfg: &SimConfig,
-        body: &Value,
+        served: &ServedRequest,
         format: Api,
     ) -> Result<ResponsePlan, Reject> {
         let protocol = format.protocol();
-        // Read by the parser the baseline server uses too.
-        let served = protocol.served_request(body).map_err(bad)?;
         let model = match served.model {
             Some(m) if m != cfg.model => {
                 return Err((
@@ -139,14 +138,6 @@ impl ResponsePlan {
             id: format!("sim-{:016x}", rand::random::<u64>()),
             no_finish: false,
         })
-    }
-
-    /// The prompt field of `body` as `format` names it (for the truth record).
-    pub fn prompt_of(body: &Value, format: Api) -> Value {
-        format
-            .protocol()
-            .served_request(body)
-            .map_or(Value::Null, |r| r.prompt.clone())
     }
 
     fn text(&self, first: u32, k: u32) -> String {

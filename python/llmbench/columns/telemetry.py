@@ -161,34 +161,29 @@ def add_stage_columns(
     server_infos: dict[str, Any],
     bytes_per_token: int | None,
 ) -> Any:
-    """The summary with memory, power, energy and KV columns joined per stage."""
+    """The summary with memory, power, energy, KV, prefix-cache and server-time columns
+    joined per stage."""
     pd = _deps.pandas()
     if not len(summary):
         return summary
     points = _points_by_target(frames.get("server_metrics"))
     kv_server = _server_kv(points, scrape_info, server_infos)
-    extra = [
-        {
-            **stage_telemetry(
-                row.to_dict(),
-                frames.get("gpu"),
-                kv_server.get(row["target"]),
-                bytes_per_token,
-            ),
-            "prefix_cache_hit_rate": prefix_cache.hit_rate(
-                points.get(row["target"]),
-                int(row["t_start_ns"]),
-                int(row["t_end_ns"]),
-                _next_start(summary, row),
-            ),
-            **server_times.stage_columns(
-                points.get(row["target"]),
-                int(row["t_start_ns"]),
-                int(row["t_end_ns"]),
-                _next_start(summary, row),
-            ),
-        }
-        for _, row in summary.iterrows()
-    ]
+    extra = []
+    for _, row in summary.iterrows():
+        # The scrapes of the stage's target, and the window they bound it by.
+        pts = points.get(row["target"])
+        t0, t1, after = int(row["t_start_ns"]), int(row["t_end_ns"]), _next_start(summary, row)
+        extra.append(
+            {
+                **stage_telemetry(
+                    row.to_dict(),
+                    frames.get("gpu"),
+                    kv_server.get(row["target"]),
+                    bytes_per_token,
+                ),
+                "prefix_cache_hit_rate": prefix_cache.hit_rate(pts, t0, t1, after),
+                **server_times.stage_columns(pts, t0, t1, after),
+            }
+        )
     cols = pd.DataFrame(extra, index=summary.index)
     return pd.concat([summary, cols], axis=1)
