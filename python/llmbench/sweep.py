@@ -249,7 +249,11 @@ def _finish(ran: list[tuple[_Call, dict[str, Any]]], plan: _SweepPlan) -> Result
     out_dir = plan.options.out_dir
     if out_dir is not None:
         try:
-            save_results(results, out_dir, report=plan.options.report)
+            # A stopped run saves its measurements and returns at once: drawing the plots
+            # and report.html takes seconds (most of a stop's time) and is a pure function
+            # of the files written, so it is left to the caller (`_interrupt_message`).
+            drawn = not manifest["interrupted"]
+            save_results(results, out_dir, plots=drawn, report=plan.options.report and drawn)
         except ResultsIOError as e:
             not_saved.append(str(e))
     if not_saved:
@@ -566,5 +570,11 @@ def _interrupt_message(results: Results, out_dir: str | Path | None) -> str:
     if results.manifest.get("not_saved"):
         where = f"; NOT all saved: {results.manifest['not_saved']}"
     else:
-        where = f"; saved to {out_dir}" if out_dir is not None else ""
+        where = (
+            f"; measurements saved to {out_dir} (plots and report.html not drawn, to stop at "
+            f"once: draw them with .results.save({str(out_dir)!r}) or `llmbench report "
+            f"{out_dir}`)"
+            if out_dir is not None
+            else ""
+        )
     return f"sweep interrupted: {n} completed requests kept in .results{where}"

@@ -130,6 +130,7 @@ INTERRUPTED_SWEEP = textwrap.dedent(
             llmbench.run_sweep(sim.target(), batch_sizes=[4, 8], requests_per_stage=10_000,
                                max_tokens=50, out_dir=sys.argv[1], progress=False)
         except llmbench.SweepInterrupted as stop:
+            print(stop, flush=True)
             print("kept", len(stop.results.requests), flush=True)
             sys.exit(3)
     """
@@ -160,6 +161,12 @@ def test_ctrl_c_cancels_promptly_and_keeps_every_completed_request(tmp_path):
     assert len(completed) == len(saved_ok) >= 4
     assert data["manifest"]["interrupted"] is True
     assert data["summary"][0]["interrupted"] is True
+    # The stop returned without drawing (that took most of a stop's time), and said how to
+    # draw them; drawing them from what was saved gives the whole run's files.
+    assert "llmbench report" in out
+    assert not (tmp_path / "report.html").exists() and not list(tmp_path.glob("*.png"))
+    written = llmbench.Results.load(tmp_path).save(tmp_path)
+    assert tmp_path / "report.html" in written and list(tmp_path.glob("*.png"))
 
 
 def test_cli_ctrl_c_exits_130_with_results(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core, _deps
-from .._core import InvalidArgumentError
+from .._core import InvalidArgumentError, ResultsIOError
 from ..baseline import BaselineServer
 from ..checks import writable_folder
 from ..errors import SweepInterrupted
@@ -222,9 +222,8 @@ def cmd_sweep(args: argparse.Namespace, study: bool) -> int:
             res = run_sweep(target, **kwargs)
     except SweepInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
-        if study:
-            write_study(stop.results, args.out, report=args.report)
         _print_summary(stop.results)
+        _draw_stopped(stop.results, args, study)
         return 130
     finally:
         if sim is not None:
@@ -237,6 +236,22 @@ def cmd_sweep(args: argparse.Namespace, study: bool) -> int:
     ) + (", report.html" if args.report else "")
     print(f"results written to {args.out}/ ({files})")
     return exit_code(res)
+
+
+def _draw_stopped(res: Results, args: argparse.Namespace, study: bool) -> None:
+    """Draw the plots and report of a stopped run: the sweep saved its measurements and
+    returned at once; on the command line the process is ending anyway, so the files a
+    whole run has are drawn here, and a second Ctrl-C skips them."""
+    print("drawing the plots and report (Ctrl-C again to skip)...", file=sys.stderr)
+    try:
+        if study:
+            write_study(res, args.out, report=args.report)
+        else:
+            res.save(args.out, report=args.report)
+    except ResultsIOError as e:
+        print(f"not drawn: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"skipped: draw them later with `llmbench report {args.out}`", file=sys.stderr)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
