@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import popen, run_cli
+from llmbench.report import charts
 from llmbench.report import data as report_data
 
 
@@ -471,3 +472,26 @@ def test_gpu_timeline_of_real_nvml_samples_is_bucketed_and_drawn(browser, tmp_pa
     assert series["mem_used_gib"].max() == pytest.approx(peak)
     p = check_page(browser, res.to_html(tmp_path / "gpu.html"))
     assert p.page.locator("#gpu .chart").count() == 2  # NVML memory, and the KV estimate
+
+
+def test_report_breaks_ttft_into_the_servers_queue_prefill_and_the_rest(browser, tmp_path):
+    # One slot for two clients: at batch 2 the TTFT doubles, and the bars say it queued.
+    with llmbench.SimServer(ttft_ms=20, itl_ms=2, max_batch=1) as sim:
+        res = _sweep(
+            sim.target(),
+            tmp_path,
+            batch_sizes=[1, 2],
+            warmup_requests=0,
+            cooldown_s=0.3,
+            server_metrics=50,
+        )
+    parts = charts.ttft_parts(res.summary)
+    keys = [k for k, _ in charts.TTFT_PARTS]
+    # The stacked parts add up to the client's mean TTFT of each stage.
+    np.testing.assert_allclose(
+        parts[keys].sum(axis=1), res.summary["ttft_mean_ms"].to_numpy(float), rtol=1e-9
+    )
+    by_batch = parts.set_index("x")
+    assert by_batch.loc[2, "queue"] > 20 > by_batch.loc[1, "queue"]
+    p = check_page(browser, res.to_html(tmp_path / "r.html"), [*SECTIONS, "breakdown"])
+    assert "Nothing to draw" not in p.page.locator("section#breakdown").inner_text()
