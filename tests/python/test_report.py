@@ -495,3 +495,29 @@ def test_report_breaks_ttft_into_the_servers_queue_prefill_and_the_rest(browser,
     assert by_batch.loc[2, "queue"] > 20 > by_batch.loc[1, "queue"]
     p = check_page(browser, res.to_html(tmp_path / "r.html"), [*SECTIONS, "breakdown"])
     assert "Nothing to draw" not in p.page.locator("section#breakdown").inner_text()
+
+
+def test_breakdown_chart_keeps_stages_at_the_same_load_apart_and_skips_servers_without_times():
+    from bokeh.embed import components
+
+    summary = pd.DataFrame(
+        {
+            "target": ["a", "a", "b"],
+            "stage": [0, 1, 0],
+            "batch_size": [4, 4, 4],
+            "ttft_mean_ms": [30.0, 31.0, 12.0],
+            "server_queue_mean_ms": [5.0, 6.0, np.nan],
+            "server_prefill_mean_ms": [20.0, 20.0, np.nan],
+            "server_ttft_mean_ms": [26.0, np.nan, np.nan],
+        }
+    )
+    parts = charts.ttft_parts(summary)
+    # Target b has no server times: no bar. Without the server's TTFT, its queue plus its
+    # prefill stands for it.
+    assert list(parts["target"]) == ["a", "a"]
+    assert parts["server_other"].tolist() == [1.0, 0.0]
+    assert parts["network_client"].tolist() == [4.0, 5.0]
+    fig = charts.breakdown_chart(summary)
+    assert len(set(fig.x_range.factors)) == 2
+    components(fig)  # Bokeh's own validation: duplicate factors would raise here
+    assert charts.breakdown_chart(summary.drop(columns=["server_queue_mean_ms"])) is None

@@ -404,6 +404,9 @@ def breakdown_chart(summary: Any) -> Any:
     models = _deps.require("bokeh.models", "bokeh")
     _, x_label, words = x_axis(summary)
     factors = [(t, f"{v:g}") for t, v in zip(parts["target"], parts["x"], strict=True)]
+    if len(set(factors)) < len(factors):
+        # Two stages at the same load (a ramp, a study): each keeps its own bar.
+        factors = [(t, f"{x} #{i}") for i, (t, x) in enumerate(factors)]
     data = {"stage": factors, **{k: parts[k].to_numpy(float) for k, _ in TTFT_PARTS}}
     p = _figure(
         f"Where the time to first token goes vs {words}",
