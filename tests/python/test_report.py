@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import popen, run_cli
+from llmbench.report import charts
 from llmbench.report import data as report_data
 
 
@@ -471,3 +472,52 @@ def test_gpu_timeline_of_real_nvml_samples_is_bucketed_and_drawn(browser, tmp_pa
     assert series["mem_used_gib"].max() == pytest.approx(peak)
     p = check_page(browser, res.to_html(tmp_path / "gpu.html"))
     assert p.page.locator("#gpu .chart").count() == 2  # NVML memory, and the KV estimate
+
+
+def test_report_breaks_ttft_into_the_servers_queue_prefill_and_the_rest(browser, tmp_path):
+    # One slot for two clients: at batch 2 the TTFT doubles, and the bars say it queued.
+    with llmbench.SimServer(ttft_ms=20, itl_ms=2, max_batch=1) as sim:
+        res = _sweep(
+            sim.target(),
+            tmp_path,
+            batch_sizes=[1, 2],
+            warmup_requests=0,
+            cooldown_s=0.3,
+            server_metrics=50,
+        )
+    parts = charts.ttft_parts(res.summary)
+    keys = [k for k, _ in charts.TTFT_PARTS]
+    # The stacked parts add up to the client's mean TTFT of each stage.
+    np.testing.assert_allclose(
+        parts[keys].sum(axis=1), res.summary["ttft_mean_ms"].to_numpy(float), rtol=1e-9
+    )
+    by_batch = parts.set_index("x")
+    assert by_batch.loc[2, "queue"] > 20 > by_batch.loc[1, "queue"]
+    p = check_page(browser, res.to_html(tmp_path / "r.html"), [*SECTIONS, "breakdown"])
+    assert "Nothing to draw" not in p.page.locator("section#breakdown").inner_text()
+
+
+def test_breakdown_chart_keeps_stages_at_the_same_load_apart_and_skips_servers_without_times():
+    from bokeh.embed import components
+
+    summary = pd.DataFrame(
+        {
+            "target": ["a", "a", "b"],
+            "stage": [0, 1, 0],
+            "batch_size": [4, 4, 4],
+            "ttft_mean_ms": [30.0, 31.0, 12.0],
+            "server_queue_mean_ms": [5.0, 6.0, np.nan],
+            "server_prefill_mean_ms": [20.0, 20.0, np.nan],
+            "server_ttft_mean_ms": [26.0, np.nan, np.nan],
+        }
+    )
+    parts = charts.ttft_parts(summary)
+    # Target b has no server times: no bar. Without the server's TTFT, its queue plus its
+    # prefill stands for it.
+    assert list(parts["target"]) == ["a", "a"]
+    assert parts["server_other"].tolist() == [1.0, 0.0]
+    assert parts["network_client"].tolist() == [4.0, 5.0]
+    fig = charts.breakdown_chart(summary)
+    assert len(set(fig.x_range.factors)) == 2
+    components(fig)  # Bokeh's own validation: duplicate factors would raise here
+    assert charts.breakdown_chart(summary.drop(columns=["server_queue_mean_ms"])) is None

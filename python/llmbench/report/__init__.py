@@ -104,6 +104,10 @@ def report_html(results: Results, title: str | None = None) -> str:
         f"summary_{k}": charts.summary_chart(summary, k) for k, *_ in charts.SUMMARY_CHARTS
     }
     sections.append(charted("charts", "Against load", against_load, _load_note()))
+    breakdown = {"breakdown_ttft": charts.breakdown_chart(summary)}
+    sections.append(
+        charted("breakdown", "Where the time to first token goes", breakdown, _breakdown_note())
+    )
     cdfs = data.latency_cdfs(requests, labels)
     distributions = {f"cdf_{c}": charts.cdf_chart(cdfs, c, label) for c, label in data.CDF_METRICS}
     sections.append(charted("latency", "Latency distributions", distributions, _cdf_note()))
@@ -434,6 +438,16 @@ def _load_note() -> str:
     return (
         '<p class="note">Closed loop: x is the batch size (requests kept in flight), on a log '
         "scale; open loop: the achieved request rate. Bands: the 95% interval over repeats.</p>"
+    )
+
+
+def _breakdown_note() -> str:
+    return (
+        "<p class=\"note\">Each stage's mean TTFT split by the server's own histograms "
+        "(its /metrics, differenced over the stage): time queued, prefill, the rest of the "
+        "server's own TTFT, and on top what the client saw beyond the server (the network "
+        "and the client). Drawn where the server exports queue and prefill times "
+        "(vLLM, llmbench's scripted server); docs/breakdown.md.</p>"
     )
 
 

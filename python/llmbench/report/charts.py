@@ -354,3 +354,77 @@ def kv_chart(kv: Any) -> Any:
         )
     _legend(p)
     return p
+
+
+#: The parts of a stage's mean TTFT the breakdown stacks, bottom first: (name, label).
+TTFT_PARTS = [
+    ("queue", "server queue"),
+    ("prefill", "server prefill"),
+    ("server_other", "server, other"),
+    ("network_client", "network and client"),
+]
+
+
+def ttft_parts(summary: Any) -> Any:
+    """Per stage with the server's queue and prefill times, its mean TTFT in `TTFT_PARTS`
+    (ms): the server's queue and prefill, the rest of the server's own TTFT, and what the
+    client saw beyond the server (`ttft_gap_ms`); None when no stage has them."""
+    need = ("server_queue_mean_ms", "server_prefill_mean_ms")
+    if not len(summary) or not all(c in summary for c in need):
+        return None
+    rows = summary[summary[list(need)].notna().all(axis=1)]
+    if not len(rows):
+        return None
+    x, _, _ = x_axis(rows)
+    queue = rows["server_queue_mean_ms"].to_numpy(float)
+    prefill = rows["server_prefill_mean_ms"].to_numpy(float)
+    server = rows.get("server_ttft_mean_ms")
+    server = server.to_numpy(float) if server is not None else queue + prefill
+    server = np.where(np.isnan(server), queue + prefill, server)
+    client = rows["ttft_mean_ms"].to_numpy(float)
+    pd = _deps.pandas()
+    return pd.DataFrame(
+        {
+            "target": rows["target"].astype(str).to_numpy(),
+            "x": rows[x].to_numpy(float),
+            "queue": queue,
+            "prefill": prefill,
+            "server_other": np.clip(server - queue - prefill, 0, None),
+            "network_client": np.clip(np.nan_to_num(client - server), 0, None),
+        }
+    )
+
+
+def breakdown_chart(summary: Any) -> Any:
+    """Where each stage's mean TTFT goes, as stacked bars against load: the server's own
+    queue and prefill, the rest of its TTFT, and the network and client on top."""
+    parts = ttft_parts(summary)
+    if parts is None:
+        return None
+    models = _deps.require("bokeh.models", "bokeh")
+    _, x_label, words = x_axis(summary)
+    factors = [(t, f"{v:g}") for t, v in zip(parts["target"], parts["x"], strict=True)]
+    if len(set(factors)) < len(factors):
+        # Two stages at the same load (a ramp, a study): each keeps its own bar.
+        factors = [(t, f"{x} #{i}") for i, (t, x) in enumerate(factors)]
+    data = {"stage": factors, **{k: parts[k].to_numpy(float) for k, _ in TTFT_PARTS}}
+    p = _figure(
+        f"Where the time to first token goes vs {words}",
+        x_label,
+        "mean TTFT (ms)",
+        x_range=models.FactorRange(*factors),
+    )
+    keys = [k for k, _ in TTFT_PARTS]
+    colors = list(colors_for(keys).values())
+    bars = p.vbar_stack(
+        keys,
+        x="stage",
+        width=0.8,
+        color=colors,
+        source=models.ColumnDataSource(data),
+        legend_label=[label for _, label in TTFT_PARTS],
+    )
+    tips = [("stage", "@stage"), *((label, f"@{k}{{0,0.[00]}} ms") for k, label in TTFT_PARTS)]
+    p.add_tools(models.HoverTool(renderers=bars, tooltips=tips))
+    _legend(p)
+    return p
