@@ -67,7 +67,13 @@ VLLM = "vllm==0.24.0"
 # xgrammar 0.2.6 and later want apache-tvm-ffi>=0.1.10 (0.2.9 calls its
 # `load_lib_module(extra_lib_paths=...)`, which 0.1.9 lacks: vLLM's import failed so on
 # the machine), while vLLM 0.24.0 pins apache-tvm-ffi==0.1.9; xgrammar 0.2.3 asks >=0.1.9.
-PINS = ["xgrammar==0.2.3"]
+PINS = ["xgrammar==0.2.3", "opentelemetry-api==1.45.2"]
+
+# The exact versions carried, written by the first `prepare` that resolved cleanly and
+# read as pins by every later one: a release of any dependency after that day cannot
+# change (or break, as opentelemetry-api 1.45.3 did) what reaches the machine.
+# `prepare --relock` resolves afresh and rewrites it.
+LOCK = BENCHES / "vllm_lock.txt"
 
 # Kernel packages vLLM 0.24.0 requires unconditionally but imports only on paths a LLaMA in
 # float16 on a Hopper GPU does not take (checked against its source: no top-level import on
@@ -114,7 +120,15 @@ STAGE_S = 15  # seconds per stage at most (transformers serve is slow at batch 1
 # ---- here -----------------------------------------------------------------------------
 
 
-def prepare(out: Path, part_mib: float, call_mib: float) -> None:
+def _locked() -> list[str]:
+    return [
+        line.strip()
+        for line in LOCK.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def prepare(out: Path, part_mib: float, call_mib: float, relock: bool = False) -> None:
     have_file = BENCHES / "gpu_machine_packages.txt"
     have = {
         ship_wheels.canonical(n.strip())
@@ -124,10 +138,20 @@ def prepare(out: Path, part_mib: float, call_mib: float) -> None:
         if n.strip()
     }
     leave_out = set(LEAVE_OUT)
-    kept, clashes = ship_wheels.closure([VLLM], have, out / "download", "3.12", PINS, leave_out)
+    locked = [] if relock or not LOCK.exists() else _locked()
+    pins = locked or PINS
+    kept, clashes = ship_wheels.closure([VLLM], have, out / "download", "3.12", pins, leave_out)
     if clashes:
         raise SystemExit("version clashes in the closure (add to PINS): " + "; ".join(clashes))
-    print(f"{len(kept)} wheels carried; left out: {sorted(leave_out)}")
+    print(f"{len(kept)} wheels carried ({'from ' + LOCK.name if locked else 'resolved'}); "
+          f"left out: {sorted(leave_out)}")
+    if not locked:
+        lines = sorted(f"{n}=={v}" for n, v in (ship_wheels.wheel_requirements(w)[:2] for w in kept))
+        LOCK.write_text(
+            "# The wheels benches/vllm_real.py carries for vllm==0.24.0 (name==version), "
+            "written by `prepare`; `prepare --relock` rewrites it.\n" + "\n".join(lines) + "\n"
+        )
+        print(f"wrote {LOCK}")
     site = out / "site"
     shutil.rmtree(site, ignore_errors=True)
     platforms = [a for p in ship_wheels.PLATFORMS for a in ("--platform", p)]
@@ -493,6 +517,7 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--part-mib", type=float, default=50.0)
     p.add_argument("--call-mib", type=float, default=55.0)
+    p.add_argument("--relock", action="store_true", help="resolve afresh, rewrite the lock")
     u = sub.add_parser("unpack", help="there: reassemble, verify, unpack, import check")
     u.add_argument("src", type=Path)
     u.add_argument("site", type=Path)
@@ -519,7 +544,7 @@ def main() -> None:
     if args.command == "report":
         report(args.tars, args.json, args.png)
     elif args.command == "prepare":
-        prepare(args.out, args.part_mib, args.call_mib)
+        prepare(args.out, args.part_mib, args.call_mib, args.relock)
     elif args.command == "unpack":
         unpack(args.src, args.site, check=not args.no_check)
     elif args.command == "smoke":

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::chunks::Chunks;
+pub use crate::protocol::decode::ServerTimes;
 
 /// Why a request failed. A fixed taxonomy so summaries can count failures by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -156,6 +157,11 @@ pub struct RequestRecord {
     pub n_out: u32,
     /// Where `n_out` came from.
     pub n_out_source: TokenSource,
+    /// The server's own queue, prefill and decode times of this request, where its answer
+    /// said them (vLLM's per-request `metrics`, llama.cpp's `timings`); each absent
+    /// otherwise.
+    #[serde(default)]
+    pub server_times: ServerTimes,
     /// The server's finish reason, as sent (`stop`, `length`, `eos_token`, ...).
     pub finish_reason: Option<String>,
     /// HTTP status of the response, when one arrived.

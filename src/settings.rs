@@ -87,6 +87,7 @@ pub fn defaults() -> Value {
         "gpu_sampler": SamplerConfig::default(),
         "slo": defaults_of::<Slo>(json!({})),
         "server_times": crate::telemetry::prom::SERVER_TIMES,
+        "server_counters": crate::telemetry::prom::SERVER_COUNTERS,
         "choices": {
             "api": names(&Api::ALL),
             "arrival": names(&Process::BY_NAME),

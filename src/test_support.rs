@@ -63,6 +63,7 @@ pub fn record(id: u64, stage: u32, warmup: bool, kind: Option<ErrorKind>) -> Req
         n_in_source: TokenSource::ServerUsage,
         n_out: 2,
         n_out_source: TokenSource::ServerUsage,
+        server_times: crate::record::ServerTimes::default(),
         finish_reason: Some("length".into()),
         http_status: Some(200),
         error_kind: kind,

@@ -221,8 +221,10 @@ class BaselineServer:
 
     def target(self, api: str = "completions", **kwargs: Any) -> Target:
         """An `OpenAI` target for this server; outputs forced to `max_tokens` (the baseline
-        honours vLLM's `ignore_eos`/`min_tokens`)."""
+        honours vLLM's `ignore_eos`/`min_tokens`), asking for the server's times of each
+        request (`include_metrics`, answered as vLLM does)."""
         kwargs.setdefault("force_output_len", "vllm")
+        kwargs.setdefault("include_metrics", True)
         return OpenAI(
             self.url,
             model=self.model,

@@ -59,16 +59,28 @@ COLUMNS = (
     "n_out_streamed",
     "n_chunks",
     "chunk_token_source",
+    "server_queue_ms",
+    "server_prefill_ms",
+    "server_decode_ms",
+    "ttft_rest_ms",
     "finish_reason",
 )
 
 _LATENCIES = ("ttft_ms", "ttft_sched_ms", "send_lag_ms", "e2e_ms", "e2e_sched_ms", "tpot_ms")
+_LATENCY_INPUTS = ("t_sched_ns", "t_sent_ns", "t_first_ns", "t_last_ns", "n_out")
+#: The server's own times of each request, where its answer said them (vLLM's per-request
+#: `metrics`, llama.cpp's `timings`, the built-in servers): stored in whole microseconds,
+#: shown in ms (NaN where the server gave none).
+_SERVER_TIMES = {f"server_{p}_ms": f"server_{p}_us" for p in ("queue", "prefill", "decode")}
 #: Stored columns each derived column is computed from (`repeat` is which file of the
-#: target's a row came from).
+#: target's a row came from). `ttft_rest_ms` is the client's TTFT less the server's queue
+#: and prefill: the network, the server's front end and the client.
 _DERIVED_FROM = {
     "repeat": (),
     "ok": ("error_kind",),
-    **{c: ("t_sched_ns", "t_sent_ns", "t_first_ns", "t_last_ns", "n_out") for c in _LATENCIES},
+    **{c: _LATENCY_INPUTS for c in _LATENCIES},
+    **{c: (stored,) for c, stored in _SERVER_TIMES.items()},
+    "ttft_rest_ms": (*_LATENCY_INPUTS, "server_queue_us", "server_prefill_us"),
 }
 #: Stored integer columns that may be missing (pandas' nullable Int64 in the frames).
 _NULLABLE_INT = (
@@ -79,10 +91,11 @@ _NULLABLE_INT = (
     "n_in",
     "conversation",
     "turn",
+    *_SERVER_TIMES.values(),
 )
 #: Stored columns files of earlier versions lack, read as missing everywhere (record file
-#: schema 2 added the conversation columns).
-_OPTIONAL = ("conversation", "turn")
+#: schema 2 added the conversation columns, 3 the server's times).
+_OPTIONAL = ("conversation", "turn", *_SERVER_TIMES.values())
 
 
 #: Rows per piece `RecordSource.pieces` hands out: memory bounded by a piece whatever the
@@ -410,7 +423,12 @@ def _with_derived(frame: Any, cols: Sequence[str]) -> Any:
     """`frame` with the derived columns of `cols` added, in the order of `cols`."""
     if "ok" in cols:
         frame["ok"] = frame["error_kind"].isna().to_numpy()
-    if any(c in _LATENCIES for c in cols):
+    server = {
+        c: frame[stored].to_numpy(dtype=np.float64, na_value=np.nan) / 1e3
+        for c, stored in _SERVER_TIMES.items()
+        if c in cols or (c != "server_decode_ms" and "ttft_rest_ms" in cols)
+    }
+    if any(c in _LATENCIES or c == "ttft_rest_ms" for c in cols):
         t = {c: frame[c].to_numpy(dtype=np.int64, na_value=-1) for c in ("t_first_ns", "t_last_ns")}
         latencies = _core.request_metrics(
             np.ascontiguousarray(frame["t_sched_ns"].to_numpy(), dtype=np.uint64),
@@ -422,6 +440,13 @@ def _with_derived(frame: Any, cols: Sequence[str]) -> Any:
         for c in _LATENCIES:
             if c in cols:
                 frame[c] = latencies[c]
+        if "ttft_rest_ms" in cols:
+            frame["ttft_rest_ms"] = (
+                latencies["ttft_ms"] - server["server_queue_ms"] - server["server_prefill_ms"]
+            )
+    for c in _SERVER_TIMES:
+        if c in cols:
+            frame[c] = server[c]
     return frame[list(cols)]
 
 

@@ -597,6 +597,9 @@ def _tidy_requests(df: Any) -> Any:
             if col in df.columns
             else pd.array([pd.NA] * len(df), dtype="Int64")
         )
+    for col in ("server_queue_ms", "server_prefill_ms", "server_decode_ms", "ttft_rest_ms"):
+        # Saved before the server's times were read (or null in JSON): not known.
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else float("nan")
     if "repeat" not in df.columns and "stage" in df.columns:
         # Saved before repeats existed: one run.
         df.insert(df.columns.get_loc("stage") + 1, "repeat", 0)

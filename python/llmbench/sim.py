@@ -128,9 +128,12 @@ class SimServer:
         return self._server.served
 
     def target(self, api: str = "chat", **kwargs: Any) -> Target:
-        """A target pointing at this server ("chat", "completions" or "tgi")."""
+        """A target pointing at this server ("chat", "completions" or "tgi"). The OpenAI
+        routes ask for the server's times of each request (`include_metrics`), which the
+        scripted server answers as vLLM does."""
         if api == "tgi":
             return TGI(self.url, name=kwargs.pop("name", "sim-tgi"), **kwargs)
+        kwargs.setdefault("include_metrics", True)
         return OpenAI(
             self.url,
             model=self.config.model,

@@ -64,6 +64,7 @@ class Target:
     temperature: float = TARGET["temperature"]
     include_usage: bool = TARGET["include_usage"]
     continuous_usage: bool = TARGET["continuous_usage"]
+    include_metrics: bool = TARGET["include_metrics"]
     timeouts: Timeouts = field(default_factory=Timeouts)
     verify_tls: bool = TARGET["verify_tls"]
     force_output_len: str | None = TARGET["force_output_len"]
@@ -102,6 +103,7 @@ class Target:
             "temperature": float(self.temperature),
             "include_usage": self.include_usage,
             "continuous_usage": self.continuous_usage,
+            "include_metrics": self.include_metrics,
             "timeouts": self.timeouts.to_spec(),
             "verify_tls": self.verify_tls,
             "force_output_len": self.force_output_len,
@@ -117,6 +119,7 @@ class Target:
             "extra_body": dict(self.extra_body),
             "temperature": self.temperature,
             "force_output_len": self.force_output_len,
+            "include_metrics": self.include_metrics,
             "api_key_set": self.api_key is not None,
         }
 
@@ -131,6 +134,11 @@ class OpenAI(Target):
     `{"generation_config": '{"min_new_tokens": 64}'}`.
     continuous_usage: ask for vLLM's per-chunk usage (exact per-chunk token counts); turn
     it off for servers that reject unknown `stream_options`.
+    include_metrics: ask for the server's own queue, prefill and decode times of each
+    request (vLLM's `include_metrics`, answered from 0.33 when the server runs with
+    `--enable-per-request-metrics`), read into `server_queue_ms`, `server_prefill_ms`
+    and `server_decode_ms` of every request. Off by default: servers that check their
+    fields (`transformers serve`) refuse it. llama.cpp sends its `timings` unasked.
     force_output_len: make every request generate exactly its `max_tokens`: "vllm"
     (`ignore_eos` + `min_tokens`) or "transformers" (`generation_config` min_new_tokens).
 

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::loadgen::prompts::PromptOrder;
 use crate::loadgen::{StageResult, SweepOutput};
 use crate::metrics::{Cell, Pricing, StageStats, Summary};
-use crate::record::{Chunks, ErrorKind, RequestRecord, TokenSource};
+use crate::record::{Chunks, ErrorKind, RequestRecord, ServerTimes, TokenSource};
 use crate::record_file::{RecordKeeper, RecordSink};
 
 /// The stage index warm-up batches draw their prompts under (no measured stage has it).
@@ -251,6 +251,17 @@ fn records_of(
                 n_in_source: TokenSource::Model,
                 n_out: row.tokens.len() as u32,
                 n_out_source: TokenSource::Model,
+                // The generator's own times: no queue in process (the batch starts when
+                // its requests are sent), prefill to the first token, decode after it.
+                server_times: ServerTimes {
+                    queue_us: Some(0),
+                    prefill_us: row.times.first().map(|&t| us_between(out.t_start, t)),
+                    decode_us: row
+                        .times
+                        .first()
+                        .zip(row.times.last())
+                        .map(|(&a, &b)| us_between(a, b)),
+                },
                 finish_reason: Some(row.finish.as_str().to_string()),
                 http_status: None,
                 error_kind: if cancelled {
@@ -330,4 +341,9 @@ fn add_baseline_columns(
     if let Some(used) = gpu_peak {
         put(summary, "gpu_mem_used_gib", gib(used as f64));
     }
+}
+
+/// Microseconds from `a` to `b` (ns on one clock), saturating.
+fn us_between(a: u64, b: u64) -> u32 {
+    u32::try_from(b.saturating_sub(a) / 1000).unwrap_or(u32::MAX)
 }

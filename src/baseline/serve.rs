@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::generate::{generate, BatchRequest, Finish, SamplingParams};
 use super::tokenizer::TextCodec;
 use super::{Baseline, ModelSpec};
+use crate::builtin_server::server_times::{Histograms, RequestTimes};
 use crate::builtin_server::{error_response, sse_response};
 use crate::error::{Error, Result};
 use crate::protocol::{openai, push_event, Protocol, DONE_EVENT};
@@ -59,6 +60,8 @@ fn default_max_tokens() -> usize {
 
 /// What the scheduler sends back to a request's handler.
 enum Event {
+    /// The request's batch started (its queue time ends here).
+    Scheduled,
     Token(u32),
     Done(Finish),
     Failed(String),
@@ -93,6 +96,8 @@ struct Stats {
     served: AtomicU64,
     generated_tokens: AtomicU64,
     kv_bytes: AtomicU64,
+    /// Finished streamed requests' queue, prefill and decode times, as vLLM's histograms.
+    times: Mutex<Histograms>,
 }
 
 /// A running baseline server.
@@ -244,6 +249,9 @@ fn schedule(
         if jobs.is_empty() {
             continue;
         }
+        for j in &jobs {
+            let _ = j.tx.send(Event::Scheduled);
+        }
         stats.running.store(n, Ordering::Relaxed);
         let req = BatchRequest {
             prompts: jobs.iter().map(|j| j.prompt.clone()).collect(),
@@ -339,6 +347,9 @@ async fn metrics(State(st): State<Arc<ServerState>>) -> String {
             v.load(Ordering::Relaxed)
         ));
     }
+    if let Ok(times) = s.times.lock() {
+        out.push_str(&times.render(&st.name));
+    }
     out
 }
 
@@ -359,6 +370,7 @@ struct Request {
     stream: bool,
     include_usage: bool,
     continuous_usage: bool,
+    include_metrics: bool,
 }
 
 type Rejection = (StatusCode, &'static str, String);
@@ -478,12 +490,14 @@ impl Request {
             stream: served.stream,
             include_usage: served.include_usage,
             continuous_usage: served.continuous_usage,
+            include_metrics: served.include_metrics,
         })
     }
 }
 
 /// Serve one chat (`chat`) or completions request.
 async fn handle(st: Arc<ServerState>, body: Value, chat: bool) -> Response {
+    let arrived = tokio::time::Instant::now();
     let plan = match Request::parse(&st, &body, chat) {
         Ok(p) => p,
         Err((status, kind, msg)) => return error_response(status, kind, msg),
@@ -516,7 +530,7 @@ async fn handle(st: Arc<ServerState>, body: Value, chat: bool) -> Response {
     }
     st.stats.waiting.fetch_add(1, Ordering::Relaxed);
     if plan.stream {
-        stream_response(st, plan, chat, id, rx)
+        stream_response(st, plan, chat, id, rx, arrived)
     } else {
         full_response(st, plan, chat, id, rx).await
     }
@@ -533,13 +547,15 @@ fn sse(v: &Value) -> Bytes {
 }
 
 /// Stream one event per token whose text is complete (a token that only starts a UTF-8
-/// sequence is sent with the next), then the finish, the usage and `[DONE]`.
+/// sequence is sent with the next), then the finish, the usage (with the request's times
+/// when asked, vLLM's `metrics`) and `[DONE]`.
 fn stream_response(
     st: Arc<ServerState>,
     plan: Request,
     chat: bool,
     id: String,
     mut rx: mpsc::UnboundedReceiver<Event>,
+    arrived: tokio::time::Instant,
 ) -> Response {
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Bytes>();
     tokio::spawn(async move {
@@ -552,13 +568,21 @@ fn stream_response(
         let mut text = st.codec.stream();
         let mut n_out = 0usize;
         let prompt = plan.prompt.len();
+        // When the batch started and when each token came out of the model.
+        let mut scheduled = None;
+        let mut token_times = Vec::new();
         if r.chat && out_tx.send(sse(&r.role_chunk())).is_err() {
             return;
         }
         while let Some(ev) = rx.recv().await {
             let (bytes, last) = match ev {
+                Event::Scheduled => {
+                    scheduled = Some(tokio::time::Instant::now());
+                    continue;
+                }
                 Event::Token(tok) => {
                     n_out += 1;
+                    token_times.push(tokio::time::Instant::now());
                     let piece = match text.push(tok) {
                         Ok(p) => p,
                         Err(e) => {
@@ -580,11 +604,19 @@ fn stream_response(
                     (sse(&c), false)
                 }
                 Event::Done(finish) => {
+                    let times = request_times(arrived, scheduled, &token_times);
+                    if let (Some(t), Ok(mut h)) = (&times, st.stats.times.lock()) {
+                        let gaps: Vec<_> = token_times.windows(2).map(|w| w[1] - w[0]).collect();
+                        h.observe(t, &gaps, prompt as u32, n_out as u32);
+                    }
                     let mut c = r.finish_chunk(finish.as_str());
                     let mut b = Vec::new();
                     if plan.include_usage {
                         push_event(&mut b, &c);
                         c = r.usage_chunk(usage(prompt, n_out));
+                        if let Some(t) = times.filter(|_| plan.include_metrics) {
+                            c["metrics"] = openai::metrics(&t.reported(), n_out as u32);
+                        }
                     } else {
                         // Usage on the final chunk, as TGI and transformers serve send it.
                         c["usage"] = usage(prompt, n_out);
@@ -610,6 +642,20 @@ fn stream_response(
     sse_response(Body::from_stream(stream))
 }
 
+/// A finished request's times: arrival, its batch's start, its first and last token.
+fn request_times(
+    arrived: tokio::time::Instant,
+    scheduled: Option<tokio::time::Instant>,
+    tokens: &[tokio::time::Instant],
+) -> Option<RequestTimes> {
+    Some(RequestTimes {
+        arrived,
+        admitted: scheduled?,
+        first: *tokens.first()?,
+        last: *tokens.last()?,
+    })
+}
+
 async fn full_response(
     st: Arc<ServerState>,
     plan: Request,
@@ -620,6 +666,7 @@ async fn full_response(
     let mut tokens = Vec::new();
     let finish = loop {
         match rx.recv().await {
+            Some(Event::Scheduled) => {}
             Some(Event::Token(t)) => tokens.push(t),
             Some(Event::Done(f)) => break f,
             Some(Event::Failed(m)) => {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::Api;
-use crate::protocol::decode::{Decoded, Usage};
+use crate::protocol::decode::{Decoded, ServerTimes, Usage};
 use crate::record::{ErrorKind, TokenSource};
 use crate::sse::SseEvent;
 use crate::tokens::TokenCounter;
@@ -40,6 +40,8 @@ pub struct Accumulator {
     /// Exact tokens seen before the first output event, owed to it.
     pending_tokens: u32,
     usage: Option<Usage>,
+    /// The server's own times of the request, from the last event that said them.
+    server_times: ServerTimes,
     finish_reason: Option<String>,
     done: bool,
     failure: Option<(ErrorKind, String)>,
@@ -59,6 +61,7 @@ impl Accumulator {
             cum_at_last_chunk: 0,
             pending_tokens: 0,
             usage: None,
+            server_times: ServerTimes::default(),
             finish_reason: None,
             done: false,
             failure: None,
@@ -114,6 +117,9 @@ impl Accumulator {
         }
         if let Some(u) = d.usage {
             self.usage = Some(u);
+        }
+        if let Some(t) = d.server_times {
+            self.server_times = t;
         }
         if d.finish_reason.is_some() {
             self.finish_reason = d.finish_reason;
@@ -238,6 +244,7 @@ impl Accumulator {
             n_out,
             n_out_source,
             n_in_server: self.usage.and_then(|u| u.prompt),
+            server_times: self.server_times,
             finish_reason: self.finish_reason,
             failure,
             answer: self.answer,
@@ -300,6 +307,8 @@ pub struct Outcome {
     pub n_out_source: TokenSource,
     /// Prompt tokens according to the server.
     pub n_in_server: Option<u32>,
+    /// The server's own times of the request, where it said them.
+    pub server_times: ServerTimes,
     /// Finish reason as sent.
     pub finish_reason: Option<String>,
     /// Failure kind and message.

@@ -78,6 +78,11 @@ pub struct TargetSpec {
     /// Ask for `stream_options.continuous_usage_stats` (exact per-chunk token counts).
     #[serde(default = "yes")]
     pub continuous_usage: bool,
+    /// Ask for the server's own times of each request (vLLM ≥ 0.33's `include_metrics`,
+    /// answered when it runs with `--enable-per-request-metrics`). Off by default: a
+    /// server that checks its fields (`transformers serve`) refuses the unknown one.
+    #[serde(default)]
+    pub include_metrics: bool,
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -143,6 +148,7 @@ impl TargetSpec {
                 temperature: self.temperature,
                 include_usage: self.include_usage,
                 continuous_usage: self.continuous_usage,
+                include_metrics: self.include_metrics,
                 force_output_len: self.force_output_len,
                 extra_body: &self.extra_body,
             },

@@ -467,6 +467,7 @@ fn build_record(
         n_in_source,
         n_out: outcome.n_out,
         n_out_source: outcome.n_out_source,
+        server_times: outcome.server_times,
         finish_reason: outcome.finish_reason,
         http_status,
         error_kind,

@@ -503,6 +503,7 @@ mod tests {
             n_in_source: TokenSource::ServerUsage,
             n_out,
             n_out_source: TokenSource::ServerUsage,
+            server_times: crate::record::ServerTimes::default(),
             finish_reason: Some("length".into()),
             http_status: Some(200),
             error_kind: None,

@@ -12,6 +12,35 @@ pub struct Usage {
     pub completion: Option<u32>,
 }
 
+/// The server's own times for one request, when its answer says them (vLLM's per-request
+/// `metrics`, llama.cpp's `timings`), in microseconds: whole numbers keep the record
+/// small and comparable, and a microsecond is finer than any server reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerTimes {
+    /// Waiting before the engine scheduled it (vLLM `queue_time_ms`; llama.cpp has none).
+    pub queue_us: Option<u32>,
+    /// Scheduled to first token (vLLM `time_to_first_token_ms`, which vLLM counts from
+    /// scheduling, not arrival; llama.cpp `prompt_ms`).
+    pub prefill_us: Option<u32>,
+    /// First token to last (vLLM `generation_time_ms`; llama.cpp `predicted_ms`).
+    pub decode_us: Option<u32>,
+}
+
+impl ServerTimes {
+    /// Whether the server said any of them.
+    pub fn any(&self) -> bool {
+        self.queue_us.is_some() || self.prefill_us.is_some() || self.decode_us.is_some()
+    }
+}
+
+/// Milliseconds as a server sends them (a JSON number), in whole microseconds; None for a
+/// missing, negative or non-finite value (never a made-up zero). Saturates at u32::MAX
+/// (71 minutes, longer than any request's total timeout).
+pub fn ms_to_us(ms: Option<f64>) -> Option<u32> {
+    let ms = ms.filter(|m| m.is_finite() && *m >= 0.0)?;
+    Some((ms * 1000.0).round().min(f64::from(u32::MAX)) as u32)
+}
+
 /// The benchmark-relevant content of one event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decoded {
@@ -35,6 +64,8 @@ pub struct Decoded {
     pub done: bool,
     /// TGI's final event (it carries `generated_text`); nothing follows it.
     pub final_event: bool,
+    /// The server's own times for the request, on the event that says them.
+    pub server_times: Option<ServerTimes>,
 }
 
 /// Pull a readable message out of an error payload of any known shape: a string (TGI

@@ -107,6 +107,9 @@ pub struct RequestSettings<'a> {
     pub include_usage: bool,
     /// Ask for vLLM's per-chunk usage (`continuous_usage_stats`).
     pub continuous_usage: bool,
+    /// Ask for the server's own times of the request (vLLM's `include_metrics`, answered
+    /// when the server runs with `--enable-per-request-metrics`).
+    pub include_metrics: bool,
     /// Force exactly `max_tokens` of output, the server's way.
     pub force_output_len: Option<ForceLen>,
     /// Fields merged into the body last (they win; TGI: into `parameters`).
@@ -130,6 +133,8 @@ pub struct ServedRequest<'a> {
     pub include_usage: bool,
     /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`).
     pub continuous_usage: bool,
+    /// vLLM's `include_metrics`: the server's times of the request on its usage chunk.
+    pub include_metrics: bool,
     /// Generate the whole budget (vLLM's `ignore_eos`; TGI's `parameters.ignore_eos`).
     pub ignore_eos: bool,
     /// TGI's `parameters.details`: the final event carries counts.
@@ -166,6 +171,10 @@ pub struct Answer<'a> {
     pub continuous_usage: bool,
     /// Counts on the final event (TGI `details`).
     pub details: bool,
+    /// The server's own times of the request, sent after the last chunk (vLLM's `metrics`
+    /// on the usage chunk) when given: only for a request that asked, and only in the
+    /// trailer, when they are known.
+    pub server_times: Option<decode::ServerTimes>,
 }
 
 /// The failures a built-in server reports, each in its protocol's own shape.
@@ -236,8 +245,9 @@ pub trait Protocol: Sync + std::fmt::Debug {
         finish: Option<&str>,
         text: &dyn Fn(u32, u32) -> String,
     );
-    /// Append what follows the last chunk (OpenAI: the usage chunk when asked and
-    /// `[DONE]`; TGI: nothing).
+    /// Append what follows the last chunk (OpenAI: the usage chunk when asked, with the
+    /// answer's `server_times` as vLLM's `metrics`, and `[DONE]`; TGI: nothing, its
+    /// stream has no place for them).
     fn push_trailer(&self, out: &mut Vec<u8>, answer: &Answer);
     /// The body of an error: an HTTP error's, or an in-band error event's data.
     fn error_body(&self, message: &str, failure: Failure) -> Value;
@@ -273,6 +283,7 @@ mod round_trip_tests {
             include_usage: true,
             continuous_usage: false,
             details: true,
+            server_times: None,
         }
     }
 
@@ -339,6 +350,7 @@ mod round_trip_tests {
             temperature: 0.0,
             include_usage: true,
             continuous_usage: true,
+            include_metrics: true,
             force_output_len: None,
             extra_body: &extra,
         };
@@ -351,6 +363,33 @@ mod round_trip_tests {
             assert!(r.prompt.to_string().contains("hello there"), "{api:?}");
             assert_eq!(r.model.is_some(), p.needs_model(), "{api:?}");
             assert!(p.endpoint("http://h:1").ends_with(p.route()), "{api:?}");
+            // Only the OpenAI routes can carry the server's times (TGI's stream has none).
+            assert_eq!(r.include_metrics, api != Api::Tgi, "{api:?}");
+        }
+    }
+
+    #[test]
+    fn the_server_times_a_built_in_server_sends_decode_to_the_same_times() {
+        let times = decode::ServerTimes {
+            queue_us: Some(31_500),
+            prefill_us: Some(20_250),
+            decode_us: Some(7_001),
+        };
+        let text = |_: u32, k: u32| " a".repeat(k as usize);
+        for api in Api::ALL {
+            let p = api.protocol();
+            let mut out = Vec::new();
+            let a = answer(2);
+            p.push_chunk(&mut out, &a, 0, 0, 2, Some("length"), &text);
+            p.push_trailer(
+                &mut out,
+                &Answer {
+                    server_times: Some(times),
+                    ..a
+                },
+            );
+            let got = decoded(api, &out).iter().rev().find_map(|e| e.server_times);
+            assert_eq!(got, (api != Api::Tgi).then_some(times), "{api:?}");
         }
     }
 }

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::decode::{done, error_message, parse_event, Decoded, Usage};
+use super::decode::{done, error_message, ms_to_us, parse_event, Decoded, ServerTimes, Usage};
 use super::{push_event, Answer, Failure, Message, Protocol, ServedRequest, DONE_EVENT};
 use crate::record::TokenSource;
 
@@ -70,6 +70,9 @@ pub fn request_body(
         }
         None => {}
     }
+    if s.include_metrics {
+        body["include_metrics"] = json!(true);
+    }
     if s.include_usage {
         let mut opts = Map::new();
         opts.insert("include_usage".into(), json!(true));
@@ -84,6 +87,20 @@ pub fn request_body(
         }
     }
     body
+}
+
+/// vLLM's per-request `metrics` object for `times` (its field names; milliseconds; its
+/// `mean_itl_ms` is the decode time over the gaps between `n_out` tokens).
+pub fn metrics(times: &ServerTimes, n_out: u32) -> Value {
+    let ms = |us: Option<u32>| us.map(|u| f64::from(u) / 1000.0);
+    let decode = ms(times.decode_us);
+    let gaps = n_out.saturating_sub(1);
+    json!({
+        "time_to_first_token_ms": ms(times.prefill_us),
+        "generation_time_ms": decode,
+        "queue_time_ms": ms(times.queue_us),
+        "mean_itl_ms": decode.filter(|_| gaps > 0).map(|d| d / f64::from(gaps)),
+    })
 }
 
 /// A usage block, in vLLM's key order.
@@ -192,6 +209,35 @@ struct Chunk<'a> {
     object: Option<Cow<'a, str>>,
     #[serde(default)]
     message: Option<serde_json::Value>,
+    /// vLLM's per-request times (0.33: on the final usage chunk, asked for with
+    /// `include_metrics` when the server runs with `--enable-per-request-metrics`). Read
+    /// loosely (a `Value`): an odd field there must not fail a request that streamed well.
+    #[serde(default)]
+    metrics: Option<Value>,
+    /// llama.cpp's per-request times (on its finishing chunk, always sent).
+    #[serde(default)]
+    timings: Option<Value>,
+}
+
+impl Chunk<'_> {
+    /// The server's times on this chunk, from whichever server's block it carries.
+    fn server_times(&self) -> Option<ServerTimes> {
+        let field = |block: &Value, k: &str| ms_to_us(block.get(k).and_then(Value::as_f64));
+        let times = match (&self.metrics, &self.timings) {
+            (Some(m), _) if m.is_object() => ServerTimes {
+                queue_us: field(m, "queue_time_ms"),
+                prefill_us: field(m, "time_to_first_token_ms"),
+                decode_us: field(m, "generation_time_ms"),
+            },
+            (_, Some(t)) => ServerTimes {
+                queue_us: None,
+                prefill_us: field(t, "prompt_ms"),
+                decode_us: field(t, "predicted_ms"),
+            },
+            _ => return None,
+        };
+        times.any().then_some(times)
+    }
 }
 
 #[derive(Deserialize)]
@@ -245,6 +291,7 @@ pub fn decode(data: &str) -> Result<Decoded, String> {
         );
         return Ok(out);
     }
+    out.server_times = chunk.server_times();
     let choices = chunk.choices.unwrap_or_default();
     for choice in &choices {
         if let Some(delta) = &choice.delta {
@@ -360,6 +407,45 @@ mod tests {
     }
 
     #[test]
+    fn the_server_times_of_vllm_metrics_and_llama_cpp_timings_are_read() {
+        // vLLM 0.33's `metrics` on the final usage chunk; its TTFT counts from scheduling,
+        // so it is the prefill. llama.cpp's `timings` on its finishing chunk: no queue.
+        for (name, want) in [
+            (
+                "vllm_0_33_chat_stream_metrics.sse",
+                ServerTimes {
+                    queue_us: Some(12_750),
+                    prefill_us: Some(41_250),
+                    decode_us: Some(36_500),
+                },
+            ),
+            (
+                "llamacpp_chat_stream.sse",
+                ServerTimes {
+                    queue_us: None,
+                    prefill_us: Some(18_512),
+                    decode_us: Some(52_004),
+                },
+            ),
+        ] {
+            let d = decode_fixture(name);
+            let times: Vec<_> = d.iter().filter_map(|e| e.server_times).collect();
+            assert_eq!(times, [want], "{name}");
+            assert_eq!(text_of(&d), "Deep learning is a subset of", "{name}");
+        }
+        // A block of nulls, negatives or non-numbers says nothing (never a made-up zero).
+        let d = decode(
+            r#"{"choices":[],"usage":{"completion_tokens":1},
+                "metrics":{"queue_time_ms":null,"time_to_first_token_ms":-1,
+                           "generation_time_ms":"soon"}}"#,
+        )
+        .expect("decodes");
+        assert_eq!(d.server_times, None);
+        assert_eq!(ms_to_us(Some(f64::NAN)), None);
+        assert_eq!(ms_to_us(Some(1e12)), Some(u32::MAX));
+    }
+
+    #[test]
     fn every_openai_fixture_decodes() {
         for name in [
             "vllm_chat_stream.sse",
@@ -372,6 +458,8 @@ mod tests {
             "vllm_0_24_chat_stream_continuous_usage.sse",
             "vllm_0_24_completions_stream.sse",
             "vllm_0_24_completions_stream_continuous_usage.sse",
+            "vllm_0_33_chat_stream_metrics.sse",
+            "llamacpp_chat_stream.sse",
             "tgi_chat_stream.sse",
             "tgi_chat_stream_no_usage.sse",
             "tgi_completions_stream.sse",
@@ -486,6 +574,7 @@ fn served_request<'a>(body: &'a Value, prompt_field: &str) -> Result<ServedReque
         stream,
         include_usage: flag("include_usage"),
         continuous_usage: flag("include_usage") && flag("continuous_usage_stats"),
+        include_metrics: body.get("include_metrics").and_then(Value::as_bool) == Some(true),
         ignore_eos: body.get("ignore_eos").and_then(Value::as_bool) == Some(true),
         details: false,
     })
@@ -602,7 +691,11 @@ impl Protocol for OpenAi {
     fn push_trailer(&self, out: &mut Vec<u8>, a: &Answer) {
         if a.include_usage {
             let u = usage(u64::from(a.n_in), u64::from(a.n_out));
-            push_event(out, &self.response(a).usage_chunk(u));
+            let mut chunk = self.response(a).usage_chunk(u);
+            if let Some(t) = &a.server_times {
+                chunk["metrics"] = metrics(t, a.n_out);
+            }
+            push_event(out, &chunk);
         }
         out.extend_from_slice(DONE_EVENT);
     }

@@ -123,6 +123,7 @@ impl Protocol for Native {
             stream: true,
             include_usage: false,
             continuous_usage: false,
+            include_metrics: false,
             ignore_eos: flag("ignore_eos"),
             details: flag("details"),
         })

@@ -15,11 +15,12 @@ use serde::de::{Deserialize, IntoDeserializer};
 
 #[cfg(test)]
 use crate::record::TokenSource;
-use crate::record::{Chunks, ErrorKind, RequestRecord};
+use crate::record::{Chunks, ErrorKind, RequestRecord, ServerTimes};
 
 /// Bumped when a column is added or changes meaning or type; written into the schema's
-/// metadata. 2 added `conversation` and `turn` (read as absent from version 1 files).
-pub const SCHEMA_VERSION: &str = "2";
+/// metadata. 2 added `conversation` and `turn`; 3 added `server_queue_us`,
+/// `server_prefill_us` and `server_decode_us` (each read as absent from older files).
+pub const SCHEMA_VERSION: &str = "3";
 
 fn list_of(item: DataType) -> DataType {
     // The item field as `ListBuilder` makes it, so built batches match the schema.
@@ -52,6 +53,9 @@ pub fn schema() -> SchemaRef {
         f("n_out_streamed", UInt32, false),
         f("n_chunks", UInt32, false),
         f("chunk_token_source", Utf8, false),
+        f("server_queue_us", UInt32, true),
+        f("server_prefill_us", UInt32, true),
+        f("server_decode_us", UInt32, true),
         f("finish_reason", Utf8, true),
         f("http_status", UInt16, true),
         f("error_kind", Utf8, true),
@@ -100,6 +104,9 @@ pub struct RecordColumns {
     n_out_streamed: UInt32Builder,
     n_chunks: UInt32Builder,
     chunk_token_source: StringBuilder,
+    server_queue: UInt32Builder,
+    server_prefill: UInt32Builder,
+    server_decode: UInt32Builder,
     finish_reason: StringBuilder,
     http_status: UInt16Builder,
     error_kind: StringBuilder,
@@ -132,6 +139,9 @@ impl Default for RecordColumns {
             n_out_streamed: UInt32Builder::new(),
             n_chunks: UInt32Builder::new(),
             chunk_token_source: StringBuilder::new(),
+            server_queue: UInt32Builder::new(),
+            server_prefill: UInt32Builder::new(),
+            server_decode: UInt32Builder::new(),
             finish_reason: StringBuilder::new(),
             http_status: UInt16Builder::new(),
             error_kind: StringBuilder::new(),
@@ -177,6 +187,9 @@ impl RecordColumns {
         self.n_chunks.append_value(r.chunks.len() as u32);
         self.chunk_token_source
             .append_value(r.chunk_token_source.as_str());
+        self.server_queue.append_option(r.server_times.queue_us);
+        self.server_prefill.append_option(r.server_times.prefill_us);
+        self.server_decode.append_option(r.server_times.decode_us);
         self.finish_reason.append_option(r.finish_reason.as_deref());
         self.http_status.append_option(r.http_status);
         self.error_kind
@@ -218,6 +231,9 @@ impl RecordColumns {
             Arc::new(self.n_out_streamed.finish()),
             Arc::new(self.n_chunks.finish()),
             Arc::new(self.chunk_token_source.finish()),
+            Arc::new(self.server_queue.finish()),
+            Arc::new(self.server_prefill.finish()),
+            Arc::new(self.server_decode.finish()),
             Arc::new(self.finish_reason.finish()),
             Arc::new(self.http_status.finish()),
             Arc::new(self.error_kind.finish()),
@@ -279,6 +295,17 @@ pub fn records_of_batch(batch: &RecordBatch) -> Result<Vec<RequestRecord>, Strin
     let turn = batch
         .column_by_name("turn")
         .and_then(|c| c.as_primitive_opt::<UInt32Type>());
+    // Files written before the server's times (version < 3) have none: each absent.
+    let server_time = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+    };
+    let (queue, prefill, decode) = (
+        server_time("server_queue_us"),
+        server_time("server_prefill_us"),
+        server_time("server_decode_us"),
+    );
     let t_sched = prim!("t_sched_ns", UInt64Type);
     let t_sent = prim!("t_sent_ns", UInt64Type);
     let t_headers = prim!("t_headers_ns", UInt64Type);
@@ -299,6 +326,9 @@ pub fn records_of_batch(batch: &RecordBatch) -> Result<Vec<RequestRecord>, Strin
         .as_list_opt::<i32>()
         .ok_or("column \"chunk_tokens\" is not a list")?;
     let opt_u64 = |a: &arrow_array::UInt64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
+    let opt_u32 = |a: Option<&arrow_array::UInt32Array>, i: usize| {
+        a.and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
+    };
     let opt_text =
         |a: &arrow_array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
     let mut out = Vec::with_capacity(batch.num_rows());
@@ -335,6 +365,11 @@ pub fn records_of_batch(batch: &RecordBatch) -> Result<Vec<RequestRecord>, Strin
             n_in_source: named("token source", n_in_source.value(i))?,
             n_out: n_out.value(i),
             n_out_source: named("token source", n_out_source.value(i))?,
+            server_times: ServerTimes {
+                queue_us: opt_u32(queue, i),
+                prefill_us: opt_u32(prefill, i),
+                decode_us: opt_u32(decode, i),
+            },
             finish_reason: opt_text(finish_reason, i),
             http_status: (!http_status.is_null(i)).then(|| http_status.value(i)),
             error_kind: opt_text(error_kind, i)

@@ -53,6 +53,7 @@ pub fn write_speed(path: &Path, records: u64, tokens: u32) -> Result<WriteSpeed>
                 n_in_source: TokenSource::ServerUsage,
                 n_out: tokens,
                 n_out_source: TokenSource::ServerUsage,
+                server_times: crate::record::ServerTimes::default(),
                 finish_reason: Some("length".into()),
                 http_status: Some(200),
                 error_kind: None,

@@ -75,6 +75,7 @@ fn any_record() -> impl Strategy<Value = RequestRecord> {
                 n_in_source: SOURCES[s1],
                 n_out,
                 n_out_source: SOURCES[s2],
+                server_times: crate::record::ServerTimes::default(),
                 finish_reason,
                 http_status,
                 error_kind: kind.map(|k| ErrorKind::ALL[k]),

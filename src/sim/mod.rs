@@ -21,7 +21,6 @@
 pub mod faults;
 mod prefix_cache;
 mod protocol;
-mod server_times;
 mod truth;
 
 use std::convert::Infallible;
@@ -40,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::builtin_server::server_times::{Histograms, RequestTimes};
 use crate::builtin_server::{error_response, sse_response};
 use crate::error::{Error, Result};
 use crate::protocol::Api;
@@ -198,7 +198,7 @@ struct SimState {
     /// The prefix cache, when configured.
     prefix: Option<std::sync::Mutex<prefix_cache::PrefixCache>>,
     /// Finished requests' queue, prefill and decode times (`/metrics`).
-    times: std::sync::Mutex<server_times::ServerTimes>,
+    times: std::sync::Mutex<Histograms>,
 }
 
 /// Decrements the running count when a stream ends, however it ends.
@@ -505,6 +505,7 @@ pub fn stream_bytes(api: Api, n_tokens: u32) -> Vec<u8> {
             temperature: 0.0,
             include_usage: true,
             continuous_usage: false,
+            include_metrics: false,
             force_output_len: None,
             extra_body: &serde_json::Map::new(),
         },
@@ -519,7 +520,7 @@ pub fn stream_bytes(api: Api, n_tokens: u32) -> Vec<u8> {
     for i in 0..plan.n_out {
         out.extend_from_slice(&plan.chunk_bytes(0, i, i, 1));
     }
-    out.extend_from_slice(&plan.trailer_bytes(0));
+    out.extend_from_slice(&plan.trailer_bytes(0, None));
     out
 }
 
@@ -615,20 +616,24 @@ async fn produce(
     if fault == Some(Fault::NoFinish) {
         return;
     }
-    let _ = tx.send((plan.trailer_bytes(st.created), 0)).await;
     // A request the server finished (as vLLM counts them: the faults that cut a stream
-    // returned above).
-    if let (Some(first), Some(last)) = (left.first(), left.last()) {
-        let gaps: Vec<_> = left.windows(2).map(|w| w[1] - w[0]).collect();
-        let t = server_times::RequestTimes {
-            arrived,
-            admitted,
-            first: *first,
-            last: *last,
-        };
-        if let Ok(mut times) = st.times.lock() {
-            times.observe(&t, &gaps);
-        }
+    // returned above): its times go on its usage chunk and into the histograms.
+    let (Some(first), Some(last)) = (left.first(), left.last()) else {
+        let _ = tx.send((plan.trailer_bytes(st.created, None), 0)).await;
+        return;
+    };
+    let t = RequestTimes {
+        arrived,
+        admitted,
+        first: *first,
+        last: *last,
+    };
+    let _ = tx
+        .send((plan.trailer_bytes(st.created, Some(t.reported())), 0))
+        .await;
+    let gaps: Vec<_> = left.windows(2).map(|w| w[1] - w[0]).collect();
+    if let Ok(mut times) = st.times.lock() {
+        times.observe(&t, &gaps, plan.n_in, plan.n_out);
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::faults::Fault;
 use super::SimConfig;
+use crate::protocol::decode::ServerTimes;
 use crate::protocol::{Answer, Api, Failure, Protocol, ServedRequest};
 
 /// The words the scripted model "generates", in turn. Each is one token.
@@ -49,6 +50,8 @@ pub struct ResponsePlan {
     finish_reason: &'static str,
     include_usage: bool,
     continuous_usage: bool,
+    /// The request asked for the server's times (vLLM's `include_metrics`).
+    pub include_metrics: bool,
     details: bool,
     model: String,
     id: String,
@@ -133,6 +136,7 @@ impl ResponsePlan {
             finish_reason,
             include_usage: served.include_usage,
             continuous_usage: served.continuous_usage,
+            include_metrics: served.include_metrics,
             details: served.details,
             model,
             id: format!("sim-{:016x}", rand::random::<u64>()),
@@ -160,6 +164,7 @@ impl ResponsePlan {
             include_usage: self.include_usage,
             continuous_usage: self.continuous_usage,
             details: self.details,
+            server_times: None,
         }
     }
 
@@ -182,9 +187,14 @@ impl ResponsePlan {
     }
 
     /// What follows the last chunk: usage chunk and `[DONE]` (OpenAI), nothing (TGI).
-    pub fn trailer_bytes(&self, created: u64) -> Bytes {
+    /// The server's `times` ride on the usage chunk when the request asked for them.
+    pub fn trailer_bytes(&self, created: u64, times: Option<ServerTimes>) -> Bytes {
         let mut out = Vec::new();
-        self.protocol.push_trailer(&mut out, &self.answer(created));
+        let answer = Answer {
+            server_times: times.filter(|_| self.include_metrics),
+            ..self.answer(created)
+        };
+        self.protocol.push_trailer(&mut out, &answer);
         Bytes::from(out)
     }
 

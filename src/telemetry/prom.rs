@@ -99,21 +99,18 @@ pub fn parse(text: &str) -> Vec<PromSample> {
     text.lines().filter_map(parse_line).collect()
 }
 
-/// The series kept from each scrape. Gauges of a fraction are averaged over label sets
-/// (one per engine under data parallelism); everything else is summed.
+/// The series kept from each scrape besides `SERVER_COUNTERS` and `SERVER_TIMES`. Gauges
+/// of a fraction are averaged over label sets (one per engine under data parallelism);
+/// everything else is summed.
 pub const KEPT_SERIES: &[&str] = &[
     // vLLM V1 (and names shared with V0)
     "vllm:kv_cache_usage_perc",
     "vllm:num_requests_running",
-    "vllm:num_requests_waiting",
-    "vllm:num_preemptions_total",
     "vllm:prefix_cache_queries_total",
     "vllm:prefix_cache_hits_total",
     // their names before vLLM 0.9
     "vllm:gpu_prefix_cache_queries_total",
     "vllm:gpu_prefix_cache_hits_total",
-    "vllm:prompt_tokens_total",
-    "vllm:generation_tokens_total",
     "vllm:request_success_total",
     // vLLM V0 only
     "vllm:gpu_cache_usage_perc",
@@ -124,18 +121,13 @@ pub const KEPT_SERIES: &[&str] = &[
     "tgi_batch_current_size",
     "tgi_batch_current_max_tokens",
     "tgi_batch_max_total_tokens",
-    "tgi_queue_size",
     "tgi_request_success",
     "tgi_request_failure",
-    "tgi_request_generated_tokens_sum",
-    "tgi_request_input_length_sum",
     // llmbench's scripted server
     "llmbench_sim_running",
-    "llmbench_sim_waiting",
     "llmbench_sim_served_total",
     // llmbench's baseline server (its KV cache in exact bytes)
     "llmbench_baseline_running",
-    "llmbench_baseline_waiting",
     "llmbench_baseline_batches_total",
     "llmbench_baseline_served_total",
     "llmbench_baseline_kv_cache_bytes",
@@ -192,7 +184,77 @@ pub const SERVER_TIMES: &[(&str, &[&str])] = &[
         ],
     ),
     ("step_tokens", &["vllm:iteration_tokens_total"]),
+    // Tokens of each finished request: the server's count, beside the client's.
+    (
+        "request_out_tokens",
+        &[
+            "vllm:request_generation_tokens",
+            "tgi_request_generated_tokens",
+            "sglang:generation_tokens_histogram",
+        ],
+    ),
+    (
+        "request_in_tokens",
+        &["vllm:request_prompt_tokens", "tgi_request_input_length"],
+    ),
 ];
+
+/// The server's own counters and gauges beside its request times: what each counts, then
+/// its names by server, newest first (a server exports one). Kept from every scrape and
+/// differenced over each stage (`python/llmbench/columns/server_times.py`, through
+/// `_core.settings()`), or, for the gauges `waiting`, `llamacpp_busy` and
+/// `llamacpp_deferred`, their peak over the stage. The one table of these names; by server
+/// and version in `tests/fixtures/README.md`.
+pub const SERVER_COUNTERS: &[(&str, &[&str])] = &[
+    (
+        "generated_tokens",
+        &[
+            "vllm:generation_tokens_total",
+            "tgi_request_generated_tokens_sum",
+            "llamacpp:tokens_predicted_total",
+            "sglang:generation_tokens_total",
+        ],
+    ),
+    (
+        "prompt_tokens",
+        &[
+            "vllm:prompt_tokens_total",
+            "tgi_request_input_length_sum",
+            "llamacpp:prompt_tokens_total",
+            "sglang:prompt_tokens_total",
+        ],
+    ),
+    ("preemptions", &["vllm:num_preemptions_total"]),
+    (
+        "waiting",
+        &[
+            "vllm:num_requests_waiting",
+            "tgi_queue_size",
+            "sglang:num_queue_reqs",
+            "llmbench_sim_waiting",
+            "llmbench_baseline_waiting",
+        ],
+    ),
+    // Speculative decoding (vLLM V1, with a draft model or method configured).
+    ("spec_drafts", &["vllm:spec_decode_num_drafts_total"]),
+    ("spec_draft_tokens", &["vllm:spec_decode_num_draft_tokens_total"]),
+    (
+        "spec_accepted_tokens",
+        &["vllm:spec_decode_num_accepted_tokens_total"],
+    ),
+    // llama.cpp's server (`--metrics`): its time is counters of seconds, not histograms.
+    ("prompt_seconds", &["llamacpp:prompt_seconds_total"]),
+    ("predicted_seconds", &["llamacpp:tokens_predicted_seconds_total"]),
+    ("llamacpp_busy", &["llamacpp:requests_processing"]),
+    ("llamacpp_deferred", &["llamacpp:requests_deferred"]),
+];
+
+/// Whether `name` is one of `SERVER_COUNTERS`.
+fn server_counter(name: &str) -> bool {
+    SERVER_COUNTERS
+        .iter()
+        .any(|(_, names)| names.contains(&name))
+}
 
 /// The histogram family of a `_bucket`, `_sum` or `_count` sample named `name`, when it
 /// is one of `SERVER_TIMES`, with the suffix.
@@ -243,8 +305,7 @@ pub fn reduce(
                 Some(format!("{family}_bucket:{le}"))
             }
             Some(_) => Some(s.name.clone()),
-            None => KEPT_SERIES
-                .contains(&s.name.as_str())
+            None => (KEPT_SERIES.contains(&s.name.as_str()) || server_counter(&s.name))
                 .then(|| s.name.clone()),
         };
         if let Some(key) = key {
@@ -441,13 +502,13 @@ mod tests {
                 }
             }
             assert!(families >= 4, "{fixture}: {families} families");
-            // Histograms outside the table (HTTP latency, prompt lengths) stay out.
+            // Histograms outside the table (HTTP latency, the max_tokens asked) stay out.
             assert!(!values
                 .keys()
                 .any(|k| k.starts_with("http_request_duration")));
             assert!(!values
                 .keys()
-                .any(|k| k.starts_with("vllm:request_prompt_tokens")));
+                .any(|k| k.starts_with("vllm:request_params_max_tokens")));
         }
         let (v, _) = reduce(&parse_every_line("vllm_0_24_metrics.txt"));
         assert_eq!(v["vllm:request_queue_time_seconds_bucket:0.3"], 1030.0);

@@ -105,6 +105,7 @@ def _make_target(
             extra_body=args.extra_body,
             temperature=args.temperature,
             continuous_usage=not args.no_continuous_usage,
+            include_metrics=args.include_metrics,
             timeouts=timeouts,
             force_output_len=args.force_output_len,
             api_key=_api_key(args),

@@ -106,6 +106,12 @@ def _add_target_options(m: argparse.ArgumentParser) -> None:
         help="do not ask for per-chunk usage (for servers that reject it)",
     )
     m.add_argument(
+        "--include-metrics",
+        action="store_true",
+        help="ask for the server's own queue/prefill/decode times of each request (vLLM "
+        ">= 0.33 run with --enable-per-request-metrics)",
+    )
+    m.add_argument(
         "--timeout",
         type=float,
         default=Timeouts.total,

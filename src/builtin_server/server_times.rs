@@ -1,7 +1,9 @@
-//! The scripted server's own account of each request's time, exported on `/metrics` under
-//! vLLM's histogram names (queue, prefill, decode, inference, TTFT, ITL, end to end), so
-//! the per-stage breakdown (`python/llmbench/columns/server_times.py`) is tested against a
-//! server whose times are scripted. The definitions are vLLM's: queue from arrival to
+//! A built-in server's own account of each request's time (the scripted server's and the
+//! baseline's), exported on `/metrics` under vLLM's histogram names (queue, prefill,
+//! decode, inference, TTFT, ITL, end to end) and sent per request as vLLM's `metrics`
+//! object, so the breakdown (`python/llmbench/columns/server_times.py`, per stage, and the
+//! per-request columns) is tested against servers whose times are known (the scripted
+//! server's are scripted). The definitions are vLLM's: queue from arrival to
 //! admission, prefill from admission to the first token, decode from the first token to
 //! the last, inference the two together. A token's time is when its chunk is handed to
 //! the connection.
@@ -16,28 +18,44 @@ pub const BUCKETS_S: &[f64] = &[
     0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// One histogram: counts per bucket (not cumulative), sum and count.
+/// Bucket bounds of the token-count histograms (vLLM's are 1, 2, 5, 10, ... up to the
+/// context length; powers of two serve the same reading).
+pub const BUCKETS_TOKENS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+    16384.0, 32768.0,
+];
+
+/// One histogram: counts per bucket of `bounds` (not cumulative), sum and count.
 #[derive(Debug, Clone)]
 struct Histogram {
+    bounds: &'static [f64],
     counts: Vec<u64>,
     sum: f64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram {
-            counts: vec![0; BUCKETS_S.len() + 1],
-            sum: 0.0,
-        }
+        Histogram::over(BUCKETS_S)
     }
 }
 
 impl Histogram {
+    fn over(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+        }
+    }
+
     fn observe(&mut self, v: Duration) {
-        let s = v.as_secs_f64();
-        let i = BUCKETS_S.partition_point(|b| *b < s);
+        self.observe_value(v.as_secs_f64());
+    }
+
+    fn observe_value(&mut self, v: f64) {
+        let i = self.bounds.partition_point(|b| *b < v);
         self.counts[i] += 1;
-        self.sum += s;
+        self.sum += v;
     }
 
     /// The exposition lines of this histogram as `name` (cumulative buckets, `+Inf`).
@@ -47,7 +65,8 @@ impl Histogram {
         let mut cumulative = 0;
         for (i, n) in self.counts.iter().enumerate() {
             cumulative += n;
-            let le = BUCKETS_S
+            let le = self
+                .bounds
                 .get(i)
                 .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
@@ -70,9 +89,22 @@ pub struct RequestTimes {
     pub last: tokio::time::Instant,
 }
 
-/// Every finished request's times.
-#[derive(Debug, Clone, Default)]
-pub struct ServerTimes {
+impl RequestTimes {
+    /// The times as the server reports them on the request's usage chunk (vLLM's
+    /// per-request `metrics`).
+    pub fn reported(&self) -> crate::protocol::decode::ServerTimes {
+        let us = |d: Duration| Some(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+        crate::protocol::decode::ServerTimes {
+            queue_us: us(self.admitted - self.arrived),
+            prefill_us: us(self.first - self.admitted),
+            decode_us: us(self.last - self.first),
+        }
+    }
+}
+
+/// Every finished request's times and token counts, as histograms.
+#[derive(Debug, Clone)]
+pub struct Histograms {
     queue: Histogram,
     prefill: Histogram,
     decode: Histogram,
@@ -80,11 +112,32 @@ pub struct ServerTimes {
     ttft: Histogram,
     itl: Histogram,
     e2e: Histogram,
+    prompt_tokens: Histogram,
+    generation_tokens: Histogram,
 }
 
-impl ServerTimes {
-    /// Count one finished request, whose tokens after the first left `gaps` apart.
-    pub fn observe(&mut self, t: &RequestTimes, gaps: &[Duration]) {
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms {
+            queue: Histogram::default(),
+            prefill: Histogram::default(),
+            decode: Histogram::default(),
+            inference: Histogram::default(),
+            ttft: Histogram::default(),
+            itl: Histogram::default(),
+            e2e: Histogram::default(),
+            prompt_tokens: Histogram::over(BUCKETS_TOKENS),
+            generation_tokens: Histogram::over(BUCKETS_TOKENS),
+        }
+    }
+}
+
+impl Histograms {
+    /// Count one finished request of `n_in` prompt and `n_out` output tokens, whose tokens
+    /// after the first left `gaps` apart.
+    pub fn observe(&mut self, t: &RequestTimes, gaps: &[Duration], n_in: u32, n_out: u32) {
+        self.prompt_tokens.observe_value(f64::from(n_in));
+        self.generation_tokens.observe_value(f64::from(n_out));
         self.queue.observe(t.admitted - t.arrived);
         self.prefill.observe(t.first - t.admitted);
         self.decode.observe(t.last - t.first);
@@ -135,6 +188,16 @@ impl ServerTimes {
                 "vllm:e2e_request_latency_seconds",
                 "Arrival to last token.",
             ),
+            (
+                &self.prompt_tokens,
+                "vllm:request_prompt_tokens",
+                "Prompt tokens of a finished request.",
+            ),
+            (
+                &self.generation_tokens,
+                "vllm:request_generation_tokens",
+                "Output tokens of a finished request.",
+            ),
         ] {
             h.render(&mut out, name, help, model);
         }
@@ -149,7 +212,7 @@ mod tests {
 
     #[test]
     fn what_is_observed_reads_back_through_the_scraper() {
-        let mut times = ServerTimes::default();
+        let mut times = Histograms::default();
         let t0 = tokio::time::Instant::now();
         let ms = Duration::from_millis;
         let t = RequestTimes {
@@ -158,7 +221,7 @@ mod tests {
             first: t0 + ms(27),
             last: t0 + ms(57),
         };
-        times.observe(&t, &[ms(10), ms(10), ms(10)]);
+        times.observe(&t, &[ms(10), ms(10), ms(10)], 12, 4);
         let (v, _) = reduce(&parse(&times.render("m")));
         let close = |k: &str, want: f64| {
             let got = v[k];
@@ -174,5 +237,9 @@ mod tests {
         close("vllm:request_queue_time_seconds_bucket:0.005", 0.0);
         close("vllm:request_queue_time_seconds_bucket:0.01", 1.0);
         close("vllm:request_queue_time_seconds_bucket:+Inf", 1.0);
+        close("vllm:request_generation_tokens_sum", 4.0);
+        close("vllm:request_generation_tokens_bucket:2", 0.0);
+        close("vllm:request_generation_tokens_bucket:4", 1.0);
+        close("vllm:request_prompt_tokens_count", 1.0);
     }
 }

@@ -1,5 +1,8 @@
 //! What both built-in servers (the scripted server and the baseline) answer the same way:
-//! vLLM-shaped error bodies and the headers of an event-stream response.
+//! vLLM-shaped error bodies, the headers of an event-stream response, and their own
+//! account of each request's time (`server_times`).
+
+pub mod server_times;
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
