@@ -143,10 +143,14 @@ def prepare(out: Path, part_mib: float, call_mib: float, relock: bool = False) -
     kept, clashes = ship_wheels.closure([VLLM], have, out / "download", "3.12", pins, leave_out)
     if clashes:
         raise SystemExit("version clashes in the closure (add to PINS): " + "; ".join(clashes))
-    print(f"{len(kept)} wheels carried ({'from ' + LOCK.name if locked else 'resolved'}); "
-          f"left out: {sorted(leave_out)}")
+    print(
+        f"{len(kept)} wheels carried ({'from ' + LOCK.name if locked else 'resolved'}); "
+        f"left out: {sorted(leave_out)}"
+    )
     if not locked:
-        lines = sorted(f"{n}=={v}" for n, v in (ship_wheels.wheel_requirements(w)[:2] for w in kept))
+        lines = sorted(
+            f"{n}=={v}" for n, v in (ship_wheels.wheel_requirements(w)[:2] for w in kept)
+        )
         LOCK.write_text(
             "# The wheels benches/vllm_real.py carries for vllm==0.24.0 (name==version), "
             "written by `prepare`; `prepare --relock` rewrites it.\n" + "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from ._core import InvalidArgumentError, ResultsIOError
 from ._settings import OPEN_LOOP
 from .checks import writable_folder
 from .cluster import RayCluster
-from .columns import client_health, server_times
+from .columns import breakdown, client_health, server_times
 from .columns.kv import model_arch as _model_arch
 from .columns.telemetry import (
     RunTelemetry,
@@ -220,10 +220,20 @@ def _finish(ran: list[tuple[_Call, dict[str, Any]]], plan: _SweepPlan) -> Result
     # The engine already listed the untrustworthy stages in its warnings.
     manifest["warnings"] += by_calibration
     client_health.warn_all(untrusted + by_calibration)
-    gaps = server_times.check_gap(summary, float((calibration or {}).get("tolerance_ms", 1.0)))
+    tolerance_ms = float((calibration or {}).get("tolerance_ms", 1.0))
+    gaps = server_times.check_gap(summary, tolerance_ms)
+    # Where each stage's time goes, per request where the server said (else from its
+    # histograms), and whether the server's and the client's accounts agree.
+    requests = records.read(columns=list(breakdown.REQUEST_COLUMNS), warmup=False)
+    summary, manifest["breakdown"] = breakdown.add(summary, requests)
+    gaps += breakdown.check(summary, tolerance_ms)
     manifest["warnings"] += gaps
     for message in gaps:
         warn(message, server_times.ServerClientGapWarning)
+    token_gaps = server_times.check_tokens(summary)
+    manifest["warnings"] += token_gaps
+    for message in token_gaps:
+        warn(message, server_times.TokenCountWarning)
     # Stage columns (telemetry, client health) are per repeat; the summary folds them.
     summary, per_repeat = fold_repeats(summary, manifest["settings"]["repeats"])
     stage_notes, all_failed = failed_stages(summary)

@@ -493,8 +493,17 @@ def test_report_breaks_ttft_into_the_servers_queue_prefill_and_the_rest(browser,
     )
     by_batch = parts.set_index("x")
     assert by_batch.loc[2, "queue"] > 20 > by_batch.loc[1, "queue"]
+    # End to end: queue, prefill, decode and the rest add up to the client's mean.
+    e2e = charts.time_parts(res.summary, "e2e")
+    keys = [k for k, _ in charts.BREAKDOWN_PARTS["e2e"]]
+    np.testing.assert_allclose(
+        e2e[keys].sum(axis=1), res.summary["e2e_mean_ms"].to_numpy(float), rtol=1e-9
+    )
     p = check_page(browser, res.to_html(tmp_path / "r.html"), [*SECTIONS, "breakdown"])
-    assert "Nothing to draw" not in p.page.locator("section#breakdown").inner_text()
+    section = p.page.locator("section#breakdown")
+    assert "Nothing to draw" not in section.inner_text()
+    assert "per request" in section.inner_text()
+    assert section.locator(".chart").count() == 2
 
 
 def test_breakdown_chart_keeps_stages_at_the_same_load_apart_and_skips_servers_without_times():
@@ -512,12 +521,14 @@ def test_breakdown_chart_keeps_stages_at_the_same_load_apart_and_skips_servers_w
         }
     )
     parts = charts.ttft_parts(summary)
-    # Target b has no server times: no bar. Without the server's TTFT, its queue plus its
-    # prefill stands for it.
+    # Target b has no server times: no bar. A run saved before the breakdown columns is
+    # split by its histogram means: the rest is the client's TTFT beyond queue + prefill.
     assert list(parts["target"]) == ["a", "a"]
-    assert parts["server_other"].tolist() == [1.0, 0.0]
-    assert parts["network_client"].tolist() == [4.0, 5.0]
+    assert parts["rest"].tolist() == [5.0, 5.0]
     fig = charts.breakdown_chart(summary)
     assert len(set(fig.x_range.factors)) == 2
     components(fig)  # Bokeh's own validation: duplicate factors would raise here
-    assert charts.breakdown_chart(summary.drop(columns=["server_queue_mean_ms"])) is None
+    # No queue time (llama.cpp): drawn as 0, its time in the rest; no prefill: no chart.
+    no_queue = charts.ttft_parts(summary.drop(columns=["server_queue_mean_ms"]))
+    assert no_queue["queue"].tolist() == [0.0, 0.0] and no_queue["rest"].tolist() == [10.0, 11.0]
+    assert charts.breakdown_chart(summary.drop(columns=["server_prefill_mean_ms"])) is None

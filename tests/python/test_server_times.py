@@ -111,3 +111,112 @@ def test_the_client_server_gap_is_a_column_and_flags_what_nothing_explains():
     assert len(messages) == 2, messages
     assert messages[0].startswith("a stage 2") and "30.0 ms" in messages[0]
     assert messages[1].startswith("b stage 0") and "below the server's own" in messages[1]
+
+
+def test_each_request_carries_the_scripted_servers_own_times_to_half_a_millisecond():
+    # The scripted server answers `include_metrics` with vLLM's per-request `metrics`
+    # object, from the same clock as its truth log: each request's queue + prefill is the
+    # server's receipt-to-first-chunk, its decode first to last chunk, within 0.5 ms.
+    with llmbench.SimServer(ttft_ms=20, itl_ms=2, max_batch=1, record_truth=True) as sim:
+        res = llmbench.run_sweep(
+            sim.target(),
+            batch_sizes=[1, 2],
+            requests_per_stage=12,
+            max_tokens=8,
+            warmup_requests=0,
+            cooldown_s=0.3,
+            server_metrics=50,
+            progress=False,
+        )
+        truth = sim.take_truth().set_index("request_id")
+    r = res.requests.set_index("id")
+    assert r["server_prefill_ms"].notna().all() and r["server_queue_ms"].notna().all()
+    served_ttft = (truth["t_first_ns"] - truth["t_received_ns"]) / 1e6
+    served_decode = (truth["t_last_ns"] - truth["t_first_ns"]) / 1e6
+    parts = r["server_queue_ms"] + r["server_prefill_ms"]
+    assert (parts - served_ttft.reindex(r.index)).abs().max() < 0.5
+    assert (r["server_decode_ms"] - served_decode.reindex(r.index)).abs().max() < 0.5
+    # Prefill is the scripted 20 ms (the timer rounds a sleep up by at most a tick); the
+    # rest of the client's TTFT is the loopback and the client, never negative.
+    assert r["server_prefill_ms"].between(19.9, 22.5).all()
+    assert r["ttft_rest_ms"].between(-0.05, 5).all()
+    # Alone a request never queues; two clients on one slot queue behind each other.
+    alone, shared = r[r["stage"] == 0], r[r["stage"] == 1]
+    assert alone["server_queue_ms"].max() < 1
+    assert shared["server_queue_ms"].median() > 20
+    # The stage breakdown is the requests' means and adds up to the client's means.
+    s = res.summary.set_index("batch_size")
+    assert res.manifest["breakdown"]["sim-chat"].startswith("per request")
+    for b, rows in ((1, alone), (2, shared)):
+        row = s.loc[b]
+        assert row["breakdown_queue_ms"] == pytest.approx(rows["server_queue_ms"].mean())
+        assert row["breakdown_prefill_ms"] == pytest.approx(rows["server_prefill_ms"].mean())
+        ttft = row["breakdown_queue_ms"] + row["breakdown_prefill_ms"]
+        assert ttft + row["breakdown_ttft_rest_ms"] == pytest.approx(row["ttft_mean_ms"], abs=0.01)
+        e2e = ttft + row["breakdown_decode_ms"] + row["breakdown_e2e_rest_ms"]
+        assert e2e == pytest.approx(row["e2e_mean_ms"], abs=0.01)
+        # The server's token count per request is the client's (usage is exact).
+        assert row["out_tokens_gap_pct"] == pytest.approx(0, abs=0.5)
+
+
+def test_a_server_that_says_nothing_leaves_the_columns_empty_and_the_histograms_serve():
+    # TGI's stream has no place for the server's times: the columns stay NaN, and the
+    # stage breakdown falls back to the histograms the scripted server exports.
+    with llmbench.SimServer(ttft_ms=10, itl_ms=2) as sim:
+        res = llmbench.run_sweep(
+            sim.target("tgi"),
+            batch_sizes=[1],
+            requests_per_stage=8,
+            max_tokens=6,
+            warmup_requests=0,
+            cooldown_s=0.3,
+            server_metrics=50,
+            progress=False,
+        )
+    assert res.requests["server_prefill_ms"].isna().all()
+    assert res.requests["ttft_rest_ms"].isna().all()
+    assert res.manifest["breakdown"]["sim-tgi"].startswith("the server's histograms")
+    row = res.summary.iloc[0]
+    assert row["breakdown_prefill_ms"] == pytest.approx(row["server_prefill_mean_ms"])
+
+
+def test_speculative_decoding_and_llama_cpp_counters_give_their_rates():
+    # vLLM's spec-decode counters (names from its v1 metrics loggers) and llama.cpp's
+    # `--metrics` counters, between two scrapes: 300 of 400 drafted tokens accepted over
+    # 100 drafts is a 75% acceptance rate and 4 tokens per step (the bonus token counted).
+    before = (
+        "vllm:spec_decode_num_drafts_total 0\n"
+        "vllm:spec_decode_num_draft_tokens_total 0\n"
+        "vllm:spec_decode_num_accepted_tokens_total 0\n"
+        "llamacpp:prompt_tokens_total 0\nllamacpp:prompt_seconds_total 0\n"
+        "llamacpp:tokens_predicted_total 0\nllamacpp:tokens_predicted_seconds_total 0\n"
+        "llamacpp:requests_deferred 0\n"
+    )
+    after = (
+        "vllm:spec_decode_num_drafts_total 100\n"
+        "vllm:spec_decode_num_draft_tokens_total 400\n"
+        "vllm:spec_decode_num_accepted_tokens_total 300\n"
+        "llamacpp:prompt_tokens_total 5000\nllamacpp:prompt_seconds_total 2.5\n"
+        "llamacpp:tokens_predicted_total 1200\nllamacpp:tokens_predicted_seconds_total 12\n"
+        "llamacpp:requests_deferred 3\n"
+    )
+    cols = server_times.stage_columns(_points(before, after), 1_000_000_000, 2_000_000_000)
+    assert cols["spec_acceptance_rate"] == pytest.approx(0.75)
+    assert cols["spec_mean_accepted_len"] == pytest.approx(4.0)
+    assert cols["server_prefill_tok_s"] == pytest.approx(2000.0)
+    assert cols["server_decode_tok_s"] == pytest.approx(100.0)
+    assert cols["server_generated_tokens"] == pytest.approx(1200.0)
+
+
+def test_a_token_count_gap_is_a_column_and_a_warning():
+    summary = pd.DataFrame(
+        {
+            "target": ["a", "a"],
+            "stage": [0, 1],
+            "n_out_mean": [100.0, 100.0],
+            "server_request_out_tokens_mean": [100.5, 112.0],
+        }
+    )
+    messages = server_times.check_tokens(summary)
+    assert summary["out_tokens_gap_pct"].tolist() == pytest.approx([0.5, 12.0])
+    assert len(messages) == 1 and messages[0].startswith("a stage 1") and "+12.0%" in messages[0]

@@ -4,10 +4,18 @@ engine step), with the mean and interpolated percentiles of what the stage added
 its preemptions and the peak of its waiting queue.
 
 Columns, per stage: `server_{q}_mean_ms`, `server_{q}_p50_ms`, `_p90_ms`, `_p99_ms` for
-each time `q` in `SERVER_TIMES` (`server_step_tokens_mean` and its percentiles in tokens),
-`server_preemptions`, `server_waiting_peak`; NaN where the server exports none (the
-manifest's `server_times` says which histogram each came from). The names by server and
-version are the engine's one table (`src/telemetry/prom.rs`, `SERVER_TIMES`).
+each time `q` in `SERVER_TIMES` (`server_step_tokens_*` and `server_request_{out,in}_tokens_*`
+in tokens), `server_preemptions`, `server_waiting_peak`, `server_generated_tokens`; from
+speculative decoding `spec_acceptance_rate` (accepted over drafted tokens) and
+`spec_mean_accepted_len` (tokens per draft step, the bonus token counted, as vLLM reports
+it); from llama.cpp's counters `server_prefill_tok_s` and `server_decode_tok_s`; NaN where
+the server exports none (the manifest's `server_times` says which histogram each came
+from). The names by server and version are the engine's two tables
+(`src/telemetry/prom.rs`, `SERVER_TIMES` and `SERVER_COUNTERS`).
+
+`check_tokens` compares the server's mean output tokens per finished request with the
+client's (`out_tokens_gap_pct`): they count the same tokens, so a gap means the client's
+counts (a tokenizer's estimate) or the stage's window are off.
 
 The mean is exact (the increase of `_sum` over that of `_count`); a percentile is
 interpolated linearly inside its bucket, as Prometheus's `histogram_quantile` does, so it
@@ -26,14 +34,17 @@ from .scrape_window import window
 #: What each histogram measures -> its names, newest first (from the engine).
 SERVER_TIMES: dict[str, tuple[str, ...]] = {q: tuple(names) for q, names in ENGINE["server_times"]}
 QUANTILES = (0.5, 0.9, 0.99)
-#: Counters of preempted requests, and gauges of the waiting queue, by server.
-PREEMPTIONS = ("vllm:num_preemptions_total",)
-WAITING = ("vllm:num_requests_waiting", "tgi_queue_size", "llmbench_sim_waiting")
+#: What each counter or gauge counts -> its names, newest first (from the engine).
+SERVER_COUNTERS: dict[str, tuple[str, ...]] = {
+    q: tuple(names) for q, names in ENGINE["server_counters"]
+}
+#: The gauges among them: a stage gets their peak, not their increase.
+GAUGES = ("waiting", "llamacpp_busy", "llamacpp_deferred")
 
 
 def _unit(quantity: str) -> tuple[str, float]:
     """A column's suffix and the factor from the histogram's unit to it."""
-    return ("", 1.0) if quantity == "step_tokens" else ("_ms", 1e3)
+    return ("", 1.0) if quantity.endswith("_tokens") else ("_ms", 1e3)
 
 
 def columns() -> list[str]:
@@ -44,7 +55,21 @@ def columns() -> list[str]:
         out += [f"server_{q}_mean{suffix}"] + [
             f"server_{q}_p{round(p * 100)}{suffix}" for p in QUANTILES
         ]
-    return [*out, "server_preemptions", "server_waiting_peak"]
+    return [
+        *out,
+        "server_preemptions",
+        "server_waiting_peak",
+        "server_generated_tokens",
+        "spec_acceptance_rate",
+        "spec_mean_accepted_len",
+        "server_prefill_tok_s",
+        "server_decode_tok_s",
+    ]
+
+
+def _counter(pts: Any, quantity: str) -> str | None:
+    """The series `pts` has for counter `quantity` (the newest name), or None."""
+    return next((c for c in SERVER_COUNTERS[quantity] if c in pts), None)
 
 
 def family(points: Any, quantity: str) -> str | None:
@@ -114,16 +139,64 @@ def stage_columns(points: Any, t0: int, t1: int, next_start: int | None = None) 
         cumulative = buckets[i1] - buckets[i0]
         for p in QUANTILES:
             out[f"server_{q}_p{round(p * 100)}{suffix}"] = scale * quantile(bounds, cumulative, p)
-    name = next((c for c in PREEMPTIONS if c in pts), None)
-    if name is not None and span is not None:
-        v = pts[name].to_numpy(float)
-        out["server_preemptions"] = float(v[span[1]] - v[span[0]])
-    name = next((c for c in WAITING if c in pts), None)
+    added = {}
+    if span is not None:
+        for q in SERVER_COUNTERS:
+            name = _counter(pts, q)
+            if name is not None and q not in GAUGES:
+                v = pts[name].to_numpy(float)
+                added[q] = float(v[span[1]] - v[span[0]])
+    out["server_preemptions"] = added.get("preemptions", float("nan"))
+    out["server_generated_tokens"] = added.get("generated_tokens", float("nan"))
+    drafts, drafted = added.get("spec_drafts"), added.get("spec_draft_tokens")
+    accepted = added.get("spec_accepted_tokens")
+    if accepted is not None and drafted:
+        out["spec_acceptance_rate"] = accepted / drafted
+    if accepted is not None and drafts:
+        out["spec_mean_accepted_len"] = 1.0 + accepted / drafts
+    for column, tokens, seconds in (
+        ("server_prefill_tok_s", "prompt_tokens", "prompt_seconds"),
+        ("server_decode_tok_s", "generated_tokens", "predicted_seconds"),
+    ):
+        if added.get(seconds) and tokens in added:
+            out[column] = added[tokens] / added[seconds]
+    name = _counter(pts, "waiting")
     if name is not None:
         inside = (t >= t0) & (t <= t1)
         if inside.any():
             out["server_waiting_peak"] = float(np.nanmax(pts[name].to_numpy(float)[inside]))
     return out
+
+
+class TokenCountWarning(UserWarning):
+    """The server's and the client's output tokens per request of a stage disagree: the
+    client's counts (a tokenizer's estimate, one token per chunk) or the stage's window
+    are off."""
+
+
+#: How far apart (percent) the server's and the client's mean output tokens may be before
+#: `check_tokens` warns: the stage's window can take in or leave out a request at each end
+#: (one of a few hundred), never a percent of every request's tokens.
+TOKEN_GAP_PCT = 2.0
+
+
+def check_tokens(summary: Any) -> list[str]:
+    """Add `out_tokens_gap_pct` (the server's mean output tokens per finished request less
+    the client's, as a percent of the client's; NaN where the server has none) to
+    `summary` in place, and return a message for each stage where it is beyond
+    `TOKEN_GAP_PCT`."""
+    if not len(summary) or "server_request_out_tokens_mean" not in summary:
+        return []
+    client = summary["n_out_mean"].astype(float)
+    gap = 100.0 * (summary["server_request_out_tokens_mean"] - client) / client
+    summary["out_tokens_gap_pct"] = gap
+    return [
+        f"{row['target']} stage {int(row['stage'])}: the server counted "
+        f"{row['server_request_out_tokens_mean']:.1f} output tokens per request, the client "
+        f"{row['n_out_mean']:.1f} ({row['out_tokens_gap_pct']:+.1f}%): the client's token "
+        "counts or the stage's scrape window are off"
+        for _, row in summary[gap.abs() > TOKEN_GAP_PCT].iterrows()
+    ]
 
 
 class ServerClientGapWarning(UserWarning):

@@ -10,6 +10,7 @@ The sections are built from `report.data` (bounded frames), drawn by `report.cha
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,12 @@ def report_html(results: Results, title: str | None = None) -> str:
         f"summary_{k}": charts.summary_chart(summary, k) for k, *_ in charts.SUMMARY_CHARTS
     }
     sections.append(charted("charts", "Against load", against_load, _load_note()))
-    breakdown = {"breakdown_ttft": charts.breakdown_chart(summary)}
+    breakdown = {
+        "breakdown_ttft": charts.breakdown_chart(summary, "ttft"),
+        "breakdown_e2e": charts.breakdown_chart(summary, "e2e"),
+    }
     sections.append(
-        charted("breakdown", "Where the time to first token goes", breakdown, _breakdown_note())
+        charted("breakdown", "Where the time goes", breakdown, _breakdown_note(results))
     )
     cdfs = data.latency_cdfs(requests, labels)
     distributions = {f"cdf_{c}": charts.cdf_chart(cdfs, c, label) for c, label in data.CDF_METRICS}
@@ -441,13 +445,17 @@ def _load_note() -> str:
     )
 
 
-def _breakdown_note() -> str:
+def _breakdown_note(results: Any) -> str:
+    sources = results.manifest.get("breakdown") or {}
+    said = "; ".join(f"{html.escape(t)}: {html.escape(s)}" for t, s in sources.items())
     return (
-        "<p class=\"note\">Each stage's mean TTFT split by the server's own histograms "
-        "(its /metrics, differenced over the stage): time queued, prefill, the rest of the "
-        "server's own TTFT, and on top what the client saw beyond the server (the network "
-        "and the client). Drawn where the server exports queue and prefill times "
-        "(vLLM, llmbench's scripted server); docs/breakdown.md.</p>"
+        '<p class="note">Each stage\'s mean TTFT, and its mean end-to-end latency, split by '
+        "the server's own account: time queued, prefill (and decode), and on top the rest "
+        "(the network, the server's front end and the client). Per request where the "
+        "server said its times (vLLM with include_metrics, llama.cpp, llmbench's own "
+        "servers), else from the server's histograms over the stage. "
+        + (f"Source: {said}. " if said else "")
+        + "docs/breakdown.md.</p>"
     )
 
 

@@ -356,49 +356,60 @@ def kv_chart(kv: Any) -> Any:
     return p
 
 
-#: The parts of a stage's mean TTFT the breakdown stacks, bottom first: (name, label).
-TTFT_PARTS = [
-    ("queue", "server queue"),
-    ("prefill", "server prefill"),
-    ("server_other", "server, other"),
-    ("network_client", "network and client"),
-]
+#: The parts of a stage's mean TTFT and end-to-end latency the breakdown stacks, bottom
+#: first: (name, label); `columns/breakdown.py` computes them.
+REST_LABEL = "network, front end and client"
+BREAKDOWN_PARTS = {
+    "ttft": [("queue", "server queue"), ("prefill", "server prefill"), ("rest", REST_LABEL)],
+    "e2e": [
+        ("queue", "server queue"),
+        ("prefill", "server prefill"),
+        ("decode", "server decode"),
+        ("rest", REST_LABEL),
+    ],
+}
+TTFT_PARTS = BREAKDOWN_PARTS["ttft"]
 
 
-def ttft_parts(summary: Any) -> Any:
-    """Per stage with the server's queue and prefill times, its mean TTFT in `TTFT_PARTS`
-    (ms): the server's queue and prefill, the rest of the server's own TTFT, and what the
-    client saw beyond the server (`ttft_gap_ms`); None when no stage has them."""
-    need = ("server_queue_mean_ms", "server_prefill_mean_ms")
-    if not len(summary) or not all(c in summary for c in need):
+def time_parts(summary: Any, kind: str = "ttft") -> Any:
+    """Per stage with the server's times, its mean TTFT (`kind` "ttft") or end-to-end
+    latency ("e2e") in `BREAKDOWN_PARTS[kind]` (ms): the `breakdown_*` columns (a run
+    saved before them: the server's histogram means); a part the server does not report
+    is 0 and its time is in the rest. None when no stage has them."""
+    from ..columns import breakdown
+
+    if not len(summary):
         return None
-    rows = summary[summary[list(need)].notna().all(axis=1)]
+    if "breakdown_prefill_ms" not in summary:
+        if "server_prefill_mean_ms" not in summary:
+            return None
+        summary, _ = breakdown.add(summary, None)
+    rows = summary[summary["breakdown_prefill_ms"].notna()]
     if not len(rows):
         return None
     x, _, _ = x_axis(rows)
-    queue = rows["server_queue_mean_ms"].to_numpy(float)
-    prefill = rows["server_prefill_mean_ms"].to_numpy(float)
-    server = rows.get("server_ttft_mean_ms")
-    server = server.to_numpy(float) if server is not None else queue + prefill
-    server = np.where(np.isnan(server), queue + prefill, server)
-    client = rows["ttft_mean_ms"].to_numpy(float)
+    rest = "breakdown_ttft_rest_ms" if kind == "ttft" else "breakdown_e2e_rest_ms"
     pd = _deps.pandas()
-    return pd.DataFrame(
-        {
-            "target": rows["target"].astype(str).to_numpy(),
-            "x": rows[x].to_numpy(float),
-            "queue": queue,
-            "prefill": prefill,
-            "server_other": np.clip(server - queue - prefill, 0, None),
-            "network_client": np.clip(np.nan_to_num(client - server), 0, None),
-        }
+    out = pd.DataFrame(
+        {"target": rows["target"].astype(str).to_numpy(), "x": rows[x].to_numpy(float)}
     )
+    for name, _ in BREAKDOWN_PARTS[kind]:
+        column = rest if name == "rest" else f"breakdown_{name}_ms"
+        out[name] = np.nan_to_num(rows[column].to_numpy(float))
+    out["rest"] = np.clip(out["rest"], 0, None)
+    return out
 
 
-def breakdown_chart(summary: Any) -> Any:
-    """Where each stage's mean TTFT goes, as stacked bars against load: the server's own
-    queue and prefill, the rest of its TTFT, and the network and client on top."""
-    parts = ttft_parts(summary)
+def ttft_parts(summary: Any) -> Any:
+    """`time_parts` of the TTFT."""
+    return time_parts(summary, "ttft")
+
+
+def breakdown_chart(summary: Any, kind: str = "ttft") -> Any:
+    """Where each stage's mean TTFT (`kind` "ttft") or end-to-end latency ("e2e") goes, as
+    stacked bars against load: the server's own queue, prefill (and decode), and the
+    network, the server's front end and the client on top."""
+    parts = time_parts(summary, kind)
     if parts is None:
         return None
     models = _deps.require("bokeh.models", "bokeh")
@@ -407,24 +418,28 @@ def breakdown_chart(summary: Any) -> Any:
     if len(set(factors)) < len(factors):
         # Two stages at the same load (a ramp, a study): each keeps its own bar.
         factors = [(t, f"{x} #{i}") for i, (t, x) in enumerate(factors)]
-    data = {"stage": factors, **{k: parts[k].to_numpy(float) for k, _ in TTFT_PARTS}}
+    named = BREAKDOWN_PARTS[kind]
+    data = {"stage": factors, **{k: parts[k].to_numpy(float) for k, _ in named}}
+    what = "the time to first token" if kind == "ttft" else "a request's latency"
     p = _figure(
-        f"Where the time to first token goes vs {words}",
+        f"Where {what} goes vs {words}",
         x_label,
-        "mean TTFT (ms)",
+        f"mean {'TTFT' if kind == 'ttft' else 'end-to-end latency'} (ms)",
         x_range=models.FactorRange(*factors),
     )
-    keys = [k for k, _ in TTFT_PARTS]
-    colors = list(colors_for(keys).values())
+    keys = [k for k, _ in named]
+    # One colour per part, the same in both charts.
+    palette = colors_for(["queue", "prefill", "decode", "rest"])
+    colors = [palette[k] for k in keys]
     bars = p.vbar_stack(
         keys,
         x="stage",
         width=0.8,
         color=colors,
         source=models.ColumnDataSource(data),
-        legend_label=[label for _, label in TTFT_PARTS],
+        legend_label=[label for _, label in named],
     )
-    tips = [("stage", "@stage"), *((label, f"@{k}{{0,0.[00]}} ms") for k, label in TTFT_PARTS)]
+    tips = [("stage", "@stage"), *((label, f"@{k}{{0,0.[00]}} ms") for k, label in named)]
     p.add_tools(models.HoverTool(renderers=bars, tooltips=tips))
     _legend(p)
     return p
