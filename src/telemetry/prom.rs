@@ -237,14 +237,20 @@ pub const SERVER_COUNTERS: &[(&str, &[&str])] = &[
     ),
     // Speculative decoding (vLLM V1, with a draft model or method configured).
     ("spec_drafts", &["vllm:spec_decode_num_drafts_total"]),
-    ("spec_draft_tokens", &["vllm:spec_decode_num_draft_tokens_total"]),
+    (
+        "spec_draft_tokens",
+        &["vllm:spec_decode_num_draft_tokens_total"],
+    ),
     (
         "spec_accepted_tokens",
         &["vllm:spec_decode_num_accepted_tokens_total"],
     ),
     // llama.cpp's server (`--metrics`): its time is counters of seconds, not histograms.
     ("prompt_seconds", &["llamacpp:prompt_seconds_total"]),
-    ("predicted_seconds", &["llamacpp:tokens_predicted_seconds_total"]),
+    (
+        "predicted_seconds",
+        &["llamacpp:tokens_predicted_seconds_total"],
+    ),
     ("llamacpp_busy", &["llamacpp:requests_processing"]),
     ("llamacpp_deferred", &["llamacpp:requests_deferred"]),
 ];
