@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import _deps
 from .run_data import RunData
 
@@ -163,6 +165,47 @@ def turn_figure(by_turn: Any) -> Any:
     return fig
 
 
+def breakdown_figure(summary: Any) -> Any:
+    """Where each stage's time goes (`llmbench.columns.breakdown`): the mean TTFT (left)
+    and end-to-end latency (right) stacked as the server's queue, prefill (and decode) and
+    the rest, one bar per target and stage; None when no stage has the server's times.
+
+    Example:
+        >>> fig = breakdown_figure(res.summary)
+    """
+    from .report.charts import BREAKDOWN_PARTS, time_parts
+
+    parts = {kind: time_parts(summary, kind) for kind in BREAKDOWN_PARTS}
+    if parts["ttft"] is None:
+        return None
+    plt = _deps.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    _, xlabel, _ = x_axis(summary)
+    colors = dict(zip(["queue", "prefill", "decode", "rest"], plt.cm.tab10.colors, strict=False))
+    for ax, (kind, rows) in zip(axes, parts.items(), strict=True):
+        labels = [
+            f"{t}\n{x:g}" if len(set(rows["target"])) > 1 else f"{x:g}"
+            for t, x in zip(rows["target"], rows["x"], strict=True)
+        ]
+        bottom = np.zeros(len(rows))
+        for key, label in BREAKDOWN_PARTS[kind]:
+            values = rows[key].to_numpy(float)
+            ax.bar(range(len(rows)), values, bottom=bottom, label=label, color=colors[key])
+            bottom += values
+        ax.set_xticks(range(len(rows)), labels)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"mean {'TTFT' if kind == 'ttft' else 'end-to-end latency'} (ms)")
+        ax.set_title(
+            "Where the time to first token goes"
+            if kind == "ttft"
+            else "Where a request's latency goes"
+        )
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 PLOT_FILES = {
     "throughput": "throughput_vs_batch_size.png",
     "ttft": "ttft_vs_batch_size.png",
@@ -170,6 +213,8 @@ PLOT_FILES = {
     "cost": "cost_vs_batch_size.png",
     # Only for runs of conversations.
     "ttft_by_turn": "ttft_by_turn.png",
+    # Only where the server says its own times.
+    "breakdown": "breakdown_vs_batch_size.png",
 }
 
 
@@ -180,6 +225,9 @@ def figures(results: RunData) -> dict[str, Any]:
     by_turn = results.by_turn()
     if len(by_turn):
         figs["ttft_by_turn"] = turn_figure(by_turn)
+    breakdown = breakdown_figure(results.summary)
+    if breakdown is not None:
+        figs["breakdown"] = breakdown
     return figs
 
 

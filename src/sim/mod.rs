@@ -463,18 +463,68 @@ async fn handle(
             served.prompt.clone(),
         )
     });
-    let (tx, rx) = mpsc::channel::<(Bytes, u32)>(64);
+    let (tx, rx) = mpsc::channel::<Piece>(64);
+    let answer = Handoff {
+        plan: plan.clone(),
+        created: st.created,
+        arrived,
+        first: None,
+        last: None,
+    };
     tokio::spawn(produce(st, plan, tx, fault, conn, n, arrived));
     // Each chunk is stamped as it is handed to hyper, which writes it to the socket in the
-    // same poll: the truth is when it left, not when the schedule meant it to.
-    let stream = futures_util::stream::unfold((rx, recorder), |(mut rx, mut rec)| async move {
-        let (bytes, tokens) = rx.recv().await?;
-        if let Some(r) = rec.as_mut() {
-            r.chunk(crate::clock::now_ns(), tokens);
-        }
-        Some((Ok::<_, Infallible>(bytes), (rx, rec)))
-    });
+    // same poll: the truth is when it left, not when the schedule meant it to. The
+    // request's own times (vLLM's `metrics` on the usage chunk) are taken from the same
+    // stamps, so they agree with the truth log.
+    let stream = futures_util::stream::unfold(
+        (rx, recorder, answer),
+        |(mut rx, mut rec, mut answer)| async move {
+            let (mut bytes, tokens, trailer) = rx.recv().await?;
+            if tokens > 0 {
+                let now = tokio::time::Instant::now();
+                answer.first.get_or_insert(now);
+                answer.last = Some(now);
+            }
+            if let Some(admitted) = trailer {
+                bytes = answer.trailer(admitted);
+            }
+            if let Some(r) = rec.as_mut() {
+                r.chunk(crate::clock::now_ns(), tokens);
+            }
+            Some((Ok::<_, Infallible>(bytes), (rx, rec, answer)))
+        },
+    );
     sse_response(Body::from_stream(stream))
+}
+
+/// What `produce` hands the handler: bytes to write and the output tokens they carry;
+/// or, with the instant the request was admitted, the cue to write its trailer.
+type Piece = (Bytes, u32, Option<tokio::time::Instant>);
+
+/// What the handler knows of one streamed answer, to write its trailer with the times
+/// its chunks reached the connection.
+struct Handoff {
+    plan: ResponsePlan,
+    created: u64,
+    arrived: tokio::time::Instant,
+    first: Option<tokio::time::Instant>,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Handoff {
+    /// The trailer (usage chunk, with the request's times when it asked, and `[DONE]`).
+    fn trailer(&self, admitted: tokio::time::Instant) -> Bytes {
+        let times = self.first.zip(self.last).map(|(first, last)| {
+            RequestTimes {
+                arrived: self.arrived,
+                admitted,
+                first,
+                last,
+            }
+            .reported()
+        });
+        self.plan.trailer_bytes(self.created, times)
+    }
 }
 
 async fn take_truth(State(st): State<Arc<SimState>>) -> Response {
@@ -547,7 +597,7 @@ fn ms(v: f64) -> Duration {
 async fn produce(
     st: Arc<SimState>,
     plan: ResponsePlan,
-    tx: mpsc::Sender<(Bytes, u32)>,
+    tx: mpsc::Sender<Piece>,
     fault: Option<Fault>,
     conn: ConnHandle,
     arrival: u64,
@@ -565,7 +615,7 @@ async fn produce(
     let mut due = admitted + ms(ttft * noise.factor(cfg.ttft_jitter));
     if fault == Some(Fault::EmptyOutput) {
         tokio::time::sleep_until(due).await;
-        let _ = tx.send((plan.empty_output_bytes(st.created), 0)).await;
+        let _ = tx.send((plan.empty_output_bytes(st.created), 0, None)).await;
         return;
     }
     let mut sent = 0u32;
@@ -588,7 +638,7 @@ async fn produce(
                 _ => None,
             };
             if let Some(bytes) = cut {
-                let _ = tx.send((bytes, 0)).await;
+                let _ = tx.send((bytes, 0, None)).await;
                 return;
             }
             if fault == Some(Fault::StallMidStream) && sent == 2.min(plan.n_out - 1) {
@@ -601,7 +651,7 @@ async fn produce(
         let delivered = if fault == Some(Fault::SplitWrites) {
             send_split(&tx, bytes, k).await
         } else {
-            tx.send((bytes, k)).await.is_ok()
+            tx.send((bytes, k, None)).await.is_ok()
         };
         if !delivered {
             return; // client went away
@@ -619,7 +669,7 @@ async fn produce(
     // A request the server finished (as vLLM counts them: the faults that cut a stream
     // returned above): its times go on its usage chunk and into the histograms.
     let (Some(first), Some(last)) = (left.first(), left.last()) else {
-        let _ = tx.send((plan.trailer_bytes(st.created, None), 0)).await;
+        let _ = tx.send((plan.trailer_bytes(st.created, None), 0, None)).await;
         return;
     };
     let t = RequestTimes {
@@ -628,9 +678,9 @@ async fn produce(
         first: *first,
         last: *last,
     };
-    let _ = tx
-        .send((plan.trailer_bytes(st.created, Some(t.reported())), 0))
-        .await;
+    // The handler writes the trailer: its times are when the chunks reached the
+    // connection, the moments the truth log records.
+    let _ = tx.send((Bytes::new(), 0, Some(admitted))).await;
     let gaps: Vec<_> = left.windows(2).map(|w| w[1] - w[0]).collect();
     if let Ok(mut times) = st.times.lock() {
         times.observe(&t, &gaps, plan.n_in, plan.n_out);
@@ -681,12 +731,12 @@ impl Drop for ServedGuard {
 }
 
 /// Send a chunk three bytes at a time, each its own write (the tokens ride on the last).
-async fn send_split(tx: &mpsc::Sender<(Bytes, u32)>, bytes: Bytes, k: u32) -> bool {
+async fn send_split(tx: &mpsc::Sender<Piece>, bytes: Bytes, k: u32) -> bool {
     let n = bytes.len();
     for start in (0..n).step_by(3) {
         let end = (start + 3).min(n);
         let tokens = if end == n { k } else { 0 };
-        if tx.send((bytes.slice(start..end), tokens)).await.is_err() {
+        if tx.send((bytes.slice(start..end), tokens, None)).await.is_err() {
             return false;
         }
         tokio::task::yield_now().await;

@@ -136,9 +136,10 @@ def test_each_request_carries_the_scripted_servers_own_times_to_half_a_milliseco
     parts = r["server_queue_ms"] + r["server_prefill_ms"]
     assert (parts - served_ttft.reindex(r.index)).abs().max() < 0.5
     assert (r["server_decode_ms"] - served_decode.reindex(r.index)).abs().max() < 0.5
-    # Prefill is the scripted 20 ms (the timer rounds a sleep up by at most a tick); the
-    # rest of the client's TTFT is the loopback and the client, never negative.
-    assert r["server_prefill_ms"].between(19.9, 22.5).all()
+    # Prefill is the scripted 20 ms, never less (the timer rounds a sleep up by a tick,
+    # and a loaded machine wakes it later: the exact check is against the truth above);
+    # the rest of the client's TTFT is the loopback and the client, never negative.
+    assert r["server_prefill_ms"].between(19.9, 25).all()
     assert r["ttft_rest_ms"].between(-0.05, 5).all()
     # Alone a request never queues; two clients on one slot queue behind each other.
     alone, shared = r[r["stage"] == 0], r[r["stage"] == 1]
@@ -157,6 +158,14 @@ def test_each_request_carries_the_scripted_servers_own_times_to_half_a_milliseco
         assert e2e == pytest.approx(row["e2e_mean_ms"], abs=0.01)
         # The server's token count per request is the client's (usage is exact).
         assert row["out_tokens_gap_pct"] == pytest.approx(0, abs=0.5)
+    # The PNG stacks the same parts: each TTFT bar's top is the stage's mean TTFT.
+    fig = llmbench.plots.breakdown_figure(res.summary)
+    ttft_ax = fig.axes[0]
+    tops = {}
+    for bar in ttft_ax.patches:
+        i = round(bar.get_x() + bar.get_width() / 2)
+        tops[i] = max(tops.get(i, 0.0), bar.get_y() + bar.get_height())
+    assert [tops[0], tops[1]] == pytest.approx(s["ttft_mean_ms"].tolist(), abs=0.01)
 
 
 def test_a_server_that_says_nothing_leaves_the_columns_empty_and_the_histograms_serve():
