@@ -615,7 +615,9 @@ async fn produce(
     let mut due = admitted + ms(ttft * noise.factor(cfg.ttft_jitter));
     if fault == Some(Fault::EmptyOutput) {
         tokio::time::sleep_until(due).await;
-        let _ = tx.send((plan.empty_output_bytes(st.created), 0, None)).await;
+        let _ = tx
+            .send((plan.empty_output_bytes(st.created), 0, None))
+            .await;
         return;
     }
     let mut sent = 0u32;
@@ -669,7 +671,9 @@ async fn produce(
     // A request the server finished (as vLLM counts them: the faults that cut a stream
     // returned above): its times go on its usage chunk and into the histograms.
     let (Some(first), Some(last)) = (left.first(), left.last()) else {
-        let _ = tx.send((plan.trailer_bytes(st.created, None), 0, None)).await;
+        let _ = tx
+            .send((plan.trailer_bytes(st.created, None), 0, None))
+            .await;
         return;
     };
     let t = RequestTimes {
@@ -736,7 +740,11 @@ async fn send_split(tx: &mpsc::Sender<Piece>, bytes: Bytes, k: u32) -> bool {
     for start in (0..n).step_by(3) {
         let end = (start + 3).min(n);
         let tokens = if end == n { k } else { 0 };
-        if tx.send((bytes.slice(start..end), tokens, None)).await.is_err() {
+        if tx
+            .send((bytes.slice(start..end), tokens, None))
+            .await
+            .is_err()
+        {
             return false;
         }
         tokio::task::yield_now().await;
