@@ -62,8 +62,9 @@ async fn sweep_matches_scripted_timings_on_every_api() {
             // ms, and on a loaded 2-core CI machine wake-ups can come a few ms late (never
             // early). A late first chunk shortens the mean ITL that follows it, since later
             // deadlines are absolute: hence the band on both sides of 5 ms.
-            assert!((40.0..46.0).contains(&ttft), "{api:?} ttft {ttft}");
-            assert!((4.7..5.5).contains(&itl), "{api:?} itl {itl}");
+            // Bands allow ~10 ms of lateness (a CI run has proptest cases beside this).
+            assert!((40.0..52.0).contains(&ttft), "{api:?} ttft {ttft}");
+            assert!((4.4..5.5).contains(&itl), "{api:?} itl {itl}");
             assert!(
                 (itl - tpot).abs() < 1e-6,
                 "mean(itl) == mean(tpot) at one token/chunk"
@@ -89,10 +90,19 @@ async fn queueing_beyond_capacity_shows_in_ttft() {
         .await
         .expect("sweep");
     let s = &out.stages[0].summary;
-    // Two run at once (20 + 9 × 2 = 38 ms each), two wait one full request first.
+    // Two run at once (20 + 9 × 2 = 38 ms each), two wait one full request first. The
+    // scripted times are floors: a timer never fires early, but on a loaded 2-core CI
+    // machine (proptest cases running beside this test) it can fire tens of ms late. So
+    // the known answers are the lower bounds; the upper bounds only catch a queued request
+    // waiting for two requests instead of one, or none.
     let ttft_max = s.f64("ttft_max_ms");
-    assert!((58.0..72.0).contains(&ttft_max), "queued TTFT {ttft_max}");
-    assert!((20.0..26.0).contains(&s.f64("ttft_min_ms")));
+    let ttft_min = s.f64("ttft_min_ms");
+    assert!(ttft_min >= 20.0, "unqueued TTFT {ttft_min}");
+    assert!(ttft_max >= 58.0, "queued TTFT {ttft_max}");
+    assert!(
+        ttft_max < ttft_min + 2.0 * 38.0,
+        "queued {ttft_max} vs unqueued {ttft_min}"
+    );
     server.shutdown().await;
 }
 
