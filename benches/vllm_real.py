@@ -228,13 +228,16 @@ def config_only_model(model_dir: Path) -> Path:
     return model_dir
 
 
-def start_vllm(site: Path, model: Path, port: int, prefix_caching: bool, log: Path):
+def start_vllm(
+    site: Path, model: Path, port: int, prefix_caching: bool, log: Path, extra: tuple = ()
+):
     env = {**os.environ, **VLLM_ENV, "PYTHONPATH": f"{site}:{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model)]
     cmd += ["--load-format", "dummy", "--dtype", "float16", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--served-model-name", MODEL_NAME, "--max-model-len", "4096"]
     cmd += ["--gpu-memory-utilization", "0.85", "--seed", "0"]
     cmd += ["--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching"]
+    cmd += list(extra)
     print(" ".join(cmd), flush=True)
     return subprocess.Popen(
         cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True

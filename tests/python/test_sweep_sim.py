@@ -155,6 +155,8 @@ def test_results_roundtrip_and_plots(sim, tmp_path):
             "ttft_vs_batch_size.png",
             "itl_vs_batch_size.png",
             "cost_vs_batch_size.png",
+            # The scripted server reports its queue and prefill times.
+            "breakdown_vs_batch_size.png",
             "report.html",
         ]
     )
@@ -171,7 +173,7 @@ def test_results_roundtrip_and_plots(sim, tmp_path):
     assert loaded.chunks(rid)["t_ms"].tolist() == pytest.approx(res.chunks(rid)["t_ms"].tolist())
     assert loaded.manifest["prompts"]["n"] >= 100
     figs = res.plot()
-    assert set(figs) == {"throughput", "ttft", "itl", "cost"}
+    assert set(figs) == {"throughput", "ttft", "itl", "cost", "breakdown"}
     ax = figs["throughput"].axes[0]
     (line,) = ax.get_lines()
     assert list(line.get_xdata()) == [1, 2, 4]
