@@ -230,6 +230,13 @@ def _finish(ran: list[tuple[_Call, dict[str, Any]]], plan: _SweepPlan) -> Result
     manifest["warnings"] += gaps
     for message in gaps:
         warn(message, server_times.ServerClientGapWarning)
+    from_histograms = [t for t, src in manifest["breakdown"].items() if src == breakdown.HISTOGRAMS]
+    windows = server_times.check_window(
+        summary, from_histograms, manifest["telemetry"].get("metrics_period_ms")
+    )
+    manifest["warnings"] += windows
+    for message in windows:
+        warn(message, server_times.ScrapeWindowWarning)
     token_gaps = server_times.check_tokens(summary)
     manifest["warnings"] += token_gaps
     for message in token_gaps:

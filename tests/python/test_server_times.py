@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import llmbench
@@ -229,3 +230,30 @@ def test_a_token_count_gap_is_a_column_and_a_warning():
     messages = server_times.check_tokens(summary)
     assert summary["out_tokens_gap_pct"].tolist() == pytest.approx([0.5, 12.0])
     assert len(messages) == 1 and messages[0].startswith("a stage 1") and "+12.0%" in messages[0]
+
+
+def test_a_stage_window_that_takes_in_a_neighbour_is_flagged_and_a_cooldown_fixes_it():
+    # TGI's stream carries no per-request times, so the breakdown comes from the
+    # histograms. Short stages, one scrape a second and no cooldown: no scrape falls
+    # between the stages, and the warning names them.
+    def sweep(**kw):
+        with llmbench.SimServer(ttft_ms=10, itl_ms=2) as sim:
+            return llmbench.run_sweep(
+                sim.target("tgi"),
+                batch_sizes=[1, 2, 4],
+                requests_per_stage=8,
+                max_tokens=6,
+                warmup_requests=0,
+                progress=False,
+                **kw,
+            )
+
+    with pytest.warns(server_times.ScrapeWindowWarning, match=r"sim-tgi stages .*cooldown_s"):
+        res = sweep(server_metrics=1000)
+    assert (res.summary["server_window_exact"] == 0).any()
+    assert any("cooldown_s" in w for w in res.manifest["warnings"])
+    # A rest longer than the scrape period between stages puts a scrape in every gap.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", server_times.ScrapeWindowWarning)
+        res = sweep(server_metrics=50, cooldown_s=0.3)
+    assert (res.summary["server_window_exact"] == 1).all()

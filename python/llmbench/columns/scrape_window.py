@@ -4,7 +4,8 @@ between them is the stage's share (docs/architecture.md, "Metrics").
 A server counts a request when it schedules or finishes it, so the window is exact when
 a scrape falls between stages: the scraper scrapes once more when the run ends, and a
 `cooldown_s` of at least one scrape period gives every boundary one; otherwise the
-requests of up to one scrape period at a boundary fall in the neighbouring stage."""
+requests of up to one scrape period at a boundary fall in the neighbouring stage, and
+`exact` says so (the `server_window_exact` column)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,21 @@ def window(t: np.ndarray, t0: int, t1: int, next_start: int | None) -> tuple[int
     if i1 <= i0:
         return None
     return i0, i1
+
+
+def exact(
+    t: np.ndarray,
+    span: tuple[int, int],
+    t0: int,
+    t1: int,
+    prev_end: int | None,
+    next_start: int | None,
+) -> bool:
+    """Whether the scrapes `span` bounds the stage [t0, t1] take in nothing of another
+    stage: the opening one after the previous stage ended (`prev_end`, None for the
+    first) and at or before t0, the closing one at or after t1 and before the next stage
+    began."""
+    a, b = int(t[span[0]]), int(t[span[1]])
+    opens = a <= t0 and (prev_end is None or a >= prev_end)
+    closes = b >= t1 and (next_start is None or b < next_start)
+    return opens and closes

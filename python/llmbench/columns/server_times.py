@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._settings import ENGINE
-from .scrape_window import window
+from .scrape_window import exact, window
 
 #: What each histogram measures -> its names, newest first (from the engine).
 SERVER_TIMES: dict[str, tuple[str, ...]] = {q: tuple(names) for q, names in ENGINE["server_times"]}
@@ -64,6 +64,7 @@ def columns() -> list[str]:
         "spec_mean_accepted_len",
         "server_prefill_tok_s",
         "server_decode_tok_s",
+        "server_window_exact",
     ]
 
 
@@ -113,15 +114,26 @@ def quantile(bounds: np.ndarray, cumulative: np.ndarray, q: float) -> float:
     return lo + (float(bounds[i]) - lo) * (rank - below) / inside
 
 
-def stage_columns(points: Any, t0: int, t1: int, next_start: int | None = None) -> dict[str, float]:
+def stage_columns(
+    points: Any,
+    t0: int,
+    t1: int,
+    next_start: int | None = None,
+    prev_end: int | None = None,
+) -> dict[str, float]:
     """`columns()` for the stage [t0, t1] from one target's scrapes (`points`, a frame with
-    `t_ns` and the kept series); every value NaN without scrapes around the stage."""
+    `t_ns` and the kept series); every value NaN without scrapes around the stage.
+    `server_window_exact` is 1 where the two scrapes bounding the stage fall between it
+    and its neighbours (the stage before ended at `prev_end`, the next began at
+    `next_start`), 0 where the window takes in part of a neighbour."""
     out = dict.fromkeys(columns(), float("nan"))
     if points is None or not len(points):
         return out
     pts = points.sort_values("t_ns")
     t = pts["t_ns"].to_numpy(np.int64)
     span = window(t, t0, t1, next_start)
+    if span is not None:
+        out["server_window_exact"] = float(exact(t, span, t0, t1, prev_end, next_start))
     for q in SERVER_TIMES:
         fam = family(pts, q)
         if fam is None or span is None:
@@ -197,6 +209,32 @@ def check_tokens(summary: Any) -> list[str]:
         "counts or the stage's scrape window are off"
         for _, row in summary[gap.abs() > TOKEN_GAP_PCT].iterrows()
     ]
+
+
+class ScrapeWindowWarning(UserWarning):
+    """A stage's server-side columns come from a scrape window that takes in part of a
+    neighbouring stage: no scrape of `/metrics` fell between the two."""
+
+
+def check_window(summary: Any, histogram_targets: list[str], period_ms: float | None) -> list[str]:
+    """One message per target in `histogram_targets` (those whose breakdown comes from
+    the server's histograms) with stages whose `server_window_exact` is 0."""
+    if not len(summary) or "server_window_exact" not in summary:
+        return []
+    messages = []
+    for target in histogram_targets:
+        rows = summary[(summary["target"] == target) & (summary["server_window_exact"] == 0)]
+        if not len(rows):
+            continue
+        stages = ", ".join(str(int(s)) for s in rows["stage"])
+        period = f"{period_ms:.0f} ms" if period_ms else "one scrape period"
+        messages.append(
+            f"{target} stages {stages}: no scrape of the server's /metrics fell between "
+            "these stages and their neighbours, so their server_* and breakdown columns "
+            f"take in up to {period} of the neighbouring stage; set cooldown_s to more "
+            "than the scrape period (or scrape more often) for exact windows"
+        )
+    return messages
 
 
 class ServerClientGapWarning(UserWarning):

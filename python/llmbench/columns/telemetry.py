@@ -142,6 +142,13 @@ def _next_start(summary: Any, row: Any) -> int | None:
     return int(later.min()) if len(later) else None
 
 
+def _prev_end(summary: Any, row: Any) -> int | None:
+    """When the stage run before `row`'s on the same target ended (None for the first)."""
+    mine = summary[summary["target"] == row["target"]]
+    ends = mine.loc[mine["t_start_ns"].astype("int64") < int(row["t_start_ns"]), "t_end_ns"]
+    return int(ends.astype("int64").max()) if len(ends) else None
+
+
 def server_time_sources(server_metrics: Any, targets: list[str]) -> dict[str, dict[str, str]]:
     """Per target, the histogram each `server_*` column is read from (none: NaN)."""
     points = _points_by_target(server_metrics)
@@ -182,7 +189,7 @@ def add_stage_columns(
                     bytes_per_token,
                 ),
                 "prefix_cache_hit_rate": prefix_cache.hit_rate(pts, t0, t1, after),
-                **server_times.stage_columns(pts, t0, t1, after),
+                **server_times.stage_columns(pts, t0, t1, after, _prev_end(summary, row)),
             }
         )
     cols = pd.DataFrame(extra, index=summary.index)
