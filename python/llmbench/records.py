@@ -441,9 +441,10 @@ def _with_derived(frame: Any, cols: Sequence[str]) -> Any:
             if c in cols:
                 frame[c] = latencies[c]
         if "ttft_rest_ms" in cols:
-            frame["ttft_rest_ms"] = (
-                latencies["ttft_ms"] - server["server_queue_ms"] - server["server_prefill_ms"]
-            )
+            # A server that gives a prefill but no queue time (llama.cpp) leaves its queue in
+            # the rest, as the stage breakdown does; no prefill, no rest.
+            queue = np.nan_to_num(np.asarray(server["server_queue_ms"], dtype=float))
+            frame["ttft_rest_ms"] = latencies["ttft_ms"] - queue - server["server_prefill_ms"]
     for c in _SERVER_TIMES:
         if c in cols:
             frame[c] = server[c]
