@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import shutil
 import subprocess
 import sys
@@ -50,31 +50,30 @@ IN_TOKENS = 128
 OUT_TOKENS = 128
 STAGE_S = 12
 
-# vLLM's histograms of a request's life, summed over their label sets.
-HISTOGRAMS = {
-    "ttft": "vllm:time_to_first_token_seconds",
-    "queue": "vllm:request_queue_time_seconds",
-    "prefill": "vllm:request_prefill_time_seconds",
-    "decode": "vllm:request_decode_time_seconds",
-    "e2e": "vllm:e2e_request_latency_seconds",
-}
+# The histograms of a request's life this study differences around each run (the
+# engine's table of names, newest first: `llmbench.columns.server_times.SERVER_TIMES`).
+QUANTITIES = ("ttft", "queue", "prefill", "decode", "e2e")
 
 
 def histogram_totals(text: str) -> dict[str, tuple[float, float]]:
-    """(sum, count) of each histogram in `HISTOGRAMS` from one /metrics exposition."""
+    """(sum, count) of each of `QUANTITIES` in one /metrics exposition, read by the
+    engine's own parser (series summed over their label sets, as a sweep reads them)."""
+    from llmbench import _core
+    from llmbench.columns.server_times import SERVER_TIMES
+
+    values = json.loads(_core.parse_metrics(text))["values"]
     out = {}
-    for key, name in HISTOGRAMS.items():
-        sums = re.findall(rf"^{re.escape(name)}_sum(?:{{[^}}]*}})? (\S+)$", text, re.M)
-        counts = re.findall(rf"^{re.escape(name)}_count(?:{{[^}}]*}})? (\S+)$", text, re.M)
-        out[key] = (sum(map(float, sums)), sum(map(float, counts)))
+    for q in QUANTITIES:
+        name = next((n for n in SERVER_TIMES[q] if f"{n}_count" in values), None)
+        out[q] = (values[f"{name}_sum"], values[f"{name}_count"]) if name else (0.0, 0.0)
     return out
 
 
 def server_means(before: str, after: str) -> dict[str, float]:
-    """vLLM's mean of each histogram over what happened between two scrapes, in ms."""
+    """The server's mean of each histogram over what happened between two scrapes, in ms."""
     a, b = histogram_totals(before), histogram_totals(after)
     out = {}
-    for key in HISTOGRAMS:
+    for key in QUANTITIES:
         ds, dn = b[key][0] - a[key][0], b[key][1] - a[key][1]
         out[f"server_{key}_mean_ms"] = 1e3 * ds / dn if dn > 0 else float("nan")
         out[f"server_{key}_n"] = dn
@@ -117,8 +116,6 @@ def llmbench_args(url: str, name: str, batch_sizes: str, tok: Path, price: str) 
 def vllm_bench(site: Path, url: str, model: Path, conc: int, work: Path, log: Path) -> int:
     """`vllm bench serve` at `conc` in flight, as many requests as llmbench's stage sends
     (max(4 × batch, 16)), 128 in / 128 out, the completions API."""
-    import os
-
     n = max(4 * conc, 16)
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve",

@@ -227,20 +227,20 @@ def _finish(ran: list[tuple[_Call, dict[str, Any]]], plan: _SweepPlan) -> Result
     requests = records.read(columns=list(breakdown.REQUEST_COLUMNS), warmup=False)
     summary, manifest["breakdown"] = breakdown.add(summary, requests)
     gaps += breakdown.check(summary, tolerance_ms)
-    manifest["warnings"] += gaps
-    for message in gaps:
-        warn(message, server_times.ServerClientGapWarning)
     from_histograms = [t for t, src in manifest["breakdown"].items() if src == breakdown.HISTOGRAMS]
-    windows = server_times.check_window(
-        summary, from_histograms, manifest["telemetry"].get("metrics_period_ms")
-    )
-    manifest["warnings"] += windows
-    for message in windows:
-        warn(message, server_times.ScrapeWindowWarning)
-    token_gaps = server_times.check_tokens(summary)
-    manifest["warnings"] += token_gaps
-    for message in token_gaps:
-        warn(message, server_times.TokenCountWarning)
+    period_ms = manifest["telemetry"].get("metrics_period_ms")
+    for messages, category in (
+        (gaps, server_times.ServerClientGapWarning),
+        (
+            server_times.check_window(summary, from_histograms, period_ms),
+            server_times.ScrapeWindowWarning,
+        ),
+        (server_times.check_tokens(summary), server_times.TokenCountWarning),
+    ):
+        # Each is listed in the manifest and raised.
+        manifest["warnings"] += messages
+        for message in messages:
+            warn(message, category)
     # Stage columns (telemetry, client health) are per repeat; the summary folds them.
     summary, per_repeat = fold_repeats(summary, manifest["settings"]["repeats"])
     stage_notes, all_failed = failed_stages(summary)

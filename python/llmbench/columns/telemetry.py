@@ -135,18 +135,17 @@ def _points_by_target(server_metrics: Any) -> dict[str, Any]:
     }
 
 
-def _next_start(summary: Any, row: Any) -> int | None:
-    """When the stage run after `row`'s on the same target began (None for the last)."""
-    starts = summary.loc[summary["target"] == row["target"], "t_start_ns"].astype("int64")
-    later = starts[starts > int(row["t_start_ns"])]
-    return int(later.min()) if len(later) else None
-
-
-def _prev_end(summary: Any, row: Any) -> int | None:
-    """When the stage run before `row`'s on the same target ended (None for the first)."""
+def _neighbours(summary: Any, row: Any) -> tuple[int | None, int | None]:
+    """When the stage run before `row`'s on the same target ended and when the one after
+    it began (None where there is none)."""
     mine = summary[summary["target"] == row["target"]]
-    ends = mine.loc[mine["t_start_ns"].astype("int64") < int(row["t_start_ns"]), "t_end_ns"]
-    return int(ends.astype("int64").max()) if len(ends) else None
+    starts = mine["t_start_ns"].astype("int64")
+    t0 = int(row["t_start_ns"])
+    before, after = mine.loc[starts < t0, "t_end_ns"], starts[starts > t0]
+    return (
+        int(before.astype("int64").max()) if len(before) else None,
+        int(after.min()) if len(after) else None,
+    )
 
 
 def server_time_sources(server_metrics: Any, targets: list[str]) -> dict[str, dict[str, str]]:
@@ -179,7 +178,8 @@ def add_stage_columns(
     for _, row in summary.iterrows():
         # The scrapes of the stage's target, and the window they bound it by.
         pts = points.get(row["target"])
-        t0, t1, after = int(row["t_start_ns"]), int(row["t_end_ns"]), _next_start(summary, row)
+        t0, t1 = int(row["t_start_ns"]), int(row["t_end_ns"])
+        before, after = _neighbours(summary, row)
         extra.append(
             {
                 **stage_telemetry(
@@ -189,7 +189,7 @@ def add_stage_columns(
                     bytes_per_token,
                 ),
                 "prefix_cache_hit_rate": prefix_cache.hit_rate(pts, t0, t1, after),
-                **server_times.stage_columns(pts, t0, t1, after, _prev_end(summary, row)),
+                **server_times.stage_columns(pts, t0, t1, after, before),
             }
         )
     cols = pd.DataFrame(extra, index=summary.index)
